@@ -1,0 +1,147 @@
+//! Command-line interface: parses arguments into one configuration and runs the chosen command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::backends::CandleBackend;
+use crate::config::{HostConfig, DEFAULT_CONFIG};
+use crate::manager::ModelManager;
+use crate::runtime::{ModuleOptions, Runtime, Stdio};
+
+/// Runs AI models for sandboxed WebAssembly modules.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Host configuration file (TOML); see `modelhost config` for every key and its default.
+    #[arg(long, global = true, value_name = "FILE", env = "MODELHOST_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Folder of model files in the Hugging Face cache layout; overrides `models.cache_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a module: initialize(settings), then its `wasi:cli/run` export with this process's
+    /// stdin, stdout and stderr, then cleanup. Exits with the module's status.
+    Run(RunArgs),
+    /// Prints the default configuration, with every key documented.
+    Config,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Settings passed to the module's `initialize`: JSON text, or @FILE to read them from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    settings: Option<String>,
+
+    /// Makes a host folder visible to the module, read-write, at GUEST (default: same path).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+
+    /// Sets an environment variable for the module.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+
+    /// The module: a WebAssembly component (`.wasm`).
+    module: PathBuf,
+
+    /// Arguments passed to the module.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "modelhost=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = match &cli.config {
+        Some(path) => HostConfig::load(path)?,
+        None => HostConfig::default(),
+    };
+    if let Some(dir) = cli.models_dir {
+        config.models.cache_dir = Some(dir);
+    }
+    match cli.command {
+        Command::Config => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(run_module(config, args)),
+    }
+}
+
+async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = read_settings(args.settings.as_deref())?;
+    let options = ModuleOptions {
+        name: None,
+        args: args.args,
+        env: args
+            .env
+            .iter()
+            .map(|kv| parse_env(kv))
+            .collect::<anyhow::Result<_>>()?,
+        dirs: args.dirs.iter().map(|d| parse_dir(d)).collect(),
+        stdio: Stdio::Inherit,
+    };
+    let store = config.model_store();
+    tracing::debug!(models = %store.root().display(), "model store");
+    let manager = ModelManager::new(store, Arc::new(CandleBackend), config.manager_settings());
+    let runtime = Runtime::new(manager, &config.runtime)?;
+    let image = runtime.load(&args.module)?;
+    let mut module = runtime.instantiate(&image, options).await?;
+    module.initialize(&settings).await?;
+    let status = module.run().await?;
+    module.cleanup().await?;
+    Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
+}
+
+/// The settings text: inline JSON, or the contents of the file after `@`.
+fn read_settings(arg: Option<&str>) -> anyhow::Result<String> {
+    match arg {
+        None => Ok(String::new()),
+        Some(path) if path.starts_with('@') => std::fs::read_to_string(&path[1..])
+            .with_context(|| format!("cannot read settings file {}", &path[1..])),
+        Some(json) => Ok(json.to_string()),
+    }
+}
+
+fn parse_env(kv: &str) -> anyhow::Result<(String, String)> {
+    match kv.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("--env expects NAME=VALUE, got '{kv}'"),
+    }
+}
+
+fn parse_dir(spec: &str) -> (PathBuf, String) {
+    match spec.split_once("::") {
+        Some((host, guest)) => (PathBuf::from(host), guest.to_string()),
+        None => (PathBuf::from(spec), spec.to_string()),
+    }
+}

@@ -1,0 +1,131 @@
+//! `HostError`: every way a model-manager operation can fail, with enough context to act on.
+//!
+//! Domain code (store, backends, registry, manager) returns only this type. The runtime maps each
+//! variant to a WIT `error-code` in one exhaustive `match` (see `runtime::convert`).
+
+use std::path::PathBuf;
+
+use crate::requirement::ModelType;
+
+/// A failed model-manager operation.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The requirement is malformed; the message names the field.
+    #[error("invalid requirement: {0}")]
+    InvalidRequirement(String),
+
+    /// The model is not in the model store.
+    #[error(
+        "model '{name}' (revision '{revision}') is not in the model store at {}: \
+         fetch it into that folder (for example `huggingface-cli download {name} --cache-dir {}`) \
+         or point `models.cache_dir` at the folder that holds it",
+        root.display(), root.display()
+    )]
+    ModelNotFound {
+        /// Hugging Face repository id.
+        name: String,
+        /// Requested revision.
+        revision: String,
+        /// The model store's root folder.
+        root: PathBuf,
+    },
+
+    /// The model's files are present but unusable.
+    #[error("the files of model '{name}' in {} are unusable: {reason}", path.display())]
+    InvalidModelFiles {
+        /// Hugging Face repository id.
+        name: String,
+        /// The snapshot folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The model's architecture cannot serve the requested model type.
+    #[error(
+        "model '{name}' has architecture '{architecture}', which this host cannot run as \
+         {model_type}; supported: {supported}"
+    )]
+    UnsupportedArchitecture {
+        /// Hugging Face repository id.
+        name: String,
+        /// The architecture named by the model's config.
+        architecture: String,
+        /// The requested model type.
+        model_type: ModelType,
+        /// The architectures that do work for this model type.
+        supported: &'static str,
+    },
+
+    /// The model's output size differs from the requirement's `dimension`.
+    #[error("model '{name}' produces {actual}-dimensional embeddings, but the requirement says dimension {expected}")]
+    DimensionMismatch {
+        /// Hugging Face repository id.
+        name: String,
+        /// The requirement's dimension.
+        expected: u32,
+        /// The model's dimension.
+        actual: u32,
+    },
+
+    /// The id is registered for another model type than the call needs.
+    #[error("model id '{model_id}' is registered as a {registered} model; this call needs a {needed} model")]
+    WrongModelType {
+        /// The model id.
+        model_id: String,
+        /// Its registered type.
+        registered: ModelType,
+        /// The type the call needs.
+        needed: ModelType,
+    },
+
+    /// The calling module holds no reference to this id.
+    #[error("model id '{model_id}' is not registered by this module: call register-model first")]
+    NotRegistered {
+        /// The model id.
+        model_id: String,
+    },
+
+    /// The id is registered with a different requirement.
+    #[error(
+        "model id '{model_id}' is already registered with a different requirement (differs in: {}); \
+         use another model id or the same requirement",
+        fields.join(", ")
+    )]
+    Conflict {
+        /// The model id.
+        model_id: String,
+        /// The requirement fields that differ.
+        fields: Vec<&'static str>,
+    },
+
+    /// The call's input is unusable.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// This host does not offer the capability.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// The model could not be loaded.
+    #[error("could not load model '{name}': {reason}")]
+    LoadFailed {
+        /// Hugging Face repository id.
+        name: String,
+        /// The underlying cause.
+        reason: String,
+    },
+
+    /// The model failed while running.
+    #[error("inference failed on model '{name}': {reason}")]
+    InferenceFailed {
+        /// Hugging Face repository id.
+        name: String,
+        /// The underlying cause.
+        reason: String,
+    },
+
+    /// An unexpected host-side failure, such as a crashed inference thread.
+    #[error("internal host error: {0}")]
+    Internal(String),
+}

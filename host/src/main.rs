@@ -1,0 +1,5 @@
+//! The `modelhost` command: see `modelhost --help`.
+
+fn main() -> std::process::ExitCode {
+    modelhost::cli::main()
+}

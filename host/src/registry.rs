@@ -1,0 +1,290 @@
+//! The registry: model ids, the references each module holds on them, and the shared copies of
+//! weights behind them.
+//!
+//! Ids are names chosen by modules. Every id points at one [`Weights`] entry, keyed by model type,
+//! repository and resolved commit, so ids that name the same model share one copy in memory.
+//! An id lives while any module holds a reference; a weights entry lives while any id points at it
+//! and, after that, until it has been idle for the configured time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::backends::{LoadedModel, ModelBackend, ModelInfo};
+use crate::error::HostError;
+use crate::hub::ModelFiles;
+use crate::requirement::{ModelRequirement, ModelType};
+
+/// The identity of one module instance, assigned by the host (never by the module).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleId(Arc<str>);
+
+impl ModuleId {
+    /// A module id with the given name.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self(name.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies one copy of weights: ids with equal keys share it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WeightsKey {
+    /// The model type it serves.
+    pub model_type: ModelType,
+    /// Hugging Face repository id.
+    pub name: String,
+    /// Resolved commit.
+    pub revision: String,
+}
+
+/// One verified model and, while it is loaded, its weights in memory.
+pub struct Weights {
+    /// The entry's key.
+    pub key: WeightsKey,
+    /// Where the files are.
+    pub files: ModelFiles,
+    /// What verification found.
+    pub info: ModelInfo,
+    loaded: Mutex<Option<Arc<LoadedModel>>>,
+    load_gate: tokio::sync::Mutex<()>,
+    last_used: Mutex<(Instant, SystemTime)>,
+}
+
+impl Weights {
+    /// A verified, not yet loaded model.
+    pub fn new(key: WeightsKey, files: ModelFiles, info: ModelInfo) -> Self {
+        Self {
+            key,
+            files,
+            info,
+            loaded: Mutex::new(None),
+            load_gate: tokio::sync::Mutex::new(()),
+            last_used: Mutex::new((Instant::now(), SystemTime::now())),
+        }
+    }
+
+    /// The model in memory, if loaded.
+    pub fn loaded(&self) -> Option<Arc<LoadedModel>> {
+        self.loaded.lock().expect("weights lock poisoned").clone()
+    }
+
+    /// The model in memory, loading it first (once, however many callers wait) if needed.
+    pub async fn get_or_load(
+        &self,
+        backend: &Arc<dyn ModelBackend>,
+    ) -> Result<Arc<LoadedModel>, HostError> {
+        if let Some(model) = self.loaded() {
+            return Ok(model);
+        }
+        let _gate = self.load_gate.lock().await;
+        if let Some(model) = self.loaded() {
+            return Ok(model);
+        }
+        let started = Instant::now();
+        let (backend, files, model_type) =
+            (backend.clone(), self.files.clone(), self.key.model_type);
+        let model = tokio::task::spawn_blocking(move || backend.load(model_type, &files))
+            .await
+            .map_err(|e| HostError::Internal(format!("model loading thread failed: {e}")))??;
+        let model = Arc::new(model);
+        tracing::info!(model = %self.key.name, revision = %self.key.revision,
+            elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
+        *self.loaded.lock().expect("weights lock poisoned") = Some(model.clone());
+        self.touch();
+        Ok(model)
+    }
+
+    /// Drops the weights from memory (in-flight requests keep their copy until they finish).
+    /// Returns whether anything was loaded.
+    pub fn unload(&self) -> bool {
+        self.loaded
+            .lock()
+            .expect("weights lock poisoned")
+            .take()
+            .is_some()
+    }
+
+    /// Records a use now.
+    pub fn touch(&self) {
+        *self.last_used.lock().expect("weights lock poisoned") =
+            (Instant::now(), SystemTime::now());
+    }
+
+    /// When the weights were last used, as a monotonic instant and as wall-clock time.
+    pub fn last_used(&self) -> (Instant, SystemTime) {
+        *self.last_used.lock().expect("weights lock poisoned")
+    }
+}
+
+/// One registered model id.
+pub struct IdEntry {
+    /// The requirement it was registered with.
+    pub requirement: ModelRequirement,
+    /// The weights it uses.
+    pub weights: Arc<Weights>,
+    /// References per module.
+    pub holders: BTreeMap<ModuleId, u32>,
+}
+
+impl IdEntry {
+    /// References all modules together hold.
+    pub fn total_references(&self) -> u32 {
+        self.holders.values().sum()
+    }
+}
+
+/// What is left after a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remaining {
+    /// References the releasing module still holds.
+    pub module: u32,
+    /// References all modules together still hold.
+    pub total: u32,
+}
+
+/// Model ids, references and weights. Not synchronized: the manager keeps it behind a mutex and
+/// never holds that across an await or an inference.
+#[derive(Default)]
+pub struct Registry {
+    ids: HashMap<String, IdEntry>,
+    weights: HashMap<WeightsKey, Arc<Weights>>,
+}
+
+impl Registry {
+    /// The id's entry, if `module` holds a reference to it.
+    pub fn entry_for(&self, module: &ModuleId, model_id: &str) -> Result<&IdEntry, HostError> {
+        self.ids
+            .get(model_id)
+            .filter(|entry| entry.holders.contains_key(module))
+            .ok_or_else(|| HostError::NotRegistered {
+                model_id: model_id.to_string(),
+            })
+    }
+
+    /// Adds a reference for `module` to an existing id with an identical requirement.
+    /// Returns the module's new count, or `None` when the id does not exist.
+    pub fn add_reference(
+        &mut self,
+        module: &ModuleId,
+        model_id: &str,
+        requirement: &ModelRequirement,
+    ) -> Result<Option<u32>, HostError> {
+        let Some(entry) = self.ids.get_mut(model_id) else {
+            return Ok(None);
+        };
+        let fields = entry.requirement.differing_fields(requirement);
+        if !fields.is_empty() {
+            return Err(HostError::Conflict {
+                model_id: model_id.to_string(),
+                fields,
+            });
+        }
+        let count = entry.holders.entry(module.clone()).or_insert(0);
+        *count += 1;
+        Ok(Some(*count))
+    }
+
+    /// Creates `model_id` with one reference from `module`. The id must not exist.
+    pub fn insert(
+        &mut self,
+        module: &ModuleId,
+        model_id: &str,
+        requirement: ModelRequirement,
+        weights: Arc<Weights>,
+    ) {
+        let holders = BTreeMap::from([(module.clone(), 1)]);
+        let entry = IdEntry {
+            requirement,
+            weights,
+            holders,
+        };
+        let previous = self.ids.insert(model_id.to_string(), entry);
+        debug_assert!(previous.is_none(), "insert over an existing model id");
+    }
+
+    /// The weights entry for `key`, if one exists.
+    pub fn weights(&self, key: &WeightsKey) -> Option<Arc<Weights>> {
+        self.weights.get(key).cloned()
+    }
+
+    /// Adds a weights entry, or returns the one another caller added first.
+    pub fn add_weights(&mut self, weights: Weights) -> Arc<Weights> {
+        self.weights
+            .entry(weights.key.clone())
+            .or_insert_with(|| Arc::new(weights))
+            .clone()
+    }
+
+    /// Drops one of `module`'s references to `model_id`.
+    pub fn release(&mut self, module: &ModuleId, model_id: &str) -> Result<Remaining, HostError> {
+        self.entry_for(module, model_id)?;
+        let entry = self.ids.get_mut(model_id).expect("entry checked above");
+        let count = entry.holders.get_mut(module).expect("holder checked above");
+        *count -= 1;
+        let module_left = *count;
+        if module_left == 0 {
+            entry.holders.remove(module);
+        }
+        let total = entry.total_references();
+        entry.weights.touch();
+        if total == 0 {
+            self.ids.remove(model_id);
+        }
+        Ok(Remaining {
+            module: module_left,
+            total,
+        })
+    }
+
+    /// Drops every reference `module` holds. Returns the ids and how many references each lost.
+    pub fn release_module(&mut self, module: &ModuleId) -> Vec<(String, u32)> {
+        let mut released = Vec::new();
+        for (model_id, entry) in &mut self.ids {
+            if let Some(count) = entry.holders.remove(module) {
+                entry.weights.touch();
+                released.push((model_id.clone(), count));
+            }
+        }
+        self.ids.retain(|_, entry| !entry.holders.is_empty());
+        released
+    }
+
+    /// Removes the weights that no id uses and that have been idle for at least `idle`, and
+    /// returns them so the caller can unload them outside the lock.
+    pub fn take_idle(&mut self, idle: Duration, now: Instant) -> Vec<Arc<Weights>> {
+        let in_use: Vec<&WeightsKey> = self.ids.values().map(|e| &e.weights.key).collect();
+        let expired: Vec<WeightsKey> = self
+            .weights
+            .iter()
+            .filter(|(key, w)| {
+                !in_use.contains(key) && now.saturating_duration_since(w.last_used().0) >= idle
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|key| self.weights.remove(key))
+            .collect()
+    }
+
+    /// Every registered id with its entry.
+    pub fn ids(&self) -> impl Iterator<Item = (&String, &IdEntry)> {
+        self.ids.iter()
+    }
+
+    /// Every weights entry.
+    pub fn all_weights(&self) -> impl Iterator<Item = &Arc<Weights>> {
+        self.weights.values()
+    }
+}

@@ -1,0 +1,252 @@
+//! What a module asks of a model: the domain form of the WIT `model-requirement`, its validation,
+//! and the comparison that detects conflicting registrations.
+
+use std::fmt;
+
+use crate::error::HostError;
+
+/// The kind of work a model does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelType {
+    /// Text to a fixed-size vector.
+    Embedding,
+    /// Encoder-decoder generation.
+    Text2Text,
+    /// Decoder-only generation.
+    TextGeneration,
+    /// Sequence classification.
+    Classification,
+}
+
+impl fmt::Display for ModelType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Embedding => "embedding",
+            Self::Text2Text => "text2text",
+            Self::TextGeneration => "text-generation",
+            Self::Classification => "classification",
+        })
+    }
+}
+
+/// Where a module would like its model to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DevicePreference {
+    /// The host chooses.
+    Auto,
+    /// The host CPU.
+    Cpu,
+    /// Any CUDA GPU.
+    Cuda,
+    /// One CUDA GPU by ordinal.
+    CudaOrdinal(u32),
+}
+
+impl fmt::Display for DevicePreference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda => f.write_str("cuda"),
+            Self::CudaOrdinal(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Everything a module asks of one model (see the WIT `model-requirement` for each field).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRequirement {
+    /// What the model is used for.
+    pub model_type: ModelType,
+    /// Hugging Face repository id.
+    pub name: String,
+    /// Branch, tag or commit; `None` means `main`.
+    pub revision: Option<String>,
+    /// Preferred device.
+    pub device: DevicePreference,
+    /// Expected embedding size.
+    pub dimension: Option<u32>,
+    /// Largest number of texts per forward pass.
+    pub batch_size: Option<u32>,
+    /// Whether the embedding cache may be used.
+    pub cache_embeddings: bool,
+    /// Longest input in tokens.
+    pub max_input_length: Option<u32>,
+    /// Most generated tokens.
+    pub max_output_length: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Top-k sampling.
+    pub top_k: Option<u32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Whether streaming will be used.
+    pub streaming: bool,
+    /// Expected number of labels.
+    pub num_labels: Option<u32>,
+    /// Lowest reported label score.
+    pub threshold: Option<f32>,
+    /// Workers that load the model at registration.
+    pub preload_workers: u32,
+}
+
+impl ModelRequirement {
+    /// A requirement for `name` with every optional field unset.
+    pub fn new(model_type: ModelType, name: impl Into<String>) -> Self {
+        Self {
+            model_type,
+            name: name.into(),
+            revision: None,
+            device: DevicePreference::Auto,
+            dimension: None,
+            batch_size: None,
+            cache_embeddings: true,
+            max_input_length: None,
+            max_output_length: None,
+            temperature: None,
+            top_k: None,
+            top_p: None,
+            streaming: false,
+            num_labels: None,
+            threshold: None,
+            preload_workers: 0,
+        }
+    }
+
+    /// The revision to resolve: the requested one, or `main`.
+    pub fn revision_or_main(&self) -> &str {
+        self.revision.as_deref().unwrap_or("main")
+    }
+
+    /// Checks the fields that can be judged without looking at the model.
+    pub fn validate(&self) -> Result<(), HostError> {
+        let invalid = |msg: String| Err(HostError::InvalidRequirement(msg));
+        if self.name.trim().is_empty() {
+            return invalid(
+                "`name` is empty; give a Hugging Face repository id such as \
+                            'sentence-transformers/all-MiniLM-L6-v2'"
+                    .into(),
+            );
+        }
+        if !is_valid_repo_id(&self.name) {
+            return invalid(format!(
+                "`name` '{}' is not a Hugging Face repository id ('name' or 'org/name' of letters, \
+                 digits, '-', '_' and '.')",
+                self.name
+            ));
+        }
+        if let Some(rev) = &self.revision {
+            if rev.is_empty() || rev.contains("..") || rev.starts_with('/') {
+                return invalid(format!("`revision` '{rev}' is not a branch, tag or commit"));
+            }
+        }
+        for (field, value) in [
+            ("dimension", self.dimension),
+            ("batch_size", self.batch_size),
+            ("max_input_length", self.max_input_length),
+            ("max_output_length", self.max_output_length),
+            ("top_k", self.top_k),
+            ("num_labels", self.num_labels),
+        ] {
+            if value == Some(0) {
+                return invalid(format!("`{field}` must be at least 1 when given"));
+            }
+        }
+        if self
+            .temperature
+            .is_some_and(|t| !(t >= 0.0 && t.is_finite()))
+        {
+            return invalid("`temperature` must be a finite number >= 0".into());
+        }
+        if self.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+            return invalid("`top_p` must be in (0, 1]".into());
+        }
+        if self.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return invalid("`threshold` must be in [0, 1]".into());
+        }
+        Ok(())
+    }
+
+    /// The names of the fields in which `other` differs from `self`.
+    pub fn differing_fields(&self, other: &Self) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        macro_rules! compare {
+            ($($field:ident),*) => {
+                $(if self.$field != other.$field { fields.push(stringify!($field)); })*
+            };
+        }
+        compare!(
+            model_type,
+            name,
+            revision,
+            device,
+            dimension,
+            batch_size,
+            cache_embeddings,
+            max_input_length,
+            max_output_length,
+            temperature,
+            top_k,
+            top_p,
+            streaming,
+            num_labels,
+            threshold,
+            preload_workers
+        );
+        fields
+    }
+}
+
+/// Whether `name` is shaped like a Hugging Face repository id: `name` or `org/name`.
+fn is_valid_repo_id(name: &str) -> bool {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() <= 2 && parts.iter().all(|p| part_ok(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn embedding() -> ModelRequirement {
+        ModelRequirement::new(
+            ModelType::Embedding,
+            "sentence-transformers/all-MiniLM-L6-v2",
+        )
+    }
+
+    #[test]
+    fn rejects_malformed_fields() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut ModelRequirement)>)> = vec![
+            ("empty", Box::new(|r| r.name = " ".into())),
+            ("repository id", Box::new(|r| r.name = "../etc".into())),
+            ("repository id", Box::new(|r| r.name = "a/b/c".into())),
+            ("batch_size", Box::new(|r| r.batch_size = Some(0))),
+            ("temperature", Box::new(|r| r.temperature = Some(-1.0))),
+            ("top_p", Box::new(|r| r.top_p = Some(1.5))),
+            ("revision", Box::new(|r| r.revision = Some("../x".into()))),
+        ];
+        for (needle, mutate) in cases {
+            let mut r = embedding();
+            mutate(&mut r);
+            let err = r.validate().unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+        embedding().validate().unwrap();
+    }
+
+    #[test]
+    fn lists_differing_fields() {
+        let a = embedding();
+        let mut b = embedding();
+        assert!(a.differing_fields(&b).is_empty());
+        b.dimension = Some(768);
+        b.device = DevicePreference::CudaOrdinal(1);
+        assert_eq!(a.differing_fields(&b), ["device", "dimension"]);
+    }
+}

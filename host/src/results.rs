@@ -1,0 +1,125 @@
+//! What model-manager operations return: the domain forms of the WIT result records.
+
+use std::time::Duration;
+
+use crate::requirement::ModelType;
+
+/// The outcome of a registration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registration {
+    /// The registered id.
+    pub model_id: String,
+    /// Whether the call created the id.
+    pub new_registration: bool,
+    /// The id's model type.
+    pub model_type: ModelType,
+    /// Hugging Face repository id.
+    pub model_name: String,
+    /// Resolved commit.
+    pub revision: String,
+    /// Embedding models: the vector size.
+    pub dimension: Option<u32>,
+    /// References the calling module now holds.
+    pub reference_count: u32,
+}
+
+/// The outcome of a release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The released id.
+    pub model_id: String,
+    /// References the calling module still holds.
+    pub reference_count: u32,
+    /// References all modules together still hold.
+    pub total_reference_count: u32,
+}
+
+/// Vectors for a list of texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// One vector per text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// The id used.
+    pub model_id: String,
+    /// Vector length.
+    pub dimension: u32,
+    /// Whether every vector came from the cache.
+    pub cached: bool,
+    /// Time spent in the host.
+    pub processing_time: Duration,
+    /// The worker that ran the model, if one did.
+    pub worker_id: Option<String>,
+}
+
+/// The worker pool as seen by the status call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WorkerPoolStatus {
+    /// Whether inference runs on a pool of workers.
+    pub enabled: bool,
+    /// Workers in the pool.
+    pub num_workers: u32,
+    /// Workers running inference now.
+    pub active_workers: u32,
+    /// Requests waiting or running.
+    pub pending_tasks: u32,
+}
+
+/// The embedding cache as seen by the status call.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CacheStatus {
+    /// Whether the cache is on.
+    pub enabled: bool,
+    /// Vectors held.
+    pub cached_count: u64,
+    /// Share of lookups that hit.
+    pub hit_rate: f64,
+}
+
+/// One registered id as seen by the status call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelStatus {
+    /// The id.
+    pub model_id: String,
+    /// Its model type.
+    pub model_type: ModelType,
+    /// Hugging Face repository id.
+    pub model_name: String,
+    /// Resolved commit.
+    pub revision: String,
+    /// References all modules hold.
+    pub reference_count: u32,
+    /// Whether the weights are in memory.
+    pub loaded: bool,
+    /// Last use, in milliseconds since the Unix epoch.
+    pub last_accessed_ms: u64,
+    /// The snapshot folder.
+    pub source: String,
+    /// Where the weights live.
+    pub device: String,
+}
+
+/// References one module holds on one id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleReference {
+    /// The module.
+    pub module_id: String,
+    /// The model id.
+    pub model_id: String,
+    /// How many references.
+    pub reference_count: u32,
+}
+
+/// The whole host, as the status call reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceStatus {
+    /// The worker pool.
+    pub worker_pool: WorkerPoolStatus,
+    /// The embedding cache.
+    pub embedding_cache: CacheStatus,
+    /// Registered ids, sorted by id.
+    pub models: Vec<ModelStatus>,
+    /// Distinct weights in memory.
+    pub total_loaded_models: u32,
+    /// References per module and id, sorted.
+    pub module_references: Vec<ModuleReference>,
+}

@@ -1,0 +1,262 @@
+//! Conversions between WIT-generated types and domain types, including the one mapping from
+//! [`HostError`] to the WIT `error-code`.
+
+use crate::bindings::modelhost::models::types as wit;
+use crate::error::HostError;
+use crate::requirement::{DevicePreference, ModelRequirement, ModelType};
+use crate::results;
+
+use super::error::GuestError;
+
+/// The WIT error for a domain error. Every variant is mapped here and only here; there is no
+/// wildcard arm, so a new variant forces a decision.
+pub fn wit_error(error: HostError) -> wit::Error {
+    let code = match &error {
+        HostError::InvalidRequirement(_) => wit::ErrorCode::InvalidRequirement,
+        HostError::ModelNotFound { .. } => wit::ErrorCode::ModelNotFound,
+        HostError::InvalidModelFiles { .. } => wit::ErrorCode::InvalidModelFiles,
+        HostError::UnsupportedArchitecture { .. } => wit::ErrorCode::UnsupportedArchitecture,
+        HostError::DimensionMismatch { .. } => wit::ErrorCode::DimensionMismatch,
+        HostError::WrongModelType { .. } => wit::ErrorCode::WrongModelType,
+        HostError::NotRegistered { .. } => wit::ErrorCode::NotRegistered,
+        HostError::Conflict { .. } => wit::ErrorCode::Conflict,
+        HostError::InvalidInput(_) => wit::ErrorCode::InvalidInput,
+        HostError::Unsupported(_) => wit::ErrorCode::Unsupported,
+        HostError::LoadFailed { .. } => wit::ErrorCode::LoadFailed,
+        HostError::InferenceFailed { .. } => wit::ErrorCode::InferenceFailed,
+        HostError::Internal(_) => wit::ErrorCode::Internal,
+    };
+    wit::Error {
+        code,
+        message: error.to_string(),
+        details: None,
+    }
+}
+
+/// A module's error in the runtime's terms.
+pub fn guest_error(error: wit::Error) -> GuestError {
+    GuestError {
+        code: error_code_name(error.code).to_string(),
+        message: error.message,
+    }
+}
+
+/// The WIT spelling of an error code.
+pub fn error_code_name(code: wit::ErrorCode) -> &'static str {
+    match code {
+        wit::ErrorCode::InvalidRequirement => "invalid-requirement",
+        wit::ErrorCode::ModelNotFound => "model-not-found",
+        wit::ErrorCode::InvalidModelFiles => "invalid-model-files",
+        wit::ErrorCode::UnsupportedArchitecture => "unsupported-architecture",
+        wit::ErrorCode::DimensionMismatch => "dimension-mismatch",
+        wit::ErrorCode::WrongModelType => "wrong-model-type",
+        wit::ErrorCode::NotRegistered => "not-registered",
+        wit::ErrorCode::Conflict => "conflict",
+        wit::ErrorCode::InvalidInput => "invalid-input",
+        wit::ErrorCode::Unsupported => "unsupported",
+        wit::ErrorCode::DeviceUnavailable => "device-unavailable",
+        wit::ErrorCode::LoadFailed => "load-failed",
+        wit::ErrorCode::InferenceFailed => "inference-failed",
+        wit::ErrorCode::Overloaded => "overloaded",
+        wit::ErrorCode::Timeout => "timeout",
+        wit::ErrorCode::Internal => "internal",
+    }
+}
+
+impl From<wit::ModelType> for ModelType {
+    fn from(value: wit::ModelType) -> Self {
+        match value {
+            wit::ModelType::Embedding => Self::Embedding,
+            wit::ModelType::Text2text => Self::Text2Text,
+            wit::ModelType::TextGeneration => Self::TextGeneration,
+            wit::ModelType::Classification => Self::Classification,
+        }
+    }
+}
+
+impl From<ModelType> for wit::ModelType {
+    fn from(value: ModelType) -> Self {
+        match value {
+            ModelType::Embedding => Self::Embedding,
+            ModelType::Text2Text => Self::Text2text,
+            ModelType::TextGeneration => Self::TextGeneration,
+            ModelType::Classification => Self::Classification,
+        }
+    }
+}
+
+impl From<wit::Device> for DevicePreference {
+    fn from(value: wit::Device) -> Self {
+        match value {
+            wit::Device::Auto => Self::Auto,
+            wit::Device::Cpu => Self::Cpu,
+            wit::Device::Cuda => Self::Cuda,
+            wit::Device::CudaOrdinal(n) => Self::CudaOrdinal(n),
+        }
+    }
+}
+
+impl From<wit::ModelRequirement> for ModelRequirement {
+    fn from(r: wit::ModelRequirement) -> Self {
+        Self {
+            model_type: r.model_type.into(),
+            name: r.name,
+            revision: r.revision,
+            device: r.device.into(),
+            dimension: r.dimension,
+            batch_size: r.batch_size,
+            cache_embeddings: r.cache_embeddings,
+            max_input_length: r.max_input_length,
+            max_output_length: r.max_output_length,
+            temperature: r.temperature,
+            top_k: r.top_k,
+            top_p: r.top_p,
+            streaming: r.streaming,
+            num_labels: r.num_labels,
+            threshold: r.threshold,
+            preload_workers: r.preload_workers,
+        }
+    }
+}
+
+impl From<results::Registration> for wit::Registration {
+    fn from(r: results::Registration) -> Self {
+        Self {
+            model_id: r.model_id,
+            new_registration: r.new_registration,
+            model_type: r.model_type.into(),
+            model_name: r.model_name,
+            revision: r.revision,
+            dimension: r.dimension,
+            reference_count: r.reference_count,
+        }
+    }
+}
+
+impl From<results::Release> for wit::Release {
+    fn from(r: results::Release) -> Self {
+        Self {
+            model_id: r.model_id,
+            reference_count: r.reference_count,
+            total_reference_count: r.total_reference_count,
+        }
+    }
+}
+
+impl From<results::Embeddings> for wit::Embeddings {
+    fn from(e: results::Embeddings) -> Self {
+        Self {
+            embeddings: e.vectors,
+            model_id: e.model_id,
+            dimension: e.dimension,
+            cached: e.cached,
+            processing_time_ms: e.processing_time.as_secs_f64() * 1000.0,
+            worker_id: e.worker_id,
+        }
+    }
+}
+
+impl From<results::ServiceStatus> for wit::ServiceStatus {
+    fn from(s: results::ServiceStatus) -> Self {
+        Self {
+            worker_pool: wit::WorkerPoolStatus {
+                enabled: s.worker_pool.enabled,
+                num_workers: s.worker_pool.num_workers,
+                active_workers: s.worker_pool.active_workers,
+                pending_tasks: s.worker_pool.pending_tasks,
+            },
+            embedding_cache: wit::CacheStatus {
+                enabled: s.embedding_cache.enabled,
+                cached_count: s.embedding_cache.cached_count,
+                hit_rate: s.embedding_cache.hit_rate,
+            },
+            models: s.models.into_iter().map(model_status).collect(),
+            total_loaded_models: s.total_loaded_models,
+            module_references: s
+                .module_references
+                .into_iter()
+                .map(|r| wit::ModuleReference {
+                    module_id: r.module_id,
+                    model_id: r.model_id,
+                    reference_count: r.reference_count,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn model_status(m: results::ModelStatus) -> wit::ModelStatus {
+    wit::ModelStatus {
+        model_id: m.model_id,
+        model_type: m.model_type.into(),
+        model_name: m.model_name,
+        revision: m.revision,
+        reference_count: m.reference_count,
+        loaded: m.loaded,
+        last_accessed_ms: m.last_accessed_ms,
+        source: m.source,
+        device: m.device,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error codes are append-only: this pins their order and spelling.
+    #[test]
+    fn error_codes_are_pinned() {
+        let pinned = [
+            "invalid-requirement",
+            "model-not-found",
+            "invalid-model-files",
+            "unsupported-architecture",
+            "dimension-mismatch",
+            "wrong-model-type",
+            "not-registered",
+            "conflict",
+            "invalid-input",
+            "unsupported",
+            "device-unavailable",
+            "load-failed",
+            "inference-failed",
+            "overloaded",
+            "timeout",
+            "internal",
+        ];
+        let wit = include_str!("../../../wit/types.wit");
+        let start = wit.find("enum error-code {").expect("error-code enum");
+        let body = &wit[start..start + wit[start..].find('}').unwrap()];
+        let in_wit: Vec<&str> = body
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("///"))
+            .map(|l| l.trim_end_matches(','))
+            .collect();
+        assert_eq!(in_wit, pinned);
+        use wit::ErrorCode::*;
+        let codes = [
+            InvalidRequirement,
+            ModelNotFound,
+            InvalidModelFiles,
+            UnsupportedArchitecture,
+            DimensionMismatch,
+            WrongModelType,
+            NotRegistered,
+            Conflict,
+            InvalidInput,
+            Unsupported,
+            DeviceUnavailable,
+            LoadFailed,
+            InferenceFailed,
+            Overloaded,
+            Timeout,
+            Internal,
+        ];
+        for (i, code) in codes.into_iter().enumerate() {
+            assert_eq!(code as usize, i);
+            assert_eq!(error_code_name(code), pinned[i]);
+        }
+    }
+}

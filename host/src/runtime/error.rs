@@ -1,0 +1,80 @@
+//! `RuntimeError`: failures of the WebAssembly runtime itself (compiling, linking, instantiating,
+//! traps) and errors a module reports from its own exports.
+
+use std::path::PathBuf;
+
+use crate::registry::ModuleId;
+
+/// An error a module returned from `initialize`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct GuestError {
+    /// The WIT error code, as written in the WIT (`model-not-found`, ...).
+    pub code: String,
+    /// The module's message.
+    pub message: String,
+}
+
+/// A failure of the runtime or of a module.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be set up.
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(#[source] wasmtime::Error),
+    /// The file is not a loadable component.
+    #[error("cannot compile {}: {source:#}; modules must be WebAssembly components (build Rust modules with --target wasm32-wasip2)", path.display())]
+    Compile {
+        /// The module file.
+        path: PathBuf,
+        /// The cause.
+        source: wasmtime::Error,
+    },
+    /// The module imports something the host does not provide.
+    #[error("cannot link {}: {source:#}", path.display())]
+    Link {
+        /// The module file.
+        path: PathBuf,
+        /// The cause.
+        source: wasmtime::Error,
+    },
+    /// Instantiation failed.
+    #[error("cannot instantiate module {module}: {source:#}")]
+    Instantiate {
+        /// The module.
+        module: ModuleId,
+        /// The cause.
+        source: wasmtime::Error,
+    },
+    /// The module lacks an export the call needs.
+    #[error("module {module} does not export {export}")]
+    MissingExport {
+        /// The module.
+        module: ModuleId,
+        /// The missing export.
+        export: &'static str,
+    },
+    /// `initialize` returned an error.
+    #[error("module {module} failed to initialize: {error}")]
+    Initialize {
+        /// The module.
+        module: ModuleId,
+        /// What it reported.
+        error: GuestError,
+    },
+    /// The module trapped; its references were released and the instance is unusable.
+    #[error("module {module} trapped in {export}: {source:?}")]
+    Trap {
+        /// The module.
+        module: ModuleId,
+        /// The export that was running.
+        export: &'static str,
+        /// The trap.
+        source: wasmtime::Error,
+    },
+    /// The instance trapped or exited before and cannot be called again.
+    #[error("module {module} has stopped and cannot be called again")]
+    Stopped {
+        /// The module.
+        module: ModuleId,
+    },
+}

@@ -1,0 +1,111 @@
+//! The WebAssembly runtime: one wasmtime engine and linker for the host, compiled module images,
+//! and module instances, each in its own store that carries the module's identity.
+//!
+//! This is the only place that touches both WIT-generated and domain types: `host_impl` serves the
+//! `model-manager` imports by converting types (`convert`) and calling the [`ModelManager`].
+
+mod convert;
+mod error;
+mod host_impl;
+mod instance;
+mod state;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+use crate::bindings::FrameworkModule;
+use crate::config::RuntimeConfig;
+use crate::manager::ModelManager;
+use crate::registry::ModuleId;
+
+pub use error::{GuestError, RuntimeError};
+pub use instance::{ModuleInstance, ModuleOptions, Stdio};
+pub use state::ModuleState;
+
+/// A compiled module, ready to be instantiated any number of times.
+#[derive(Clone)]
+pub struct ModuleImage {
+    name: String,
+    pre: InstancePre<ModuleState>,
+}
+
+impl ModuleImage {
+    /// The module's name (its file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The engine, the linker with WASI 0.2 and `model-manager`, and the manager modules talk to.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<ModuleState>,
+    manager: Arc<ModelManager>,
+    instances_started: AtomicU64,
+}
+
+impl Runtime {
+    /// An engine configured for async component-model modules, with every host import linked.
+    pub fn new(manager: Arc<ModelManager>, settings: &RuntimeConfig) -> Result<Self, RuntimeError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        if settings.compile_cache {
+            let cache = Cache::new(CacheConfig::new()).map_err(RuntimeError::Engine)?;
+            config.cache(Some(cache));
+        }
+        let engine = Engine::new(&config).map_err(RuntimeError::Engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
+        FrameworkModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(RuntimeError::Engine)?;
+        Ok(Self {
+            engine,
+            linker,
+            manager,
+            instances_started: AtomicU64::new(0),
+        })
+    }
+
+    /// The model manager modules of this runtime share.
+    pub fn manager(&self) -> &Arc<ModelManager> {
+        &self.manager
+    }
+
+    /// Compiles (or fetches from the cache) the component at `path` and links its imports.
+    pub fn load(&self, path: &Path) -> Result<ModuleImage, RuntimeError> {
+        let started = std::time::Instant::now();
+        let component =
+            Component::from_file(&self.engine, path).map_err(|source| RuntimeError::Compile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|source| RuntimeError::Link {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let name = path
+            .file_stem()
+            .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned());
+        tracing::debug!(module = %name, elapsed_ms = started.elapsed().as_millis() as u64, "module compiled");
+        Ok(ModuleImage { name, pre })
+    }
+
+    /// Starts a new instance of `image` in a store of its own.
+    pub async fn instantiate(
+        &self,
+        image: &ModuleImage,
+        options: ModuleOptions,
+    ) -> Result<ModuleInstance, RuntimeError> {
+        let n = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = options.name.clone().unwrap_or_else(|| image.name.clone());
+        let id = ModuleId::new(format!("{name}#{n}"));
+        ModuleInstance::start(&self.engine, &image.pre, self.manager.clone(), id, options).await
+    }
+}

@@ -1,0 +1,131 @@
+//! probe: a test module that drives the `model-manager` interface from a script.
+//!
+//! `initialize` settings: `{"register": {"ID": REQUIREMENT, ...}, "trap": false, "keep_on_cleanup": false}`.
+//! `run` reads one JSON command per stdin line and writes one JSON line per command:
+//! `{"ok": ...}` or `{"error": {"code": "...", "message": "..."}}`. Commands:
+//! `{"op": "register", "id": ID, "requirement": REQUIREMENT}`, `{"op": "release", "id": ID}`,
+//! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "classify", "id": ID}`,
+//! `{"op": "generate", "id": ID}`, `{"op": "status"}`, `{"op": "trap"}`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use modelhost_guest::bindings::modelhost::models::model_manager as raw;
+use modelhost_guest::{parse_settings, Error, ModelRequirement, Module};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
+    register: BTreeMap<String, ModelRequirement>,
+    trap: bool,
+    keep_on_cleanup: bool,
+}
+
+static KEEP_ON_CLEANUP: AtomicBool = AtomicBool::new(false);
+
+struct Probe;
+
+impl Module for Probe {
+    fn initialize(settings: &str) -> Result<(), Error> {
+        let settings: Settings = parse_settings(settings)?;
+        for (id, requirement) in &settings.register {
+            modelhost_guest::register_model(id, requirement)?;
+        }
+        assert!(!settings.trap, "probe asked to trap during initialize");
+        KEEP_ON_CLEANUP.store(settings.keep_on_cleanup, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn cleanup() {
+        if !KEEP_ON_CLEANUP.load(Ordering::Relaxed) {
+            modelhost_guest::release_all();
+        }
+    }
+}
+
+modelhost_guest::export_module!(Probe);
+
+#[derive(Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Command {
+    Register {
+        id: String,
+        requirement: ModelRequirement,
+    },
+    Release {
+        id: String,
+    },
+    Embed {
+        id: String,
+        texts: Vec<String>,
+    },
+    Classify {
+        id: String,
+    },
+    Generate {
+        id: String,
+    },
+    Status,
+    Trap,
+}
+
+fn main() {
+    let mut out = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("stdin");
+        if line.trim().is_empty() {
+            continue;
+        }
+        let command: Command = serde_json::from_str(&line).expect("probe command");
+        let reply = match execute(command) {
+            Ok(value) => json!({ "ok": value }),
+            Err(e) => json!({ "error": { "code": e.code_name(), "message": e.message } }),
+        };
+        writeln!(out, "{reply}").expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+fn execute(command: Command) -> Result<Value, Error> {
+    Ok(match command {
+        Command::Register { id, requirement } => {
+            let r = modelhost_guest::register_model(&id, &requirement)?;
+            json!({ "model_id": r.model_id, "new_registration": r.new_registration,
+                    "model_name": r.model_name, "revision": r.revision,
+                    "dimension": r.dimension, "reference_count": r.reference_count })
+        }
+        Command::Release { id } => {
+            let r = modelhost_guest::release_model(&id)?;
+            json!({ "reference_count": r.reference_count,
+                    "total_reference_count": r.total_reference_count })
+        }
+        Command::Embed { id, texts } => {
+            let e = modelhost_guest::generate_embeddings(&id, &texts)?;
+            json!({ "embeddings": e.embeddings, "dimension": e.dimension, "cached": e.cached })
+        }
+        Command::Classify { id } => {
+            raw::classify(&id, &["text".to_string()])?;
+            json!("classified")
+        }
+        Command::Generate { id } => {
+            raw::generate_text(&id, "prompt", None)?;
+            json!("generated")
+        }
+        Command::Status => {
+            let s = modelhost_guest::service_status()?;
+            let models: Vec<Value> = s
+                .models
+                .iter()
+                .map(|m| {
+                    json!({ "model_id": m.model_id, "reference_count": m.reference_count,
+                                 "loaded": m.loaded, "model_name": m.model_name })
+                })
+                .collect();
+            json!({ "models": models, "total_loaded_models": s.total_loaded_models })
+        }
+        Command::Trap => panic!("probe asked to trap"),
+    })
+}
