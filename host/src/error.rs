@@ -69,7 +69,7 @@ pub enum HostError {
     },
 
     /// The id is registered for another model type than the call needs.
-    #[error("model id '{model_id}' is registered as a {registered} model; this call needs a {needed} model")]
+    #[error("model id '{model_id}' is registered as model type {registered}; this call needs model type {needed}")]
     WrongModelType {
         /// The model id.
         model_id: String,

@@ -73,10 +73,10 @@ impl ModelManager {
             return Err(HostError::InvalidInput("the model id is empty".into()));
         }
         requirement.validate()?;
-        if let Some(count) = self
+        let existing = self
             .registry()
-            .add_reference(module, model_id, &requirement)?
-        {
+            .add_reference(module, model_id, &requirement)?;
+        if let Some(count) = existing {
             return Ok(self.registration(model_id, false, count));
         }
         let weights = self.verified_weights(&requirement).await?;

@@ -1,0 +1,6 @@
+//! The `modelhost` command line, built inside the test package so its tests can run it as a
+//! process (`CARGO_BIN_EXE_modelhost-cli`).
+
+fn main() -> std::process::ExitCode {
+    modelhost::cli::main()
+}
