@@ -85,12 +85,15 @@ impl From<Error> for wit::Error {
     }
 }
 
-/// Parses a module's JSON settings; empty settings give `T::default()`. Malformed settings are an
-/// `invalid-requirement` error that quotes the parser.
-pub fn parse_settings<T: DeserializeOwned + Default>(settings: &str) -> Result<T, Error> {
-    if settings.trim().is_empty() {
-        return Ok(T::default());
-    }
+/// Parses a module's JSON settings. Empty settings are read as `{}`, so a settings type with
+/// `#[serde(default)]` gets its defaults and one with required fields says which is missing.
+/// Malformed settings are an `invalid-requirement` error that quotes the parser.
+pub fn parse_settings<T: DeserializeOwned>(settings: &str) -> Result<T, Error> {
+    let settings = if settings.trim().is_empty() {
+        "{}"
+    } else {
+        settings
+    };
     serde_json::from_str(settings).map_err(|e| {
         Error::new(
             ErrorCode::InvalidRequirement,

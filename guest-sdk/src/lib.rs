@@ -9,7 +9,7 @@
 //! - [`Module`] and [`export_module!`]: the `lifecycle` export in a few lines;
 //! - [`Error`]: every failure, with a stable [`ErrorCode`].
 //!
-//! ```ignore
+//! ```no_run
 //! use modelhost_guest::{parse_settings, register_model, release_all, Error, ModelRequirement, Module};
 //!
 //! struct Embedder;

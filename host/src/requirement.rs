@@ -222,14 +222,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_fields() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut ModelRequirement)>)> = vec![
-            ("empty", Box::new(|r| r.name = " ".into())),
-            ("repository id", Box::new(|r| r.name = "../etc".into())),
-            ("repository id", Box::new(|r| r.name = "a/b/c".into())),
-            ("batch_size", Box::new(|r| r.batch_size = Some(0))),
-            ("temperature", Box::new(|r| r.temperature = Some(-1.0))),
-            ("top_p", Box::new(|r| r.top_p = Some(1.5))),
-            ("revision", Box::new(|r| r.revision = Some("../x".into()))),
+        type Mutation = fn(&mut ModelRequirement);
+        let cases: [(&str, Mutation); 7] = [
+            ("empty", |r| r.name = " ".into()),
+            ("repository id", |r| r.name = "../etc".into()),
+            ("repository id", |r| r.name = "a/b/c".into()),
+            ("batch_size", |r| r.batch_size = Some(0)),
+            ("temperature", |r| r.temperature = Some(-1.0)),
+            ("top_p", |r| r.top_p = Some(1.5)),
+            ("revision", |r| r.revision = Some("../x".into())),
         ];
         for (needle, mutate) in cases {
             let mut r = embedding();

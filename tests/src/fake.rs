@@ -68,5 +68,10 @@ impl Drop for FakeModel {
 /// The vector the fake model gives `text`.
 pub fn fake_vector(text: &str) -> Vec<f32> {
     let bytes: u32 = text.bytes().map(u32::from).sum();
-    vec![text.len() as f32, bytes as f32, text.split_whitespace().count() as f32, 1.0]
+    vec![
+        text.len() as f32,
+        bytes as f32,
+        text.split_whitespace().count() as f32,
+        1.0,
+    ]
 }

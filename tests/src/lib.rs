@@ -26,7 +26,10 @@ pub const FIXTURE_ORG: &str = "modelhost-fixtures";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `tests/fixtures/`: reference outputs, evaluation data and small checkpoints.
@@ -43,7 +46,11 @@ pub fn model_store() -> ModelStore {
         let dir = tempfile::tempdir().expect("temp dir");
         let minilm_repo = format!("models--{}", MINILM.replace('/', "--"));
         let fetched = ModelStore::default_root(None);
-        let fetched = if fetched.is_absolute() { fetched } else { repo_root().join(fetched) };
+        let fetched = if fetched.is_absolute() {
+            fetched
+        } else {
+            repo_root().join(fetched)
+        };
         let source = fetched.join(&minilm_repo);
         assert!(
             source.join("refs/main").is_file(),
@@ -174,7 +181,8 @@ pub fn reference_embeddings() -> Vec<(String, Vec<f32>)> {
         text: String,
         embedding: Vec<f32>,
     }
-    let text = std::fs::read_to_string(fixtures().join("reference/minilm-embeddings.jsonl")).unwrap();
+    let text =
+        std::fs::read_to_string(fixtures().join("reference/minilm-embeddings.jsonl")).unwrap();
     text.lines()
         .map(|line| {
             let row: Row = serde_json::from_str(line).unwrap();
@@ -193,5 +201,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// Largest absolute element-wise difference.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "vector lengths differ");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

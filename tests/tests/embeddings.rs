@@ -21,7 +21,9 @@ async fn document_processor_matches_the_reference() {
     assert_eq!(reference.len(), 136);
     let texts: Vec<String> = reference.iter().map(|(t, _)| t.clone()).collect();
     let runtime = real_runtime();
-    let got = embed_with_document_processor(&runtime, "", &texts).await.unwrap();
+    let got = embed_with_document_processor(&runtime, "", &texts)
+        .await
+        .unwrap();
     assert_eq!(got.len(), texts.len());
     let mut worst = 0f32;
     for ((text, expected), actual) in reference.iter().zip(&got) {
@@ -29,7 +31,10 @@ async fn document_processor_matches_the_reference() {
         let diff = max_abs_diff(actual, expected);
         worst = worst.max(diff);
         assert!(diff <= MAX_ABS_DIFF, "{text:?}: max abs diff {diff}");
-        assert!(cosine(actual, expected) >= MIN_COSINE, "{text:?}: cosine too low");
+        assert!(
+            cosine(actual, expected) >= MIN_COSINE,
+            "{text:?}: cosine too low"
+        );
     }
     println!("max abs difference vs reference over 136 texts: {worst:e}");
 }
@@ -40,14 +45,24 @@ async fn batched_results_equal_one_by_one_results() {
     let register = json!({"op": "register", "id": "e", "requirement":
         {"model_type": "embedding", "name": MINILM, "dimension": 384}});
     let mut commands = vec![register, json!({"op": "embed", "id": "e", "texts": texts})];
-    commands.extend(texts.iter().map(|t| json!({"op": "embed", "id": "e", "texts": [t]})));
-    let (replies, _) = probe(&real_runtime(), "batcher", "", &commands).await.unwrap();
+    commands.extend(
+        texts
+            .iter()
+            .map(|t| json!({"op": "embed", "id": "e", "texts": [t]})),
+    );
+    let (replies, _) = probe(&real_runtime(), "batcher", "", &commands)
+        .await
+        .unwrap();
     let batched = vectors(&replies[1]);
     assert_eq!(batched.len(), texts.len());
     for (i, single) in replies[2..].iter().enumerate() {
         let single = vectors(single);
         let diff = max_abs_diff(&batched[i], &single[0]);
-        assert!(diff <= 1e-5, "{:?}: batched and single differ by {diff}", texts[i]);
+        assert!(
+            diff <= 1e-5,
+            "{:?}: batched and single differ by {diff}",
+            texts[i]
+        );
     }
 }
 
@@ -56,9 +71,7 @@ async fn long_texts_are_truncated_at_the_requirement_limit() {
     let shared: String = (0..60).map(|i| format!("word{i} ")).collect();
     let a = format!("{shared} the ending about cats and dogs");
     let b = format!("{shared} a completely different ending about finance");
-    let requirement = |limit: Option<u32>| {
-        json!({"model_type": "embedding", "name": MINILM, "max_input_length": limit})
-    };
+    let requirement = |limit: Option<u32>| json!({"model_type": "embedding", "name": MINILM, "max_input_length": limit});
     let commands = [
         json!({"op": "register", "id": "short", "requirement": requirement(Some(16))}),
         json!({"op": "register", "id": "full", "requirement": requirement(None)}),
@@ -66,12 +79,20 @@ async fn long_texts_are_truncated_at_the_requirement_limit() {
         json!({"op": "embed", "id": "full", "texts": [a, b]}),
         json!({"op": "status"}),
     ];
-    let (replies, _) = probe(&real_runtime(), "truncation", "", &commands).await.unwrap();
+    let (replies, _) = probe(&real_runtime(), "truncation", "", &commands)
+        .await
+        .unwrap();
     assert!(replies.iter().all(|r| code(r) == "ok"), "{replies:?}");
     let short = vectors(&replies[2]);
     let full = vectors(&replies[3]);
-    assert!(max_abs_diff(&short[0], &short[1]) < 1e-6, "texts equal in their first 16 tokens embed alike");
-    assert!(max_abs_diff(&full[0], &full[1]) > 1e-3, "without the limit the endings count");
+    assert!(
+        max_abs_diff(&short[0], &short[1]) < 1e-6,
+        "texts equal in their first 16 tokens embed alike"
+    );
+    assert!(
+        max_abs_diff(&full[0], &full[1]) > 1e-3,
+        "without the limit the endings count"
+    );
     // Two ids on one model share one copy of the weights.
     assert_eq!(replies[4]["ok"]["total_loaded_models"], 1);
 }
@@ -82,7 +103,9 @@ async fn an_empty_text_list_gives_no_vectors() {
         json!({"op": "register", "id": "e", "requirement": {"model_type": "embedding", "name": MINILM}}),
         json!({"op": "embed", "id": "e", "texts": []}),
     ];
-    let (replies, _) = probe(&real_runtime(), "empty", "", &commands).await.unwrap();
+    let (replies, _) = probe(&real_runtime(), "empty", "", &commands)
+        .await
+        .unwrap();
     assert_eq!(replies[1]["ok"]["embeddings"], json!([]));
     assert_eq!(replies[1]["ok"]["dimension"], 384);
 }

@@ -31,12 +31,24 @@ const LONG: Duration = Duration::from_secs(300);
 async fn modules_share_an_id_and_count_references_per_module() {
     let (manager, _) = manager(LONG);
     let (a, b) = (module("a"), module("b"));
-    let first = manager.register(&a, "emb", embedding(MINILM)).await.unwrap();
+    let first = manager
+        .register(&a, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     assert!(first.new_registration);
-    assert_eq!((first.reference_count, first.dimension), (1, Some(FAKE_DIMENSION)));
-    let again = manager.register(&a, "emb", embedding(MINILM)).await.unwrap();
+    assert_eq!(
+        (first.reference_count, first.dimension),
+        (1, Some(FAKE_DIMENSION))
+    );
+    let again = manager
+        .register(&a, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     assert_eq!((again.new_registration, again.reference_count), (false, 2));
-    let other = manager.register(&b, "emb", embedding(MINILM)).await.unwrap();
+    let other = manager
+        .register(&b, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     assert_eq!((other.new_registration, other.reference_count), (false, 1));
 
     let status = manager.status();
@@ -50,13 +62,25 @@ async fn modules_share_an_id_and_count_references_per_module() {
     assert_eq!(refs, [("a", 2), ("b", 1)]);
 
     let released = manager.release(&a, "emb").unwrap();
-    assert_eq!((released.reference_count, released.total_reference_count), (1, 2));
+    assert_eq!(
+        (released.reference_count, released.total_reference_count),
+        (1, 2)
+    );
     let released = manager.release(&b, "emb").unwrap();
-    assert_eq!((released.reference_count, released.total_reference_count), (0, 1));
+    assert_eq!(
+        (released.reference_count, released.total_reference_count),
+        (0, 1)
+    );
     let released = manager.release(&a, "emb").unwrap();
-    assert_eq!((released.reference_count, released.total_reference_count), (0, 0));
+    assert_eq!(
+        (released.reference_count, released.total_reference_count),
+        (0, 0)
+    );
     assert!(manager.status().models.is_empty());
-    assert!(matches!(manager.release(&a, "emb"), Err(HostError::NotRegistered { .. })));
+    assert!(matches!(
+        manager.release(&a, "emb"),
+        Err(HostError::NotRegistered { .. })
+    ));
 }
 
 #[tokio::test]
@@ -66,7 +90,10 @@ async fn ids_naming_the_same_model_share_one_copy_of_the_weights() {
     manager.register(&a, "x", embedding(MINILM)).await.unwrap();
     manager.register(&b, "y", embedding(MINILM)).await.unwrap();
     let x = manager.embed(&a, "x", vec!["hello".into()]).await.unwrap();
-    let y = manager.embed(&b, "y", vec!["hello world".into()]).await.unwrap();
+    let y = manager
+        .embed(&b, "y", vec!["hello world".into()])
+        .await
+        .unwrap();
     assert_eq!(x.vectors, [fake_vector("hello")]);
     assert_eq!(y.vectors, [fake_vector("hello world")]);
     assert_eq!(backend.loads(), 1);
@@ -84,27 +111,50 @@ async fn ids_naming_the_same_model_share_one_copy_of_the_weights() {
 async fn a_module_can_only_use_and_release_its_own_ids() {
     let (manager, _) = manager(LONG);
     let (owner, stranger) = (module("owner"), module("stranger"));
-    manager.register(&owner, "private", embedding(MINILM)).await.unwrap();
-    let use_err = manager.embed(&stranger, "private", vec!["x".into()]).await.unwrap_err();
-    assert!(matches!(use_err, HostError::NotRegistered { .. }), "{use_err}");
+    manager
+        .register(&owner, "private", embedding(MINILM))
+        .await
+        .unwrap();
+    let use_err = manager
+        .embed(&stranger, "private", vec!["x".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(use_err, HostError::NotRegistered { .. }),
+        "{use_err}"
+    );
     let release_err = manager.release(&stranger, "private").unwrap_err();
-    assert!(matches!(release_err, HostError::NotRegistered { .. }), "{release_err}");
+    assert!(
+        matches!(release_err, HostError::NotRegistered { .. }),
+        "{release_err}"
+    );
     assert_eq!(manager.status().models[0].reference_count, 1);
-    let unknown = manager.embed(&owner, "unknown", vec!["x".into()]).await.unwrap_err();
-    assert!(matches!(unknown, HostError::NotRegistered { .. }), "{unknown}");
+    let unknown = manager
+        .embed(&owner, "unknown", vec!["x".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, HostError::NotRegistered { .. }),
+        "{unknown}"
+    );
 }
 
 #[tokio::test]
 async fn conflicting_requirements_under_one_id_are_refused() {
     let (manager, _) = manager(LONG);
     let (a, b) = (module("a"), module("b"));
-    manager.register(&a, "emb", embedding(MINILM)).await.unwrap();
+    manager
+        .register(&a, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     let mut different = embedding(MINILM);
     different.batch_size = Some(8);
     different.cache_embeddings = false;
     let err = manager.register(&b, "emb", different).await.unwrap_err();
     match err {
-        HostError::Conflict { fields, .. } => assert_eq!(fields, ["batch_size", "cache_embeddings"]),
+        HostError::Conflict { fields, .. } => {
+            assert_eq!(fields, ["batch_size", "cache_embeddings"])
+        }
         other => panic!("expected a conflict, got {other}"),
     }
     assert_eq!(manager.status().models[0].reference_count, 1);
@@ -136,7 +186,10 @@ async fn concurrent_first_registrations_create_the_id_once() {
 async fn models_load_lazily_or_at_registration_when_preloaded() {
     let (manager, backend) = manager(LONG);
     let a = module("a");
-    manager.register(&a, "lazy", embedding(MINILM)).await.unwrap();
+    manager
+        .register(&a, "lazy", embedding(MINILM))
+        .await
+        .unwrap();
     assert_eq!(backend.loads(), 0);
     assert!(!manager.status().models[0].loaded);
     manager.embed(&a, "lazy", vec![]).await.unwrap();
@@ -153,7 +206,10 @@ async fn idle_models_are_unloaded_and_reloaded_on_next_use() {
     let idle = Duration::from_millis(100);
     let (manager, backend) = manager(idle);
     let a = module("a");
-    manager.register(&a, "emb", embedding(MINILM)).await.unwrap();
+    manager
+        .register(&a, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     manager.embed(&a, "emb", vec!["x".into()]).await.unwrap();
     assert_eq!(backend.live(), 1);
 
@@ -167,7 +223,10 @@ async fn idle_models_are_unloaded_and_reloaded_on_next_use() {
     assert_eq!(backend.live(), 0, "the weights were freed");
     assert_eq!(manager.status().total_loaded_models, 0);
 
-    manager.register(&a, "emb", embedding(MINILM)).await.unwrap();
+    manager
+        .register(&a, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     manager.embed(&a, "emb", vec!["x".into()]).await.unwrap();
     assert_eq!((backend.loads(), backend.live()), (2, 1));
 }
@@ -176,11 +235,17 @@ async fn idle_models_are_unloaded_and_reloaded_on_next_use() {
 async fn re_registering_before_the_idle_time_reuses_the_loaded_weights() {
     let (manager, backend) = manager(Duration::from_secs(60));
     let a = module("a");
-    manager.register(&a, "emb", embedding(MINILM)).await.unwrap();
+    manager
+        .register(&a, "emb", embedding(MINILM))
+        .await
+        .unwrap();
     manager.embed(&a, "emb", vec!["x".into()]).await.unwrap();
     manager.release(&a, "emb").unwrap();
     assert_eq!(manager.unload_idle(), 0, "not idle long enough yet");
-    manager.register(&a, "emb2", embedding(MINILM)).await.unwrap();
+    manager
+        .register(&a, "emb2", embedding(MINILM))
+        .await
+        .unwrap();
     manager.embed(&a, "emb2", vec!["x".into()]).await.unwrap();
     assert_eq!(backend.loads(), 1);
 }

@@ -15,7 +15,11 @@ fn sts_dev() -> Vec<(f64, String, String)> {
     text.lines()
         .map(|line| {
             let fields: Vec<&str> = line.split('\t').collect();
-            (fields[4].parse().unwrap(), fields[5].to_string(), fields[6].to_string())
+            (
+                fields[4].parse().unwrap(),
+                fields[5].to_string(),
+                fields[6].to_string(),
+            )
         })
         .collect()
 }
@@ -68,8 +72,7 @@ async fn sts_dev_spearman_matches_sentence_transformers() {
     let vectors = embed_with_document_processor(&real_runtime(), "", &unique)
         .await
         .unwrap();
-    let index: HashMap<&str, &Vec<f32>> =
-        unique.iter().map(String::as_str).zip(&vectors).collect();
+    let index: HashMap<&str, &Vec<f32>> = unique.iter().map(String::as_str).zip(&vectors).collect();
     let (scores, similarities): (Vec<f64>, Vec<f64>) = pairs
         .iter()
         .map(|(score, a, b)| (*score, cosine(index[a.as_str()], index[b.as_str()]) as f64))

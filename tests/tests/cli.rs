@@ -1,0 +1,96 @@
+//! The `modelhost` command line as a user runs it: `modelhost run` on the example module.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use modelhost_tests::{guests, max_abs_diff, model_store, reference_embeddings};
+
+fn modelhost(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
+        .args(["--models-dir", model_store().root().to_str().unwrap()])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("modelhost-cli");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn run_embeds_stdin_lines_through_the_module() {
+    let reference = reference_embeddings();
+    let texts: Vec<&str> = reference.iter().take(5).map(|(t, _)| t.as_str()).collect();
+    let output = modelhost(
+        &["run", guests::DOCUMENT_PROCESSOR],
+        &(texts.join("\n") + "\n"),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let vectors: Vec<Vec<f32>> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(vectors.len(), 5);
+    for (vector, (_, expected)) in vectors.iter().zip(&reference) {
+        assert!(max_abs_diff(vector, expected) <= 1e-4);
+    }
+}
+
+#[test]
+fn run_takes_settings_from_a_file_and_reports_module_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.json");
+    std::fs::write(
+        &settings,
+        r#"{"model": {"model_type": "embedding", "name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 512}}"#,
+    )
+    .unwrap();
+    let arg = format!("@{}", settings.display());
+    let output = modelhost(
+        &["run", "--settings", &arg, guests::DOCUMENT_PROCESSOR],
+        "hello\n",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("dimension-mismatch"), "{stderr}");
+    assert!(stderr.contains("384-dimensional"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn run_rejects_files_that_are_not_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not wasm").unwrap();
+    let output = modelhost(&["run", bogus.to_str().unwrap()], "");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot compile") && stderr.contains("wasm32-wasip2"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_and_config_describe_the_interface() {
+    let help = modelhost(&["run", "--help"], "");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--settings", "--dir", "--env", "MODULE"] {
+        assert!(text.contains(flag), "run --help lacks {flag}:\n{text}");
+    }
+    let config = modelhost(&["config"], "");
+    let text = String::from_utf8_lossy(&config.stdout);
+    assert!(text.contains("idle_unload_seconds = 300"), "{text}");
+}
