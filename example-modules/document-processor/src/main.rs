@@ -6,7 +6,7 @@
 //! ```json
 //! {"model_id": "document-embedder",
 //!  "model": {"model_type": "embedding", "name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384},
-//!  "lines_per_call": 32}
+//!  "lines_per_call": 1024}
 //! ```
 
 use std::io::{BufRead, Write};
@@ -34,7 +34,7 @@ impl Default for Settings {
         Self {
             model_id: "document-embedder".into(),
             model: ModelRequirement::embedding("sentence-transformers/all-MiniLM-L6-v2", 384),
-            lines_per_call: 32,
+            lines_per_call: 1024,
         }
     }
 }
