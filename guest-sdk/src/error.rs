@@ -4,8 +4,8 @@ use std::fmt;
 
 use serde::de::DeserializeOwned;
 
-use crate::bindings::modelhost::models::types as wit;
 use crate::ErrorCode;
+use crate::bindings::modelhost::models::types as wit;
 
 /// A failed call or a module's own failure: a stable code and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! The [`Module`] trait: a module's `lifecycle` export in idiomatic Rust.
 
+use crate::Error;
 use crate::bindings::exports::modelhost::models::lifecycle::Guest;
 use crate::bindings::modelhost::models::types as wit;
-use crate::Error;
 
 /// What a module does when the host sets it up and tears it down. Implement it on a unit struct
 /// and name that struct in [`export_module!`](crate::export_module).

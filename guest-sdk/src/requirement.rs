@@ -222,9 +222,10 @@ mod tests {
         let bad = serde_json::from_str::<ModelRequirement>(
             r#"{"model_type": "embedding", "name": "m", "device": "tpu"}"#,
         );
-        assert!(bad
-            .unwrap_err()
-            .to_string()
-            .contains("unknown device 'tpu'"));
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("unknown device 'tpu'")
+        );
     }
 }

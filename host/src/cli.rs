@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::backends::CandleBackend;
-use crate::config::{HostConfig, DEFAULT_CONFIG};
+use crate::config::{DEFAULT_CONFIG, HostConfig};
 use crate::manager::ModelManager;
 use crate::runtime::{ModuleOptions, Runtime, Stdio};
 

@@ -58,7 +58,9 @@ pub enum HostError {
     },
 
     /// The model's output size differs from the requirement's `dimension`.
-    #[error("model '{name}' produces {actual}-dimensional embeddings, but the requirement says dimension {expected}")]
+    #[error(
+        "model '{name}' produces {actual}-dimensional embeddings, but the requirement says dimension {expected}"
+    )]
     DimensionMismatch {
         /// Hugging Face repository id.
         name: String,
@@ -69,7 +71,9 @@ pub enum HostError {
     },
 
     /// The id is registered for another model type than the call needs.
-    #[error("model id '{model_id}' is registered as model type {registered}; this call needs model type {needed}")]
+    #[error(
+        "model id '{model_id}' is registered as model type {registered}; this call needs model type {needed}"
+    )]
     WrongModelType {
         /// The model id.
         model_id: String,

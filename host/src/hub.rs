@@ -127,9 +127,11 @@ mod tests {
         let (_tmp, store) = store_with("abc123", &[("main", "abc123\n")]);
         let by_branch = store.resolve("org/model", "main").unwrap();
         assert_eq!(by_branch.revision, "abc123");
-        assert!(by_branch
-            .dir
-            .ends_with("models--org--model/snapshots/abc123"));
+        assert!(
+            by_branch
+                .dir
+                .ends_with("models--org--model/snapshots/abc123")
+        );
         assert_eq!(store.resolve("org/model", "abc123").unwrap(), by_branch);
     }
 

@@ -1,8 +1,8 @@
 //! A fake backend for tests about registration, sharing and unloading, where the numbers do not
 //! matter: deterministic 4-dimensional vectors, with counters for loads and live models.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use modelhost::backends::{EmbedOptions, EmbeddingModel, LoadedModel, ModelBackend, ModelInfo};
 use modelhost::error::HostError;

@@ -2,10 +2,10 @@
 //! sentence-transformers reference outputs.
 
 use modelhost_tests::{
-    code, cosine, embed_with_document_processor, max_abs_diff, probe, real_runtime,
-    reference_embeddings, MINILM,
+    MINILM, code, cosine, embed_with_document_processor, max_abs_diff, probe, real_runtime,
+    reference_embeddings,
 };
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Reference tolerances (`tests/fixtures/README.md`).
 const MIN_COSINE: f32 = 0.9999;

@@ -2,8 +2,8 @@
 //! documented error code, and the module keeps working afterwards.
 
 use modelhost::runtime::RuntimeError;
-use modelhost_tests::{code, guests, probe, real_runtime, start, FIXTURE_ORG, MINILM};
-use serde_json::{json, Value};
+use modelhost_tests::{FIXTURE_ORG, MINILM, code, guests, probe, real_runtime, start};
+use serde_json::{Value, json};
 
 fn register(id: &str, requirement: Value) -> Value {
     json!({"op": "register", "id": id, "requirement": requirement})

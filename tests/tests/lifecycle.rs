@@ -3,7 +3,7 @@
 //! module does not disturb the others.
 
 use modelhost::runtime::RuntimeError;
-use modelhost_tests::{code, guests, probe, real_runtime, start, MINILM};
+use modelhost_tests::{MINILM, code, guests, probe, real_runtime, start};
 use serde_json::json;
 
 fn settings_registering(id: &str, keep_on_cleanup: bool) -> String {

@@ -8,8 +8,8 @@ use modelhost::error::HostError;
 use modelhost::manager::ModelManager;
 use modelhost::registry::ModuleId;
 use modelhost::requirement::{ModelRequirement, ModelType};
-use modelhost_tests::fake::{fake_vector, FakeBackend, FAKE_DIMENSION};
-use modelhost_tests::{model_store, test_settings, FIXTURE_ORG, MINILM};
+use modelhost_tests::fake::{FAKE_DIMENSION, FakeBackend, fake_vector};
+use modelhost_tests::{FIXTURE_ORG, MINILM, model_store, test_settings};
 
 fn manager(idle: Duration) -> (Arc<ModelManager>, Arc<FakeBackend>) {
     let backend = Arc::new(FakeBackend::default());

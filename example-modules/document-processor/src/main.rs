@@ -13,7 +13,7 @@ use std::io::{BufRead, Write};
 use std::sync::OnceLock;
 
 use modelhost_guest::{
-    generate_embeddings, parse_settings, register_model, Error, ModelRequirement, Module,
+    Error, ModelRequirement, Module, generate_embeddings, parse_settings, register_model,
 };
 use serde::Deserialize;
 

@@ -1,7 +1,7 @@
 //! BERT-family sentence embeddings on candle: tokenize, pad per batch, run the encoder over
 //! mmapped safetensors weights, pool over the real tokens, optionally L2-normalize.
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;

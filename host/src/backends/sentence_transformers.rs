@@ -92,7 +92,7 @@ impl SentenceTransformerConfig {
                     return Err(files.invalid(format!(
                         "modules.json lists '{other}', which this host does not implement \
                          (supported: Transformer, Pooling, Normalize)"
-                    )))
+                    )));
                 }
             }
         }

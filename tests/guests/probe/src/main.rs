@@ -12,9 +12,9 @@ use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use modelhost_guest::bindings::modelhost::models::model_manager as raw;
-use modelhost_guest::{parse_settings, Error, ModelRequirement, Module};
+use modelhost_guest::{Error, ModelRequirement, Module, parse_settings};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
