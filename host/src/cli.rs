@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::backends::CandleBackend;
 use crate::config::{DEFAULT_CONFIG, HostConfig};
+use crate::device::SystemDevices;
 use crate::manager::ModelManager;
 use crate::runtime::{ModuleOptions, Runtime, Stdio};
 
@@ -112,7 +113,12 @@ async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCod
     };
     let store = config.model_store();
     tracing::debug!(models = %store.root().display(), "model store");
-    let manager = ModelManager::new(store, Arc::new(CandleBackend), config.manager_settings());
+    let manager = ModelManager::new(
+        store,
+        Arc::new(CandleBackend),
+        &SystemDevices,
+        config.manager_settings(),
+    )?;
     let runtime = Runtime::new(manager, &config.runtime)?;
     let image = runtime.load(&args.module)?;
     let mut module = runtime.instantiate(&image, options).await?;

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cache::CacheSettings;
+use crate::device::DeviceSpec;
 use crate::hub::ModelStore;
 use crate::manager::ManagerSettings;
+use crate::workers::{LoadBalancing, PoolSettings};
 
 /// The documented default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
@@ -26,6 +29,9 @@ pub enum ConfigError {
     /// The file is not valid TOML or has unknown keys or wrong types.
     #[error("invalid config: {0}")]
     Parse(#[from] toml::de::Error),
+    /// A device in `worker_pool.devices` is not a device name.
+    #[error("invalid config: `worker_pool.devices`: {0}")]
+    Device(String),
     /// A value is out of range.
     #[error("invalid config: `{key}` {problem}")]
     Value {
@@ -37,12 +43,18 @@ pub enum ConfigError {
 }
 
 /// The whole host configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
     /// Model files and model lifetime.
     #[serde(default)]
     pub models: ModelsConfig,
+    /// Workers, devices, batching.
+    #[serde(default)]
+    pub worker_pool: WorkerPoolConfig,
+    /// The embedding cache.
+    #[serde(default)]
+    pub embedding_cache: EmbeddingCacheConfig,
     /// The WebAssembly runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
@@ -57,9 +69,50 @@ pub struct ModelsConfig {
     /// Seconds an unreferenced model stays loaded.
     #[serde(default = "default_idle_unload_seconds")]
     pub idle_unload_seconds: u64,
-    /// Texts per forward pass when a requirement sets none.
-    #[serde(default = "default_batch_size")]
-    pub default_batch_size: u32,
+}
+
+/// The `[worker_pool]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerPoolConfig {
+    /// Whether requests are merged across callers on a pool of workers.
+    pub enabled: bool,
+    /// Workers to start; 0 means one per device.
+    pub num_workers: u32,
+    /// Device list: "auto", "cpu", "cuda", "cuda:N".
+    pub devices: Vec<String>,
+    /// Texts per batch when a requirement sets none.
+    pub batch_size: u32,
+    /// Most tokens per batch, padding included.
+    pub max_batch_tokens: u32,
+    /// Most requests waiting per model.
+    pub max_queue_length: u32,
+    /// Seconds a request may wait before it starts.
+    pub queue_timeout: f64,
+    /// "round_robin" or "least_busy".
+    pub load_balancing: LoadBalancingConfig,
+}
+
+/// How batches are spread over the workers holding a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancingConfig {
+    /// Each holder in turn.
+    RoundRobin,
+    /// The holder with the fewest batches in progress.
+    LeastBusy,
+}
+
+/// The `[embedding_cache]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingCacheConfig {
+    /// Whether embeddings are cached.
+    pub enabled: bool,
+    /// Most vectors held.
+    pub max_cache_size: u64,
+    /// Seconds a vector stays.
+    pub ttl_seconds: u64,
 }
 
 /// The `[runtime]` section.
@@ -75,10 +128,6 @@ fn default_idle_unload_seconds() -> u64 {
     300
 }
 
-fn default_batch_size() -> u32 {
-    32
-}
-
 fn default_true() -> bool {
     true
 }
@@ -88,7 +137,31 @@ impl Default for ModelsConfig {
         Self {
             cache_dir: None,
             idle_unload_seconds: default_idle_unload_seconds(),
-            default_batch_size: default_batch_size(),
+        }
+    }
+}
+
+impl Default for WorkerPoolConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            num_workers: 0,
+            devices: vec!["auto".into(), "cpu".into()],
+            batch_size: 32,
+            max_batch_tokens: 16384,
+            max_queue_length: 1024,
+            queue_timeout: 30.0,
+            load_balancing: LoadBalancingConfig::LeastBusy,
+        }
+    }
+}
+
+impl Default for EmbeddingCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_cache_size: 10_000,
+            ttl_seconds: 3600,
         }
     }
 }
@@ -119,13 +192,52 @@ impl HostConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.models.default_batch_size == 0 {
-            return Err(ConfigError::Value {
-                key: "models.default_batch_size",
-                problem: "must be at least 1",
-            });
+        let pool = &self.worker_pool;
+        let problems: [(bool, &'static str, &'static str); 6] = [
+            (
+                pool.batch_size == 0,
+                "worker_pool.batch_size",
+                "must be at least 1",
+            ),
+            (
+                pool.max_batch_tokens == 0,
+                "worker_pool.max_batch_tokens",
+                "must be at least 1",
+            ),
+            (
+                pool.max_queue_length == 0,
+                "worker_pool.max_queue_length",
+                "must be at least 1",
+            ),
+            (
+                !(pool.queue_timeout > 0.0 && pool.queue_timeout.is_finite()),
+                "worker_pool.queue_timeout",
+                "must be a positive number of seconds",
+            ),
+            (
+                pool.devices.is_empty(),
+                "worker_pool.devices",
+                "must list at least one device",
+            ),
+            (
+                self.embedding_cache.enabled && self.embedding_cache.max_cache_size == 0,
+                "embedding_cache.max_cache_size",
+                "must be at least 1 when the cache is enabled",
+            ),
+        ];
+        if let Some((_, key, problem)) = problems.into_iter().find(|(bad, _, _)| *bad) {
+            return Err(ConfigError::Value { key, problem });
         }
+        self.device_specs()?;
         Ok(())
+    }
+
+    fn device_specs(&self) -> Result<Vec<DeviceSpec>, ConfigError> {
+        self.worker_pool
+            .devices
+            .iter()
+            .map(|d| d.parse().map_err(ConfigError::Device))
+            .collect()
     }
 
     /// The model store this configuration names.
@@ -135,9 +247,27 @@ impl HostConfig {
 
     /// The manager settings this configuration names.
     pub fn manager_settings(&self) -> ManagerSettings {
+        let pool = &self.worker_pool;
         ManagerSettings {
             idle_unload: Duration::from_secs(self.models.idle_unload_seconds),
-            default_batch_size: self.models.default_batch_size,
+            pool: PoolSettings {
+                enabled: pool.enabled,
+                num_workers: pool.num_workers as usize,
+                devices: self.device_specs().expect("validated at load"),
+                batch_size: pool.batch_size as usize,
+                queue_timeout: Duration::from_secs_f64(pool.queue_timeout),
+                load_balancing: match pool.load_balancing {
+                    LoadBalancingConfig::RoundRobin => LoadBalancing::RoundRobin,
+                    LoadBalancingConfig::LeastBusy => LoadBalancing::LeastBusy,
+                },
+                max_batch_tokens: pool.max_batch_tokens as usize,
+                max_queue_length: pool.max_queue_length as usize,
+            },
+            cache: CacheSettings {
+                enabled: self.embedding_cache.enabled,
+                max_entries: self.embedding_cache.max_cache_size,
+                ttl: Duration::from_secs(self.embedding_cache.ttl_seconds),
+            },
         }
     }
 }
@@ -159,9 +289,19 @@ mod tests {
     fn bad_keys_and_values_are_named() {
         let err = HostConfig::parse("[models]\nidle_unload = 3").unwrap_err();
         assert!(err.to_string().contains("idle_unload"), "{err}");
-        let err = HostConfig::parse("[models]\ndefault_batch_size = 0").unwrap_err();
+        let err = HostConfig::parse("[worker_pool]\nbatch_size = 0").unwrap_err();
+        assert!(err.to_string().contains("worker_pool.batch_size"), "{err}");
+        let err = HostConfig::parse("[worker_pool]\ndevices = [\"tpu\"]").unwrap_err();
+        let text = err.to_string();
         assert!(
-            err.to_string().contains("models.default_batch_size"),
+            text.contains("worker_pool.devices") && text.contains("tpu"),
+            "{err}"
+        );
+        let err = HostConfig::parse("[worker_pool]\nload_balancing = \"random\"").unwrap_err();
+        assert!(err.to_string().contains("load_balancing"), "{err}");
+        let err = HostConfig::parse("[worker_pool]\nqueue_timeout = 0").unwrap_err();
+        assert!(
+            err.to_string().contains("worker_pool.queue_timeout"),
             "{err}"
         );
     }

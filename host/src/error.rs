@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::requirement::ModelType;
 
 /// A failed model-manager operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HostError {
     /// The requirement is malformed; the message names the field.
     #[error("invalid requirement: {0}")]
@@ -111,6 +111,10 @@ pub enum HostError {
     #[error("unsupported: {0}")]
     Unsupported(String),
 
+    /// A configured or requested device does not exist or cannot be used.
+    #[error("device unavailable: {0}")]
+    DeviceUnavailable(String),
+
     /// The model could not be loaded.
     #[error("could not load model '{name}': {reason}")]
     LoadFailed {
@@ -128,6 +132,14 @@ pub enum HostError {
         /// The underlying cause.
         reason: String,
     },
+
+    /// The model's queue is full.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+
+    /// The request waited too long before it started.
+    #[error("timed out: {0}")]
+    Timeout(String),
 
     /// An unexpected host-side failure, such as a crashed inference thread.
     #[error("internal host error: {0}")]

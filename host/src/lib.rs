@@ -9,11 +9,17 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use modelhost::{backends::CandleBackend, config::HostConfig, manager::ModelManager};
+//! use modelhost::{backends::CandleBackend, config::HostConfig, device::SystemDevices};
+//! use modelhost::manager::ModelManager;
 //! use modelhost::runtime::{ModuleOptions, Runtime};
 //!
 //! let config = HostConfig::default();
-//! let manager = ModelManager::new(config.model_store(), Arc::new(CandleBackend), config.manager_settings());
+//! let manager = ModelManager::new(
+//!     config.model_store(),
+//!     Arc::new(CandleBackend),
+//!     &SystemDevices,
+//!     config.manager_settings(),
+//! )?;
 //! let runtime = Runtime::new(manager, &config.runtime)?;
 //! let image = runtime.load("document-processor.wasm".as_ref())?;
 //! let mut module = runtime.instantiate(&image, ModuleOptions::default()).await?;
@@ -25,8 +31,10 @@
 
 pub mod backends;
 mod bindings;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod hub;
 pub mod manager;
@@ -34,3 +42,4 @@ pub mod registry;
 pub mod requirement;
 pub mod results;
 pub mod runtime;
+pub mod workers;

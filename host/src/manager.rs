@@ -1,60 +1,67 @@
 //! `ModelManager`: the domain service behind the `model-manager` interface. It validates
-//! requirements, verifies model files, keeps the registry, loads models on first use, runs
-//! inference off the async runtime and unloads weights nobody has used for the idle time.
+//! requirements, verifies model files, keeps the registry, places models on workers, serves
+//! embeddings from the cache or through the batching queues, and unloads weights nobody has used
+//! for the idle time.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::backends::{EmbedOptions, LoadedModel, ModelBackend};
+use crate::backends::ModelBackend;
+use crate::cache::{CacheSettings, EmbeddingCache};
+use crate::device::DeviceInventory;
 use crate::error::HostError;
 use crate::hub::ModelStore;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
-use crate::requirement::{DevicePreference, ModelRequirement, ModelType};
+use crate::requirement::{ModelRequirement, ModelType};
 use crate::results::{
-    CacheStatus, Embeddings, ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
-    WorkerPoolStatus,
+    Embeddings, ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
 };
+use crate::workers::{PoolSettings, ServedModel, WorkerPool};
 
-/// Where models run in this build: the CPU.
-const DEVICE: &str = "cpu";
-
-/// How the manager behaves; see the `[models]` section of the host configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the manager behaves; see the host configuration.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ManagerSettings {
     /// How long weights nobody references stay in memory.
     pub idle_unload: Duration,
-    /// Texts per forward pass when the requirement does not say.
-    pub default_batch_size: u32,
+    /// The worker pool.
+    pub pool: PoolSettings,
+    /// The embedding cache.
+    pub cache: CacheSettings,
 }
 
 /// The model-manager service shared by every module of a host.
 pub struct ModelManager {
     store: ModelStore,
     backend: Arc<dyn ModelBackend>,
-    settings: ManagerSettings,
+    pool: Arc<WorkerPool>,
+    cache: EmbeddingCache,
+    idle_unload: Duration,
     registry: Mutex<Registry>,
-    in_flight: AtomicU32,
 }
 
 impl ModelManager {
-    /// A manager over `store`, running models with `backend`. Starts a background task that
-    /// unloads idle weights, so it must be called inside a Tokio runtime.
+    /// A manager over `store`, running models with `backend` on workers for the devices
+    /// `inventory` reports. Starts a background task that unloads idle weights, so it must be
+    /// called inside a Tokio runtime.
     pub fn new(
         store: ModelStore,
         backend: Arc<dyn ModelBackend>,
+        inventory: &dyn DeviceInventory,
         settings: ManagerSettings,
-    ) -> Arc<Self> {
+    ) -> Result<Arc<Self>, HostError> {
+        let pool = WorkerPool::start(settings.pool, inventory, backend.clone())
+            .map_err(HostError::DeviceUnavailable)?;
         let manager = Arc::new(Self {
             store,
             backend,
-            settings,
+            pool,
+            cache: EmbeddingCache::new(settings.cache),
+            idle_unload: settings.idle_unload,
             registry: Mutex::new(Registry::default()),
-            in_flight: AtomicU32::new(0),
         });
         tokio::spawn(reap_idle(Arc::downgrade(&manager)));
-        manager
+        Ok(manager)
     }
 
     /// The model store.
@@ -89,14 +96,12 @@ impl ModelManager {
                 });
             }
         }
-        if matches!(
-            requirement.device,
-            DevicePreference::Cuda | DevicePreference::CudaOrdinal(_)
-        ) {
-            tracing::warn!(%module, model_id, device = %requirement.device,
-                "no such device in this host; the model runs on the cpu");
+        let (matching, fallback) = self.pool.matching(requirement.device);
+        if let Some(note) = &fallback {
+            tracing::warn!(%module, model_id, "{note}");
         }
-        let preload = requirement.preload_workers > 0;
+        weights.served.allow(&matching, fallback);
+        let preload = requirement.preload_workers as usize;
         let (new_registration, count) = {
             let mut registry = self.registry();
             // Another caller may have created the id while the files were verified.
@@ -110,10 +115,9 @@ impl ModelManager {
         };
         tracing::info!(%module, model_id, model = %weights.key.name, new_registration,
             references = count, "registered model");
-        if preload {
-            if let Err(error) = weights.get_or_load(&self.backend).await {
-                tracing::warn!(%module, model_id, %error, "preload failed; the model loads on first use");
-            }
+        if preload > 0 {
+            let holders = weights.served.preload(preload).await;
+            tracing::info!(model_id, requested = preload, holders, "preloaded model");
         }
         Ok(self.registration(model_id, new_registration, count))
     }
@@ -140,7 +144,8 @@ impl ModelManager {
         released.iter().map(|(_, count)| count).sum()
     }
 
-    /// Embeds `texts` with the embedding model `model_id` (see the WIT `generate-embeddings`).
+    /// Embeds `texts` with the embedding model `model_id` (see the WIT `generate-embeddings`):
+    /// from the cache where it can, the rest through the model's batching queue.
     pub async fn embed(
         &self,
         module: &ModuleId,
@@ -150,35 +155,52 @@ impl ModelManager {
         let started = Instant::now();
         let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Embedding])?;
         let dimension = weights.info.dimension.unwrap_or(0);
-        let vectors = if texts.is_empty() {
-            Vec::new()
-        } else {
-            let model = weights.get_or_load(&self.backend).await?;
-            let options = EmbedOptions {
-                max_input_length: requirement
-                    .max_input_length
-                    .map_or(usize::MAX, |n| n as usize),
-                batch_size: requirement
-                    .batch_size
-                    .unwrap_or(self.settings.default_batch_size)
-                    as usize,
-            };
-            let _in_flight = InFlight::enter(&self.in_flight);
-            let vectors = tokio::task::spawn_blocking(move || match &*model {
-                LoadedModel::Embedding(model) => model.embed(&texts, &options),
-            })
-            .await
-            .map_err(|e| HostError::Internal(format!("inference thread failed: {e}")))??;
-            weights.touch();
-            vectors
+        let max_tokens = requirement
+            .max_input_length
+            .map_or(weights.info.max_input_length, |n| {
+                n.min(weights.info.max_input_length)
+            });
+        let cache_model: Arc<str> = format!(
+            "{}@{}#{}#{max_tokens}",
+            weights.key.name, weights.key.revision, weights.info.head
+        )
+        .into();
+        let use_cache = requirement.cache_embeddings && !texts.is_empty();
+        let mut vectors = match use_cache {
+            true => self.cache.get_many(&cache_model, &texts),
+            false => vec![None; texts.len()],
         };
+        let misses: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
+        let mut workers = Vec::new();
+        if !misses.is_empty() {
+            let missing: Vec<String> = misses.iter().map(|&i| texts[i].clone()).collect();
+            let encoder = weights.encoder.clone();
+            let tokens =
+                run_blocking(move || encoder.encode(&missing, max_tokens as usize)).await?;
+            let batch_size = requirement
+                .batch_size
+                .map_or(self.pool.settings().batch_size, |n| n as usize);
+            let timeout = self.pool.settings().queue_timeout;
+            let (computed, used) = weights.served.embed(tokens, batch_size, timeout).await?;
+            if use_cache {
+                self.cache.insert_many(
+                    &cache_model,
+                    misses.iter().map(|&i| &texts[i]).zip(&computed),
+                );
+            }
+            for (i, vector) in misses.iter().zip(computed) {
+                vectors[*i] = Some(vector);
+            }
+            workers = used;
+            weights.touch();
+        }
         Ok(Embeddings {
-            vectors,
+            vectors: vectors.into_iter().map(Option::unwrap_or_default).collect(),
             model_id: model_id.to_string(),
             dimension,
-            cached: false,
+            cached: use_cache && misses.is_empty(),
             processing_time: started.elapsed(),
-            worker_id: None,
+            worker_id: (!workers.is_empty()).then(|| workers.join(",")),
         })
     }
 
@@ -204,11 +226,13 @@ impl ModelManager {
         ))
     }
 
-    /// The host's state (see the WIT `service-status`).
+    /// The host's state (see the WIT `get-service-status`).
     pub fn status(&self) -> ServiceStatus {
         let registry = self.registry();
-        let mut models: Vec<ModelStatus> =
-            registry.ids().map(|(id, e)| model_status(id, e)).collect();
+        let mut models: Vec<ModelStatus> = registry
+            .ids()
+            .map(|(id, e)| self.model_status(id, e))
+            .collect();
         models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
         let mut module_references: Vec<ModuleReference> = registry
             .ids()
@@ -225,19 +249,15 @@ impl ModelManager {
             .collect();
         module_references
             .sort_by(|a, b| (&a.module_id, &a.model_id).cmp(&(&b.module_id, &b.model_id)));
-        let total_loaded_models = registry
+        let total_loaded_models = registry.all_weights().filter(|w| w.is_loaded()).count() as u32;
+        let mut worker_pool = self.pool.status();
+        worker_pool.pending_tasks = registry
             .all_weights()
-            .filter(|w| w.loaded().is_some())
-            .count() as u32;
-        let pending = self.in_flight.load(Ordering::Relaxed);
+            .map(|w| w.served.waiting_requests() as u32)
+            .sum();
         ServiceStatus {
-            worker_pool: WorkerPoolStatus {
-                enabled: false,
-                num_workers: 0,
-                active_workers: 0,
-                pending_tasks: pending,
-            },
-            embedding_cache: CacheStatus::default(),
+            worker_pool,
+            embedding_cache: self.cache.status(),
             models,
             total_loaded_models,
             module_references,
@@ -248,17 +268,11 @@ impl ModelManager {
     /// Returns how many copies were unloaded. Runs periodically on its own; public for callers
     /// that want to free memory at a known point.
     pub fn unload_idle(&self) -> usize {
-        let expired = self
-            .registry()
-            .take_idle(self.settings.idle_unload, Instant::now());
-        let mut unloaded = 0;
-        for weights in expired {
-            if weights.unload() {
-                unloaded += 1;
-                tracing::info!(model = %weights.key.name, revision = %weights.key.revision, "unloaded idle model");
-            }
+        let expired = self.registry().take_idle(self.idle_unload, Instant::now());
+        for weights in &expired {
+            tracing::info!(model = %weights.key.name, revision = %weights.key.revision, "unloading idle model");
         }
-        unloaded
+        expired.len()
     }
 
     /// The requirement and weights of `model_id`, if `module` registered it with one of `types`.
@@ -304,20 +318,20 @@ impl ModelManager {
         if let Some(weights) = self.registry().weights(&key) {
             return Ok(weights);
         }
-        let info = {
+        let inspection = {
             let files = files.clone();
             run_blocking(move || backend.inspect(model_type, &files)).await?
         };
-        Ok(self.registry().add_weights(Weights::new(key, files, info)))
+        let pool = self.pool.clone();
+        Ok(self.registry().weights_or_insert(&key, || {
+            let served = ServedModel::start(key.clone(), files.clone(), pool);
+            Weights::new(key.clone(), files, inspection, served)
+        }))
     }
 
     fn registration(&self, model_id: &str, new_registration: bool, count: u32) -> Registration {
         let registry = self.registry();
-        let entry = registry
-            .ids()
-            .find(|(id, _)| id.as_str() == model_id)
-            .map(|(_, e)| e)
-            .expect("registered id exists");
+        let entry = registry.get(model_id).expect("registered id exists");
         Registration {
             model_id: model_id.to_string(),
             new_registration,
@@ -329,29 +343,46 @@ impl ModelManager {
         }
     }
 
+    fn model_status(&self, model_id: &str, entry: &IdEntry) -> ModelStatus {
+        let (_, wall) = entry.weights.last_used();
+        let placement = entry.weights.served.placement_snapshot();
+        let workers = self.pool.workers();
+        let shown = match placement.holders.is_empty() {
+            true => &placement.matching,
+            false => &placement.holders,
+        };
+        let mut devices: Vec<String> = shown
+            .iter()
+            .map(|&i| workers[i].device.to_string())
+            .collect();
+        devices.dedup();
+        ModelStatus {
+            model_id: model_id.to_string(),
+            model_type: entry.requirement.model_type,
+            model_name: entry.weights.key.name.clone(),
+            revision: entry.weights.key.revision.clone(),
+            reference_count: entry.total_references(),
+            loaded: !placement.holders.is_empty(),
+            last_accessed_ms: wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            source: entry.weights.files.dir.display().to_string(),
+            device: devices.join(","),
+            workers: placement
+                .holders
+                .iter()
+                .map(|&i| workers[i].id.clone())
+                .collect(),
+            placement_note: placement.fallback,
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().expect("registry lock poisoned")
     }
 }
 
-fn model_status(model_id: &str, entry: &IdEntry) -> ModelStatus {
-    let (_, wall) = entry.weights.last_used();
-    ModelStatus {
-        model_id: model_id.to_string(),
-        model_type: entry.requirement.model_type,
-        model_name: entry.weights.key.name.clone(),
-        revision: entry.weights.key.revision.clone(),
-        reference_count: entry.total_references(),
-        loaded: entry.weights.loaded().is_some(),
-        last_accessed_ms: wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        source: entry.weights.files.dir.display().to_string(),
-        device: DEVICE.to_string(),
-    }
-}
-
-/// Runs blocking file work off the async runtime.
+/// Runs blocking work (files, tokenization) off the async runtime.
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, HostError> + Send + 'static,
 ) -> Result<T, HostError> {
@@ -363,9 +394,7 @@ async fn run_blocking<T: Send + 'static>(
 /// Unloads idle weights periodically for as long as the manager exists.
 async fn reap_idle(manager: Weak<ModelManager>) {
     let period = match manager.upgrade() {
-        Some(m) => {
-            (m.settings.idle_unload / 4).clamp(Duration::from_millis(10), Duration::from_secs(10))
-        }
+        Some(m) => (m.idle_unload / 4).clamp(Duration::from_millis(10), Duration::from_secs(10)),
         None => return,
     };
     let mut ticks = tokio::time::interval(period);
@@ -377,21 +406,5 @@ async fn reap_idle(manager: Weak<ModelManager>) {
             }
             None => return,
         }
-    }
-}
-
-/// Counts a request as in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicU32);
-
-impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicU32) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::backends::{LoadedModel, ModelBackend, ModelInfo};
+use crate::backends::{Inspection, ModelInfo, TextEncoder};
 use crate::error::HostError;
 use crate::hub::ModelFiles;
 use crate::requirement::{ModelRequirement, ModelType};
+use crate::workers::ServedModel;
 
 /// The identity of one module instance, assigned by the host (never by the module).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,7 +49,8 @@ pub struct WeightsKey {
     pub revision: String,
 }
 
-/// One verified model and, while it is loaded, its weights in memory.
+/// One verified model: its files, what it is, its tokenizer, and how the workers serve it.
+/// Dropping the last reference to it unloads it from every worker.
 pub struct Weights {
     /// The entry's key.
     pub key: WeightsKey,
@@ -56,63 +58,34 @@ pub struct Weights {
     pub files: ModelFiles,
     /// What verification found.
     pub info: ModelInfo,
-    loaded: Mutex<Option<Arc<LoadedModel>>>,
-    load_gate: tokio::sync::Mutex<()>,
+    /// The model's tokenizer.
+    pub encoder: Arc<dyn TextEncoder>,
+    /// Its placement on the workers and its batching queue.
+    pub served: Arc<ServedModel>,
     last_used: Mutex<(Instant, SystemTime)>,
 }
 
 impl Weights {
-    /// A verified, not yet loaded model.
-    pub fn new(key: WeightsKey, files: ModelFiles, info: ModelInfo) -> Self {
+    /// A verified model, served by `served`.
+    pub fn new(
+        key: WeightsKey,
+        files: ModelFiles,
+        inspection: Inspection,
+        served: Arc<ServedModel>,
+    ) -> Self {
         Self {
             key,
             files,
-            info,
-            loaded: Mutex::new(None),
-            load_gate: tokio::sync::Mutex::new(()),
+            info: inspection.info,
+            encoder: inspection.encoder,
+            served,
             last_used: Mutex::new((Instant::now(), SystemTime::now())),
         }
     }
 
-    /// The model in memory, if loaded.
-    pub fn loaded(&self) -> Option<Arc<LoadedModel>> {
-        self.loaded.lock().expect("weights lock poisoned").clone()
-    }
-
-    /// The model in memory, loading it first (once, however many callers wait) if needed.
-    pub async fn get_or_load(
-        &self,
-        backend: &Arc<dyn ModelBackend>,
-    ) -> Result<Arc<LoadedModel>, HostError> {
-        if let Some(model) = self.loaded() {
-            return Ok(model);
-        }
-        let _gate = self.load_gate.lock().await;
-        if let Some(model) = self.loaded() {
-            return Ok(model);
-        }
-        let started = Instant::now();
-        let (backend, files, model_type) =
-            (backend.clone(), self.files.clone(), self.key.model_type);
-        let model = tokio::task::spawn_blocking(move || backend.load(model_type, &files))
-            .await
-            .map_err(|e| HostError::Internal(format!("model loading thread failed: {e}")))??;
-        let model = Arc::new(model);
-        tracing::info!(model = %self.key.name, revision = %self.key.revision,
-            elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
-        *self.loaded.lock().expect("weights lock poisoned") = Some(model.clone());
-        self.touch();
-        Ok(model)
-    }
-
-    /// Drops the weights from memory (in-flight requests keep their copy until they finish).
-    /// Returns whether anything was loaded.
-    pub fn unload(&self) -> bool {
-        self.loaded
-            .lock()
-            .expect("weights lock poisoned")
-            .take()
-            .is_some()
+    /// Whether any worker holds (or is loading) the weights.
+    pub fn is_loaded(&self) -> bool {
+        !self.served.placement_snapshot().holders.is_empty()
     }
 
     /// Records a use now.
@@ -124,6 +97,12 @@ impl Weights {
     /// When the weights were last used, as a monotonic instant and as wall-clock time.
     pub fn last_used(&self) -> (Instant, SystemTime) {
         *self.last_used.lock().expect("weights lock poisoned")
+    }
+}
+
+impl Drop for Weights {
+    fn drop(&mut self) {
+        self.served.close();
     }
 }
 
@@ -162,6 +141,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The id's entry, whoever holds it.
+    pub fn get(&self, model_id: &str) -> Option<&IdEntry> {
+        self.ids.get(model_id)
+    }
+
     /// The id's entry, if `module` holds a reference to it.
     pub fn entry_for(&self, module: &ModuleId, model_id: &str) -> Result<&IdEntry, HostError> {
         self.ids
@@ -218,11 +202,15 @@ impl Registry {
         self.weights.get(key).cloned()
     }
 
-    /// Adds a weights entry, or returns the one another caller added first.
-    pub fn add_weights(&mut self, weights: Weights) -> Arc<Weights> {
+    /// The weights entry for `key`, created by `make` if there is none.
+    pub fn weights_or_insert(
+        &mut self,
+        key: &WeightsKey,
+        make: impl FnOnce() -> Weights,
+    ) -> Arc<Weights> {
         self.weights
-            .entry(weights.key.clone())
-            .or_insert_with(|| Arc::new(weights))
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(make()))
             .clone()
     }
 
@@ -261,7 +249,7 @@ impl Registry {
     }
 
     /// Removes the weights that no id uses and that have been idle for at least `idle`, and
-    /// returns them so the caller can unload them outside the lock.
+    /// returns them, so the caller drops them (which unloads them) outside the lock.
     pub fn take_idle(&mut self, idle: Duration, now: Instant) -> Vec<Arc<Weights>> {
         let in_use: Vec<&WeightsKey> = self.ids.values().map(|e| &e.weights.key).collect();
         let expired: Vec<WeightsKey> = self

@@ -52,16 +52,33 @@ pub struct Embeddings {
 }
 
 /// The worker pool as seen by the status call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WorkerPoolStatus {
-    /// Whether inference runs on a pool of workers.
+    /// Whether requests are merged into batches across callers on a pool of workers.
     pub enabled: bool,
     /// Workers in the pool.
     pub num_workers: u32,
-    /// Workers running inference now.
+    /// Workers running a batch now.
     pub active_workers: u32,
-    /// Requests waiting or running.
+    /// Requests waiting in the models' queues.
     pub pending_tasks: u32,
+    /// Each worker.
+    pub workers: Vec<WorkerStatus>,
+    /// What the pool substituted for its configuration (e.g. no GPU for `auto`).
+    pub notes: Vec<String>,
+}
+
+/// One worker as seen by the status call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerStatus {
+    /// The worker's name, e.g. `cpu-0`.
+    pub worker_id: String,
+    /// Its device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    /// Batches given to it and not finished.
+    pub busy: u32,
+    /// Models in its memory.
+    pub loaded_models: u32,
 }
 
 /// The embedding cache as seen by the status call.
@@ -94,8 +111,12 @@ pub struct ModelStatus {
     pub last_accessed_ms: u64,
     /// The snapshot folder.
     pub source: String,
-    /// Where the weights live.
+    /// The devices of the workers holding the weights (or that would load them), e.g. `cpu`.
     pub device: String,
+    /// The workers holding the weights.
+    pub workers: Vec<String>,
+    /// Set when no worker matched the requested device and another one is used.
+    pub placement_note: Option<String>,
 }
 
 /// References one module holds on one id.

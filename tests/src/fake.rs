@@ -1,10 +1,15 @@
-//! A fake backend for tests about registration, sharing and unloading, where the numbers do not
-//! matter: deterministic 4-dimensional vectors, with counters for loads and live models.
+//! A fake backend for tests about registration, placement, batching and unloading, where the
+//! numbers do not matter: deterministic 4-dimensional vectors, an optional delay per batch, and a
+//! record of what the host asked it to do.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use modelhost::backends::{EmbedOptions, EmbeddingModel, LoadedModel, ModelBackend, ModelInfo};
+use modelhost::backends::{
+    EmbeddingModel, Inspection, LoadedModel, ModelBackend, ModelInfo, TextEncoder,
+};
+use modelhost::device::{ComputeDevice, DeviceInventory};
 use modelhost::error::HostError;
 use modelhost::hub::ModelFiles;
 use modelhost::requirement::ModelType;
@@ -12,50 +17,99 @@ use modelhost::requirement::ModelType;
 /// Vector size of every fake model.
 pub const FAKE_DIMENSION: u32 = 4;
 
-/// Counts what the host does with models.
+/// Counts and records what the host does with models.
 #[derive(Default)]
 pub struct FakeBackend {
-    loads: AtomicUsize,
+    delay: Duration,
+    loads: Mutex<Vec<ComputeDevice>>,
     live: Arc<AtomicUsize>,
+    batches: Arc<Mutex<Vec<usize>>>,
 }
 
 impl FakeBackend {
+    /// A backend whose batches each take `delay`.
+    pub fn with_delay(delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+
     /// How many times a model was loaded.
     pub fn loads(&self) -> usize {
-        self.loads.load(Ordering::SeqCst)
+        self.loads.lock().unwrap().len()
+    }
+
+    /// The devices models were loaded onto, in order.
+    pub fn load_devices(&self) -> Vec<ComputeDevice> {
+        self.loads.lock().unwrap().clone()
     }
 
     /// How many loaded models are still in memory.
     pub fn live(&self) -> usize {
         self.live.load(Ordering::SeqCst)
     }
+
+    /// The size of every batch run so far, in order.
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batches.lock().unwrap().clone()
+    }
 }
 
 impl ModelBackend for FakeBackend {
-    fn inspect(&self, _: ModelType, files: &ModelFiles) -> Result<ModelInfo, HostError> {
-        Ok(ModelInfo {
-            architecture: format!("fake:{}", files.name),
-            dimension: Some(FAKE_DIMENSION),
-            max_input_length: 512,
+    fn inspect(&self, _: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
+        Ok(Inspection {
+            info: ModelInfo {
+                architecture: format!("fake:{}", files.name),
+                dimension: Some(FAKE_DIMENSION),
+                max_input_length: 512,
+                head: "fake".into(),
+                weights_bytes: 0,
+            },
+            encoder: Arc::new(FakeEncoder),
         })
     }
 
-    fn load(&self, _: ModelType, _: &ModelFiles) -> Result<LoadedModel, HostError> {
-        self.loads.fetch_add(1, Ordering::SeqCst);
+    fn load(
+        &self,
+        _: ModelType,
+        _: &ModelFiles,
+        device: ComputeDevice,
+    ) -> Result<LoadedModel, HostError> {
+        self.loads.lock().unwrap().push(device);
         self.live.fetch_add(1, Ordering::SeqCst);
         Ok(LoadedModel::Embedding(Box::new(FakeModel {
+            delay: self.delay,
             live: self.live.clone(),
+            batches: self.batches.clone(),
         })))
     }
 }
 
+/// One token per byte.
+struct FakeEncoder;
+
+impl TextEncoder for FakeEncoder {
+    fn encode(&self, texts: &[String], max_tokens: usize) -> Result<Vec<Vec<u32>>, HostError> {
+        Ok(texts.iter().map(|t| fake_tokens(t, max_tokens)).collect())
+    }
+}
+
+fn fake_tokens(text: &str, max_tokens: usize) -> Vec<u32> {
+    text.bytes().map(u32::from).take(max_tokens).collect()
+}
+
 struct FakeModel {
+    delay: Duration,
     live: Arc<AtomicUsize>,
+    batches: Arc<Mutex<Vec<usize>>>,
 }
 
 impl EmbeddingModel for FakeModel {
-    fn embed(&self, texts: &[String], _: &EmbedOptions) -> Result<Vec<Vec<f32>>, HostError> {
-        Ok(texts.iter().map(|t| fake_vector(t)).collect())
+    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
+        std::thread::sleep(self.delay);
+        self.batches.lock().unwrap().push(batch.len());
+        Ok(batch.iter().map(|tokens| vector_of(tokens)).collect())
     }
 }
 
@@ -65,13 +119,26 @@ impl Drop for FakeModel {
     }
 }
 
-/// The vector the fake model gives `text`.
-pub fn fake_vector(text: &str) -> Vec<f32> {
-    let bytes: u32 = text.bytes().map(u32::from).sum();
+fn vector_of(tokens: &[u32]) -> Vec<f32> {
+    let sum: u32 = tokens.iter().sum();
     vec![
-        text.len() as f32,
-        bytes as f32,
-        text.split_whitespace().count() as f32,
+        tokens.len() as f32,
+        sum as f32,
+        *tokens.first().unwrap_or(&0) as f32,
         1.0,
     ]
+}
+
+/// The vector the fake model gives `text`.
+pub fn fake_vector(text: &str) -> Vec<f32> {
+    vector_of(&fake_tokens(text, usize::MAX))
+}
+
+/// A machine with the given CUDA ordinals (and a CPU).
+pub struct SimulatedDevices(pub Vec<u32>);
+
+impl DeviceInventory for SimulatedDevices {
+    fn cuda_devices(&self) -> Vec<u32> {
+        self.0.clone()
+    }
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use modelhost::backends::{CandleBackend, ModelBackend};
-use modelhost::config::RuntimeConfig;
+use modelhost::config::{HostConfig, RuntimeConfig};
+use modelhost::device::{DeviceInventory, SystemDevices};
 use modelhost::hub::ModelStore;
 use modelhost::manager::{ManagerSettings, ModelManager};
 use modelhost::runtime::{ModuleInstance, ModuleOptions, Runtime, Stdio};
@@ -78,22 +79,34 @@ fn symlink(target: &Path, link: &Path) {
     std::os::unix::fs::symlink(target, link).expect("symlink");
 }
 
-/// Settings for tests: a short idle time so unloading can be observed.
+/// The default host settings with `idle_unload` as the idle time.
 pub fn test_settings(idle_unload: Duration) -> ManagerSettings {
     ManagerSettings {
         idle_unload,
-        default_batch_size: 32,
+        ..HostConfig::default().manager_settings()
     }
 }
 
-/// A runtime over the test model store with the real candle backend.
-pub fn real_runtime() -> Runtime {
-    runtime_with(Arc::new(CandleBackend), Duration::from_secs(300))
+/// A manager over the test model store.
+pub fn manager(
+    backend: Arc<dyn ModelBackend>,
+    inventory: &dyn DeviceInventory,
+    settings: ManagerSettings,
+) -> Arc<ModelManager> {
+    ModelManager::new(model_store(), backend, inventory, settings).expect("manager")
 }
 
-/// A runtime over the test model store with `backend`.
-pub fn runtime_with(backend: Arc<dyn ModelBackend>, idle_unload: Duration) -> Runtime {
-    let manager = ModelManager::new(model_store(), backend, test_settings(idle_unload));
+/// A runtime over the test model store with the real candle backend and default settings.
+pub fn real_runtime() -> Runtime {
+    runtime_with(
+        Arc::new(CandleBackend),
+        test_settings(Duration::from_secs(300)),
+    )
+}
+
+/// A runtime over the test model store with `backend` and `settings`, on this machine.
+pub fn runtime_with(backend: Arc<dyn ModelBackend>, settings: ManagerSettings) -> Runtime {
+    let manager = manager(backend, &SystemDevices, settings);
     Runtime::new(manager, &RuntimeConfig::default()).expect("runtime")
 }
 

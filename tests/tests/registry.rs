@@ -8,12 +8,16 @@ use modelhost::error::HostError;
 use modelhost::manager::ModelManager;
 use modelhost::registry::ModuleId;
 use modelhost::requirement::{ModelRequirement, ModelType};
-use modelhost_tests::fake::{FAKE_DIMENSION, FakeBackend, fake_vector};
-use modelhost_tests::{FIXTURE_ORG, MINILM, model_store, test_settings};
+use modelhost_tests::fake::{FAKE_DIMENSION, FakeBackend, SimulatedDevices, fake_vector};
+use modelhost_tests::{FIXTURE_ORG, MINILM, test_settings};
 
 fn manager(idle: Duration) -> (Arc<ModelManager>, Arc<FakeBackend>) {
     let backend = Arc::new(FakeBackend::default());
-    let manager = ModelManager::new(model_store(), backend.clone(), test_settings(idle));
+    let manager = modelhost_tests::manager(
+        backend.clone(),
+        &SimulatedDevices(vec![]),
+        test_settings(idle),
+    );
     (manager, backend)
 }
 
@@ -227,7 +231,8 @@ async fn idle_models_are_unloaded_and_reloaded_on_next_use() {
         .register(&a, "emb", embedding(MINILM))
         .await
         .unwrap();
-    manager.embed(&a, "emb", vec!["x".into()]).await.unwrap();
+    // A text the cache does not hold, so the model must run again.
+    manager.embed(&a, "emb", vec!["y".into()]).await.unwrap();
     assert_eq!((backend.loads(), backend.live()), (2, 1));
 }
 

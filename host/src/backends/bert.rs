@@ -1,5 +1,8 @@
-//! BERT-family sentence embeddings on candle: tokenize, pad per batch, run the encoder over
-//! mmapped safetensors weights, pool over the real tokens, optionally L2-normalize.
+//! BERT-family sentence embeddings on candle: the tokenizer (truncating, no padding), and the
+//! encoder over mmapped safetensors weights with per-batch padding, pooling over the real tokens
+//! and optional L2 normalization.
+
+use std::sync::Arc;
 
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
@@ -7,9 +10,13 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer};
 
-use super::{EmbedOptions, EmbeddingModel, ModelInfo, Pooling, SentenceTransformerConfig};
+use super::{
+    EmbeddingModel, Inspection, ModelInfo, Pooling, SentenceTransformerConfig, TextEncoder,
+};
+use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
+use crate::requirement::ModelType;
 
 const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
 const WEIGHTS_FILE: &str = "model.safetensors";
@@ -22,42 +29,56 @@ struct ArchitectureFields {
     architectures: Vec<String>,
 }
 
-/// A BERT encoder with its tokenizer and sentence-transformers head.
+/// A BERT tokenizer with padding off and truncation done per call.
+pub struct BertTokenizer {
+    tokenizer: Tokenizer,
+    max_input_length: usize,
+}
+
+impl TextEncoder for BertTokenizer {
+    fn encode(&self, texts: &[String], max_tokens: usize) -> Result<Vec<Vec<u32>>, HostError> {
+        let limit = max_tokens.clamp(2, self.max_input_length);
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| HostError::InvalidInput(format!("cannot tokenize: {e}")))?;
+        Ok(encodings.iter().map(|e| truncate(e, limit)).collect())
+    }
+}
+
+/// A BERT encoder with its sentence-transformers head, on one device.
 pub struct BertEmbedder {
     name: String,
     model: BertModel,
-    tokenizer: Tokenizer,
     head: SentenceTransformerConfig,
-    max_input_length: usize,
     device: Device,
 }
 
-/// Everything verification reads, shared by `inspect` and `load`.
-struct Verified {
-    config: BertConfig,
-    tokenizer: Tokenizer,
-    head: SentenceTransformerConfig,
-    info: ModelInfo,
+/// Verifies the model folder and loads its tokenizer, without loading weights.
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
+    let (tokenizer, info) = verify(files)?;
+    let encoder = BertTokenizer {
+        tokenizer,
+        max_input_length: info.max_input_length as usize,
+    };
+    Ok(Inspection {
+        info,
+        encoder: Arc::new(encoder),
+    })
 }
 
 impl BertEmbedder {
-    /// Verifies the model folder without loading weights.
-    pub fn inspect(files: &ModelFiles) -> Result<ModelInfo, HostError> {
-        Ok(verify(files)?.info)
-    }
-
-    /// Loads the model onto the CPU, mapping the weights file into memory.
-    pub fn load(files: &ModelFiles) -> Result<Self, HostError> {
-        let Verified {
-            config,
-            tokenizer,
-            head,
-            info,
-        } = verify(files)?;
-        let device = Device::Cpu;
+    /// Loads the model onto `device`, mapping the weights file into memory.
+    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, HostError> {
+        let config = read_config(files)?;
+        let head = SentenceTransformerConfig::read(files)?;
         let load_failed = |e: candle_core::Error| HostError::LoadFailed {
             name: files.name.clone(),
-            reason: e.to_string(),
+            reason: format!("on {device}: {e}"),
+        };
+        let device = match device {
+            ComputeDevice::Cpu => Device::Cpu,
+            ComputeDevice::Cuda(n) => Device::new_cuda(n as usize).map_err(load_failed)?,
         };
         // SAFETY: the weights file is mapped read-only; the model store never rewrites a
         // snapshot file in place (downloads land in new files and are renamed).
@@ -69,29 +90,17 @@ impl BertEmbedder {
         Ok(Self {
             name: files.name.clone(),
             model,
-            tokenizer,
             head,
-            max_input_length: info.max_input_length as usize,
             device,
         })
     }
 
-    /// Token ids of each text, truncated to `limit` tokens with the closing special token kept.
-    fn encode(&self, texts: &[String], limit: usize) -> candle_core::Result<Vec<Vec<u32>>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(candle_core::Error::wrap)?;
-        Ok(encodings.iter().map(|e| truncate(e, limit)).collect())
-    }
-
-    /// Embeds one padded batch.
-    fn forward(&self, batch: &[&Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * len);
         let mut mask = Vec::with_capacity(batch.len() * len);
         for row in batch {
-            ids.extend(row.iter().copied());
+            ids.extend_from_slice(row);
             ids.extend(std::iter::repeat_n(0u32, len - row.len()));
             mask.extend(std::iter::repeat_n(1u32, row.len()));
             mask.extend(std::iter::repeat_n(0u32, len - row.len()));
@@ -112,75 +121,72 @@ impl BertEmbedder {
 }
 
 impl EmbeddingModel for BertEmbedder {
-    fn embed(&self, texts: &[String], options: &EmbedOptions) -> Result<Vec<Vec<f32>>, HostError> {
-        let failed = |e: candle_core::Error| HostError::InferenceFailed {
+    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
+        self.forward(batch).map_err(|e| HostError::InferenceFailed {
             name: self.name.clone(),
             reason: e.to_string(),
-        };
-        let limit = options.max_input_length.clamp(2, self.max_input_length);
-        let encoded = self.encode(texts, limit).map_err(failed)?;
-        // Sorting by length keeps texts of similar length together, which cuts padding.
-        let mut order: Vec<usize> = (0..encoded.len()).collect();
-        order.sort_by_key(|&i| encoded[i].len());
-        let mut vectors = vec![Vec::new(); encoded.len()];
-        for chunk in order.chunks(options.batch_size.max(1)) {
-            let batch: Vec<&Vec<u32>> = chunk.iter().map(|&i| &encoded[i]).collect();
-            for (&i, vector) in chunk.iter().zip(self.forward(&batch).map_err(failed)?) {
-                vectors[i] = vector;
-            }
-        }
-        Ok(vectors)
+        })
     }
 }
 
 /// Reads and checks config, tokenizer, sentence-transformers head and weights file.
-fn verify(files: &ModelFiles) -> Result<Verified, HostError> {
-    let config_text = files.read_to_string("config.json")?;
-    let arch: ArchitectureFields = serde_json::from_str(&config_text)
-        .map_err(|e| files.invalid(format!("config.json does not parse: {e}")))?;
-    let architecture = arch
-        .architectures
-        .first()
-        .cloned()
-        .or(arch.model_type.clone())
-        .unwrap_or_else(|| "unknown".into());
-    if arch.model_type.as_deref() != Some("bert") {
-        return Err(HostError::UnsupportedArchitecture {
-            name: files.name.clone(),
-            architecture,
-            model_type: crate::requirement::ModelType::Embedding,
-            supported: SUPPORTED,
-        });
-    }
-    let config: BertConfig = serde_json::from_str(&config_text)
-        .map_err(|e| files.invalid(format!("config.json is not a valid BERT config: {e}")))?;
+fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
+    let config = read_config(files)?;
     let mut tokenizer = Tokenizer::from_file(files.path("tokenizer.json"))
         .map_err(|e| files.invalid(format!("tokenizer.json does not load: {e}")))?;
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(None)
         .map_err(|e| files.invalid(format!("tokenizer.json: {e}")))?;
-    if !files.path(WEIGHTS_FILE).is_file() {
-        return Err(files.invalid(format!(
-            "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
-        )));
-    }
+    let weights_bytes = std::fs::metadata(files.path(WEIGHTS_FILE))
+        .map_err(|_| {
+            files.invalid(format!(
+                "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
+            ))
+        })?
+        .len();
     let head = SentenceTransformerConfig::read(files)?;
     let max_input_length = head
         .max_seq_length
         .unwrap_or(config.max_position_embeddings)
         .min(config.max_position_embeddings);
     let info = ModelInfo {
-        architecture,
+        architecture: architecture(files)?.0,
         dimension: Some(config.hidden_size as u32),
         max_input_length: max_input_length as u32,
+        head: head.describe(),
+        weights_bytes,
     };
-    Ok(Verified {
-        config,
-        tokenizer,
-        head,
-        info,
-    })
+    Ok((tokenizer, info))
+}
+
+/// The architecture named by `config.json` and whether this backend runs it.
+fn architecture(files: &ModelFiles) -> Result<(String, bool), HostError> {
+    let arch: ArchitectureFields = serde_json::from_str(&files.read_to_string("config.json")?)
+        .map_err(|e| files.invalid(format!("config.json does not parse: {e}")))?;
+    let supported = arch.model_type.as_deref() == Some("bert");
+    let name = arch
+        .architectures
+        .first()
+        .cloned()
+        .or(arch.model_type)
+        .unwrap_or_else(|| "unknown".into());
+    Ok((name, supported))
+}
+
+/// The BERT config, after checking the architecture is one this backend runs.
+fn read_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
+    let (architecture, supported) = architecture(files)?;
+    if !supported {
+        return Err(HostError::UnsupportedArchitecture {
+            name: files.name.clone(),
+            architecture,
+            model_type: ModelType::Embedding,
+            supported: SUPPORTED,
+        });
+    }
+    serde_json::from_str(&files.read_to_string("config.json")?)
+        .map_err(|e| files.invalid(format!("config.json is not a valid BERT config: {e}")))
 }
 
 /// The ids of `encoding`, cut to `limit` tokens. When the sequence ends with a special token

@@ -7,11 +7,14 @@
 mod bert;
 mod sentence_transformers;
 
+use std::sync::Arc;
+
+use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
 use crate::requirement::ModelType;
 
-pub use bert::BertEmbedder;
+pub use bert::{BertEmbedder, BertTokenizer};
 pub use sentence_transformers::{Pooling, SentenceTransformerConfig};
 
 /// What verifying a model's files tells about it, without loading its weights.
@@ -23,21 +26,32 @@ pub struct ModelInfo {
     pub dimension: Option<u32>,
     /// The longest input, in tokens, the model accepts.
     pub max_input_length: u32,
+    /// What turns the model's outputs into results (e.g. `mean,normalized`); part of the
+    /// embedding cache key, since the same weights with another head give other vectors.
+    pub head: String,
+    /// Bytes of the weights files: roughly what loading the model costs in memory.
+    pub weights_bytes: u64,
 }
 
-/// Per-call settings of an embedding run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EmbedOptions {
-    /// Inputs are truncated to this many tokens (special tokens included).
-    pub max_input_length: usize,
-    /// Most texts per forward pass.
-    pub batch_size: usize,
+/// A model's tokenizer. It is loaded at registration, with verification, so that requests can
+/// be measured and batched by token count before any weights are loaded.
+pub trait TextEncoder: Send + Sync {
+    /// Token ids of each text, special tokens included, truncated to `max_tokens`.
+    fn encode(&self, texts: &[String], max_tokens: usize) -> Result<Vec<Vec<u32>>, HostError>;
 }
 
-/// A model that turns texts into vectors.
+/// A verified model: what it is and how to tokenize for it.
+pub struct Inspection {
+    /// What the model is.
+    pub info: ModelInfo,
+    /// Its tokenizer.
+    pub encoder: Arc<dyn TextEncoder>,
+}
+
+/// A model that turns token sequences into vectors.
 pub trait EmbeddingModel: Send + Sync {
-    /// One vector per text, in input order. `texts` is never empty.
-    fn embed(&self, texts: &[String], options: &EmbedOptions) -> Result<Vec<Vec<f32>>, HostError>;
+    /// One vector per sequence, in order. `batch` is never empty; the model pads it itself.
+    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError>;
 }
 
 /// A model in memory, ready to serve requests of its type.
@@ -46,34 +60,44 @@ pub enum LoadedModel {
     Embedding(Box<dyn EmbeddingModel>),
 }
 
-/// Verifies and loads models. Implementations must be cheap to share between threads; loading
-/// and inference are called on blocking threads, never on the async runtime.
+/// Verifies and loads models. Loading and inference are called on worker threads, never on the
+/// async runtime.
 pub trait ModelBackend: Send + Sync + 'static {
-    /// Checks that the files can serve `model_type` (config, architecture, tokenizer) and reports
-    /// what the model is, without loading the weights.
-    fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<ModelInfo, HostError>;
+    /// Checks that the files can serve `model_type` (config, architecture, tokenizer, weights)
+    /// and returns what the model is and its tokenizer, without loading the weights.
+    fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError>;
 
-    /// Loads the model's weights.
-    fn load(&self, model_type: ModelType, files: &ModelFiles) -> Result<LoadedModel, HostError>;
+    /// Loads the model's weights onto `device`.
+    fn load(
+        &self,
+        model_type: ModelType,
+        files: &ModelFiles,
+        device: ComputeDevice,
+    ) -> Result<LoadedModel, HostError>;
 }
 
-/// The candle backend: runs models on the CPU with candle.
+/// The candle backend: runs models on the CPU, or on CUDA GPUs with the `cuda` feature.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CandleBackend;
 
 impl ModelBackend for CandleBackend {
-    fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<ModelInfo, HostError> {
+    fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
         match model_type {
-            ModelType::Embedding => BertEmbedder::inspect(files),
+            ModelType::Embedding => bert::inspect(files),
             other => Err(unsupported_type(other)),
         }
     }
 
-    fn load(&self, model_type: ModelType, files: &ModelFiles) -> Result<LoadedModel, HostError> {
+    fn load(
+        &self,
+        model_type: ModelType,
+        files: &ModelFiles,
+        device: ComputeDevice,
+    ) -> Result<LoadedModel, HostError> {
         match model_type {
-            ModelType::Embedding => {
-                Ok(LoadedModel::Embedding(Box::new(BertEmbedder::load(files)?)))
-            }
+            ModelType::Embedding => Ok(LoadedModel::Embedding(Box::new(BertEmbedder::load(
+                files, device,
+            )?))),
             other => Err(unsupported_type(other)),
         }
     }

@@ -104,6 +104,21 @@ impl SentenceTransformerConfig {
     }
 }
 
+impl SentenceTransformerConfig {
+    /// A short description of the head, e.g. `mean,normalized`.
+    pub fn describe(&self) -> String {
+        let pooling = match self.pooling {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Max => "max",
+        };
+        match self.normalize {
+            true => format!("{pooling},normalized"),
+            false => pooling.to_string(),
+        }
+    }
+}
+
 fn pooling_mode(files: &ModelFiles, config: &PoolingConfig) -> Result<Pooling, HostError> {
     let unsupported = config.pooling_mode_mean_sqrt_len_tokens
         || config.pooling_mode_weightedmean_tokens

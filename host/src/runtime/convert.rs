@@ -22,8 +22,11 @@ pub fn wit_error(error: HostError) -> wit::Error {
         HostError::Conflict { .. } => wit::ErrorCode::Conflict,
         HostError::InvalidInput(_) => wit::ErrorCode::InvalidInput,
         HostError::Unsupported(_) => wit::ErrorCode::Unsupported,
+        HostError::DeviceUnavailable(_) => wit::ErrorCode::DeviceUnavailable,
         HostError::LoadFailed { .. } => wit::ErrorCode::LoadFailed,
         HostError::InferenceFailed { .. } => wit::ErrorCode::InferenceFailed,
+        HostError::Overloaded(_) => wit::ErrorCode::Overloaded,
+        HostError::Timeout(_) => wit::ErrorCode::Timeout,
         HostError::Internal(_) => wit::ErrorCode::Internal,
     };
     wit::Error {
@@ -164,6 +167,18 @@ impl From<results::ServiceStatus> for wit::ServiceStatus {
                 num_workers: s.worker_pool.num_workers,
                 active_workers: s.worker_pool.active_workers,
                 pending_tasks: s.worker_pool.pending_tasks,
+                workers: s
+                    .worker_pool
+                    .workers
+                    .into_iter()
+                    .map(|w| wit::WorkerStatus {
+                        worker_id: w.worker_id,
+                        device: w.device,
+                        busy: w.busy,
+                        loaded_models: w.loaded_models,
+                    })
+                    .collect(),
+                notes: s.worker_pool.notes,
             },
             embedding_cache: wit::CacheStatus {
                 enabled: s.embedding_cache.enabled,
@@ -196,6 +211,8 @@ fn model_status(m: results::ModelStatus) -> wit::ModelStatus {
         last_accessed_ms: m.last_accessed_ms,
         source: m.source,
         device: m.device,
+        workers: m.workers,
+        placement_note: m.placement_note,
     }
 }
 

@@ -1,0 +1,117 @@
+//! The embedding cache: one vector per (model, text), bounded in entries and age, shared by
+//! every module, with its hit rate for the status.
+//!
+//! The model part of the key is the repository, the resolved commit, the output head (pooling
+//! and normalization) and the input limit, so a vector is only reused where it would come out
+//! the same.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use moka::sync::Cache;
+
+use crate::results::CacheStatus;
+
+/// The cache's settings (the `[embedding_cache]` section of the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Whether vectors are cached at all.
+    pub enabled: bool,
+    /// Most vectors held.
+    pub max_entries: u64,
+    /// How long a vector stays after it was stored.
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    model: Arc<str>,
+    text: Box<str>,
+}
+
+/// Vectors already computed, per model and text.
+pub struct EmbeddingCache {
+    entries: Option<Cache<Key, Arc<[f32]>>>,
+    lookups: AtomicU64,
+    hits: AtomicU64,
+}
+
+impl EmbeddingCache {
+    /// An empty cache.
+    pub fn new(settings: CacheSettings) -> Self {
+        let entries = settings.enabled.then(|| {
+            Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.ttl)
+                .build()
+        });
+        Self {
+            entries,
+            lookups: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the cache is on.
+    pub fn enabled(&self) -> bool {
+        self.entries.is_some()
+    }
+
+    /// The cached vector of each text, where there is one.
+    pub fn get_many(&self, model: &Arc<str>, texts: &[String]) -> Vec<Option<Vec<f32>>> {
+        let Some(entries) = &self.entries else {
+            return vec![None; texts.len()];
+        };
+        let found: Vec<Option<Vec<f32>>> = texts
+            .iter()
+            .map(|text| {
+                let key = Key {
+                    model: model.clone(),
+                    text: text.as_str().into(),
+                };
+                entries.get(&key).map(|v| v.to_vec())
+            })
+            .collect();
+        let hits = found.iter().filter(|v| v.is_some()).count() as u64;
+        self.lookups
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        found
+    }
+
+    /// Stores the vector of each text.
+    pub fn insert_many<'a>(
+        &self,
+        model: &Arc<str>,
+        pairs: impl IntoIterator<Item = (&'a String, &'a Vec<f32>)>,
+    ) {
+        if let Some(entries) = &self.entries {
+            for (text, vector) in pairs {
+                let key = Key {
+                    model: model.clone(),
+                    text: text.as_str().into(),
+                };
+                entries.insert(key, Arc::from(vector.as_slice()));
+            }
+        }
+    }
+
+    /// Entries, hit rate and whether the cache is on.
+    pub fn status(&self) -> CacheStatus {
+        let lookups = self.lookups.load(Ordering::Relaxed);
+        let hits = self.hits.load(Ordering::Relaxed);
+        CacheStatus {
+            enabled: self.enabled(),
+            cached_count: self.entries.as_ref().map_or(0, |e| {
+                e.run_pending_tasks();
+                e.entry_count()
+            }),
+            hit_rate: if lookups == 0 {
+                0.0
+            } else {
+                hits as f64 / lookups as f64
+            },
+        }
+    }
+}

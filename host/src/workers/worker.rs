@@ -1,0 +1,178 @@
+//! One worker: a dedicated thread that owns a device and the models loaded on it, fed jobs by a
+//! channel, so inference never runs on the async runtime (as TEI's backend thread).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use crate::backends::{LoadedModel, ModelBackend};
+use crate::device::ComputeDevice;
+use crate::error::HostError;
+use crate::hub::ModelFiles;
+use crate::registry::WeightsKey;
+
+/// What a worker is asked to do.
+enum Job {
+    /// Load a model (if not loaded yet).
+    Load {
+        key: WeightsKey,
+        files: ModelFiles,
+        reply: oneshot::Sender<Result<(), HostError>>,
+    },
+    /// Embed one batch of token sequences, loading the model first if needed.
+    Embed {
+        key: WeightsKey,
+        files: ModelFiles,
+        batch: Vec<Vec<u32>>,
+        reply: oneshot::Sender<Result<Vec<Vec<f32>>, HostError>>,
+    },
+    /// Drop a model from memory.
+    Unload { key: WeightsKey },
+}
+
+/// A handle to a worker thread.
+pub struct Worker {
+    /// The worker's name in results and the status, e.g. `cpu-0`.
+    pub id: String,
+    /// The device it runs on.
+    pub device: ComputeDevice,
+    jobs: mpsc::Sender<Job>,
+    busy: AtomicUsize,
+    loaded: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    /// Starts the worker's thread.
+    pub fn spawn(id: String, device: ComputeDevice, backend: Arc<dyn ModelBackend>) -> Self {
+        let (jobs, inbox) = mpsc::channel();
+        let loaded = Arc::new(AtomicUsize::new(0));
+        let thread_loaded = loaded.clone();
+        let thread_id = id.clone();
+        std::thread::Builder::new()
+            .name(format!("modelhost-{id}"))
+            .spawn(move || serve(thread_id, device, backend, inbox, thread_loaded))
+            .expect("cannot start a worker thread");
+        Self {
+            id,
+            device,
+            jobs,
+            busy: AtomicUsize::new(0),
+            loaded,
+        }
+    }
+
+    /// Batches this worker has been given and not finished.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Models in this worker's memory.
+    pub fn loaded_models(&self) -> usize {
+        self.loaded.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn begin(&self) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(super) fn end(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Loads `key` onto this worker.
+    pub async fn load(&self, key: &WeightsKey, files: &ModelFiles) -> Result<(), HostError> {
+        let (reply, result) = oneshot::channel();
+        self.send(Job::Load {
+            key: key.clone(),
+            files: files.clone(),
+            reply,
+        });
+        result.await.map_err(|_| self.gone())?
+    }
+
+    /// Embeds `batch` with `key` on this worker.
+    pub async fn embed(
+        &self,
+        key: &WeightsKey,
+        files: &ModelFiles,
+        batch: Vec<Vec<u32>>,
+    ) -> Result<Vec<Vec<f32>>, HostError> {
+        let (reply, result) = oneshot::channel();
+        self.send(Job::Embed {
+            key: key.clone(),
+            files: files.clone(),
+            batch,
+            reply,
+        });
+        result.await.map_err(|_| self.gone())?
+    }
+
+    /// Drops `key` from this worker's memory (a no-op when it is not loaded).
+    pub fn unload(&self, key: &WeightsKey) {
+        self.send(Job::Unload { key: key.clone() });
+    }
+
+    fn send(&self, job: Job) {
+        // The thread only ends when this handle is dropped, so the channel is open; a job sent
+        // to a thread that died anyway gets its reply sender dropped, which `gone` reports.
+        let _ = self.jobs.send(job);
+    }
+
+    fn gone(&self) -> HostError {
+        HostError::Internal(format!("worker {} stopped unexpectedly", self.id))
+    }
+}
+
+/// The worker thread: runs jobs in order until its handle is dropped.
+fn serve(
+    id: String,
+    device: ComputeDevice,
+    backend: Arc<dyn ModelBackend>,
+    inbox: mpsc::Receiver<Job>,
+    loaded: Arc<AtomicUsize>,
+) {
+    let mut models: HashMap<WeightsKey, LoadedModel> = HashMap::new();
+    let ensure_loaded = |models: &mut HashMap<WeightsKey, LoadedModel>,
+                         key: &WeightsKey,
+                         files: &ModelFiles|
+     -> Result<(), HostError> {
+        if !models.contains_key(key) {
+            let started = std::time::Instant::now();
+            let model = backend.load(key.model_type, files, device)?;
+            models.insert(key.clone(), model);
+            loaded.store(models.len(), Ordering::SeqCst);
+            tracing::info!(worker = %id, model = %key.name, revision = %key.revision,
+                elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
+        }
+        Ok(())
+    };
+    for job in inbox {
+        match job {
+            Job::Load { key, files, reply } => {
+                let _ = reply.send(ensure_loaded(&mut models, &key, &files));
+            }
+            Job::Embed {
+                key,
+                files,
+                batch,
+                reply,
+            } => {
+                let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
+                    let LoadedModel::Embedding(model) = &models[&key];
+                    let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+                    model.embed(&rows)
+                });
+                let _ = reply.send(result);
+            }
+            Job::Unload { key } => {
+                if models.remove(&key).is_some() {
+                    loaded.store(models.len(), Ordering::SeqCst);
+                    tracing::info!(worker = %id, model = %key.name, revision = %key.revision, "unloaded model");
+                }
+            }
+        }
+    }
+}
