@@ -1,0 +1,400 @@
+//! The worker pool on a simulated machine with a fake backend: device expansion, placement,
+//! preload capping, fallback, load balancing, batching across callers, token budget, overload,
+//! timeout and abandoned callers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use modelhost::device::ComputeDevice;
+use modelhost::error::HostError;
+use modelhost::manager::{ManagerSettings, ModelManager};
+use modelhost::registry::ModuleId;
+use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
+use modelhost::workers::LoadBalancing;
+use modelhost_tests::fake::{FakeBackend, SimulatedDevices, fake_vector};
+use modelhost_tests::{MINILM, test_settings};
+
+fn settings(devices: &[&str], balancing: LoadBalancing) -> ManagerSettings {
+    let mut settings = test_settings(Duration::from_secs(300));
+    settings.pool.devices = devices.iter().map(|d| d.parse().unwrap()).collect();
+    settings.pool.load_balancing = balancing;
+    settings.cache.enabled = false;
+    settings
+}
+
+fn start(
+    gpus: &[u32],
+    settings: ManagerSettings,
+    backend: FakeBackend,
+) -> (Arc<ModelManager>, Arc<FakeBackend>) {
+    let backend = Arc::new(backend);
+    let manager =
+        modelhost_tests::manager(backend.clone(), &SimulatedDevices(gpus.to_vec()), settings);
+    (manager, backend)
+}
+
+fn requirement(device: DevicePreference, preload: u32) -> ModelRequirement {
+    ModelRequirement {
+        device,
+        preload_workers: preload,
+        ..ModelRequirement::new(ModelType::Embedding, MINILM)
+    }
+}
+
+fn worker_ids(manager: &ModelManager) -> Vec<String> {
+    let status = manager.status();
+    status
+        .worker_pool
+        .workers
+        .iter()
+        .map(|w| w.worker_id.clone())
+        .collect()
+}
+
+const MODULE: &str = "m";
+
+#[tokio::test]
+async fn auto_expands_to_every_gpu_and_falls_back_to_the_cpu_without_one() {
+    let (manager, _) = start(
+        &[0, 1],
+        settings(&["auto", "cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::default(),
+    );
+    assert_eq!(worker_ids(&manager), ["cuda:0-0", "cuda:1-0", "cpu-0"]);
+    assert!(manager.status().worker_pool.notes.is_empty());
+
+    let (manager, _) = start(
+        &[],
+        settings(&["auto", "cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::default(),
+    );
+    assert_eq!(worker_ids(&manager), ["cpu-0"]);
+    assert!(manager.status().worker_pool.notes[0].contains("no GPU"));
+
+    let mut many = settings(&["cuda:0", "cpu"], LoadBalancing::LeastBusy);
+    many.pool.num_workers = 3;
+    let (manager, _) = start(&[0], many, FakeBackend::default());
+    assert_eq!(worker_ids(&manager), ["cuda:0-0", "cpu-0", "cuda:0-1"]);
+
+    let missing = ModelManager::new(
+        modelhost_tests::model_store(),
+        Arc::new(FakeBackend::default()),
+        &SimulatedDevices(vec![0]),
+        settings(&["cuda:3"], LoadBalancing::LeastBusy),
+    );
+    assert!(matches!(missing.err(), Some(HostError::DeviceUnavailable(m)) if m.contains("cuda:3")));
+}
+
+#[tokio::test]
+async fn models_are_placed_on_the_requested_device_and_preloads_are_capped() {
+    let (manager, backend) = start(
+        &[0, 1],
+        settings(&["auto", "cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::default(),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(
+            &m,
+            "on-gpu1",
+            requirement(DevicePreference::CudaOrdinal(1), 1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(backend.load_devices(), [ComputeDevice::Cuda(1)]);
+
+    let status = manager.status();
+    assert_eq!(status.models[0].workers, ["cuda:1-0"]);
+    assert_eq!(status.models[0].device, "cuda:1");
+    assert!(status.models[0].placement_note.is_none());
+
+    // "cuda" matches both GPUs: a preload of 5 is capped at 2 workers.
+    let other = ModelRequirement {
+        device: DevicePreference::Cuda,
+        preload_workers: 5,
+        ..ModelRequirement::new(
+            ModelType::Embedding,
+            "modelhost-fixtures/categorium-bert-cls-en",
+        )
+    };
+    manager.register(&m, "on-all-gpus", other).await.unwrap();
+    let status = manager.status();
+    let all = status
+        .models
+        .iter()
+        .find(|s| s.model_id == "on-all-gpus")
+        .unwrap();
+    assert_eq!(all.workers.len(), 2);
+    assert_eq!(backend.loads(), 3);
+
+    // Lazy registration loads nothing until first use, then on one matching worker.
+    manager
+        .register(&m, "cpu-lazy", requirement(DevicePreference::Cpu, 0))
+        .await
+        .unwrap();
+    assert_eq!(backend.loads(), 3);
+}
+
+#[tokio::test]
+async fn a_device_no_worker_has_falls_back_to_any_worker_and_says_so() {
+    let (manager, backend) = start(
+        &[],
+        settings(&["cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::default(),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::CudaOrdinal(1), 0))
+        .await
+        .unwrap();
+    let result = manager.embed(&m, "e", vec!["hello".into()]).await.unwrap();
+    assert_eq!(result.vectors, [fake_vector("hello")]);
+    assert_eq!(result.worker_id.as_deref(), Some("cpu-0"));
+    assert_eq!(backend.load_devices(), [ComputeDevice::Cpu]);
+    let note = manager.status().models[0].placement_note.clone().unwrap();
+    assert!(note.contains("no worker on cuda:1"), "{note}");
+}
+
+async fn workers_used(balancing: LoadBalancing) -> Vec<String> {
+    let (manager, _) = start(
+        &[0, 1, 2],
+        settings(&["cuda"], balancing),
+        FakeBackend::default(),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cuda, 3))
+        .await
+        .unwrap();
+    let mut used = Vec::new();
+    for i in 0..6 {
+        let result = manager
+            .embed(&m, "e", vec![format!("text {i}")])
+            .await
+            .unwrap();
+        used.push(result.worker_id.unwrap());
+    }
+    used
+}
+
+#[tokio::test]
+async fn round_robin_takes_each_holder_in_turn() {
+    let used = workers_used(LoadBalancing::RoundRobin).await;
+    assert_eq!(
+        used,
+        [
+            "cuda:0-0", "cuda:1-0", "cuda:2-0", "cuda:0-0", "cuda:1-0", "cuda:2-0"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn least_busy_takes_the_first_idle_holder() {
+    // One request at a time: every worker is idle, so the first one always wins.
+    let used = workers_used(LoadBalancing::LeastBusy).await;
+    assert_eq!(used, ["cuda:0-0"; 6]);
+
+    // Concurrent batches spread over idle workers.
+    let (manager, _) = start(
+        &[0, 1, 2],
+        settings(&["cuda"], LoadBalancing::LeastBusy),
+        FakeBackend::with_delay(Duration::from_millis(200)),
+    );
+    let m = ModuleId::new(MODULE);
+    let one_per_batch = ModelRequirement {
+        batch_size: Some(1),
+        ..requirement(DevicePreference::Cuda, 3)
+    };
+    manager.register(&m, "e", one_per_batch).await.unwrap();
+    let texts: Vec<String> = (0..3).map(|i| format!("text {i}")).collect();
+    let result = manager.embed(&m, "e", texts).await.unwrap();
+    let mut workers: Vec<&str> = result.worker_id.as_deref().unwrap().split(',').collect();
+    workers.sort();
+    assert_eq!(workers, ["cuda:0-0", "cuda:1-0", "cuda:2-0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_are_merged_into_one_batch_and_answered_in_order() {
+    let (manager, backend) = start(
+        &[],
+        settings(&["cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::with_delay(Duration::from_millis(300)),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
+        .await
+        .unwrap();
+    let first = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            manager
+                .embed(&ModuleId::new(MODULE), "e", vec!["first".into()])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let callers: Vec<_> = (0..10)
+        .map(|i| {
+            let manager = manager.clone();
+            tokio::spawn(async move {
+                let texts = vec![
+                    format!("caller {i} a"),
+                    format!("caller {i} bb{}", "b".repeat(i)),
+                ];
+                let result = manager
+                    .embed(&ModuleId::new(MODULE), "e", texts.clone())
+                    .await;
+                (texts, result)
+            })
+        })
+        .collect();
+    first.await.unwrap().unwrap();
+    for caller in callers {
+        let (texts, result) = caller.await.unwrap();
+        let expected: Vec<Vec<f32>> = texts.iter().map(|t| fake_vector(t)).collect();
+        assert_eq!(result.unwrap().vectors, expected);
+    }
+    assert_eq!(
+        backend.batch_sizes(),
+        [1, 20],
+        "the ten waiting callers shared one batch"
+    );
+}
+
+#[tokio::test]
+async fn batches_respect_the_batch_size_and_the_token_budget() {
+    let mut budget = settings(&["cpu"], LoadBalancing::LeastBusy);
+    budget.pool.max_batch_tokens = 100;
+    let (manager, backend) = start(&[], budget, FakeBackend::default());
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cpu, 0))
+        .await
+        .unwrap();
+    let thirty: Vec<String> = (0..10).map(|i| format!("{i}{}", "x".repeat(29))).collect();
+    let result = manager.embed(&m, "e", thirty.clone()).await.unwrap();
+    assert_eq!(
+        result.vectors,
+        thirty.iter().map(|t| fake_vector(t)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        backend.batch_sizes(),
+        [3, 3, 3, 1],
+        "3 x 30 tokens fit in 100, 4 do not"
+    );
+
+    let small = ModelRequirement {
+        batch_size: Some(4),
+        ..requirement(DevicePreference::Cpu, 0)
+    };
+    manager.register(&m, "small", small).await.unwrap();
+    let short: Vec<String> = (0..10).map(|i| format!("s{i}")).collect();
+    manager.embed(&m, "small", short).await.unwrap();
+    assert_eq!(backend.batch_sizes()[4..], [4, 4, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_queue_answers_overloaded_at_once() {
+    let mut bounded = settings(&["cpu"], LoadBalancing::LeastBusy);
+    bounded.pool.max_queue_length = 2;
+    let (manager, _) = start(
+        &[],
+        bounded,
+        FakeBackend::with_delay(Duration::from_millis(400)),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
+        .await
+        .unwrap();
+    let spawn = |text: &str| {
+        let (manager, text) = (manager.clone(), text.to_string());
+        tokio::spawn(async move { manager.embed(&ModuleId::new(MODULE), "e", vec![text]).await })
+    };
+    let running = spawn("running");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let waiting = [spawn("w1"), spawn("w2")];
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let refused = manager
+        .embed(&m, "e", vec!["one too many".into()])
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, HostError::Overloaded(_)), "{refused}");
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "refused without waiting"
+    );
+    assert_eq!(manager.status().worker_pool.pending_tasks, 2);
+    running.await.unwrap().unwrap();
+    for w in waiting {
+        w.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_waiting_past_the_queue_timeout_times_out() {
+    let mut impatient = settings(&["cpu"], LoadBalancing::LeastBusy);
+    impatient.pool.queue_timeout = Duration::from_millis(100);
+    let (manager, backend) = start(
+        &[],
+        impatient,
+        FakeBackend::with_delay(Duration::from_millis(400)),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
+        .await
+        .unwrap();
+    let running = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            manager
+                .embed(&ModuleId::new(MODULE), "e", vec!["slow".into()])
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let err = manager
+        .embed(&m, "e", vec!["late".into()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HostError::Timeout(_)), "{err}");
+    // The batch that had started finishes normally; the timed-out text never runs.
+    running.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(backend.batch_sizes(), [1]);
+    assert_eq!(manager.status().worker_pool.pending_tasks, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_that_went_away_are_dropped_from_the_queue() {
+    let (manager, backend) = start(
+        &[],
+        settings(&["cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::with_delay(Duration::from_millis(300)),
+    );
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
+        .await
+        .unwrap();
+    let spawn = |texts: Vec<String>| {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.embed(&ModuleId::new(MODULE), "e", texts).await })
+    };
+    let running = spawn(vec!["running".into()]);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let gone = spawn((0..5).map(|i| format!("gone {i}")).collect());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gone.abort();
+    let kept = spawn(vec!["kept".into()]);
+    running.await.unwrap().unwrap();
+    assert_eq!(kept.await.unwrap().unwrap().vectors, [fake_vector("kept")]);
+    assert_eq!(
+        backend.batch_sizes(),
+        [1, 1],
+        "the abandoned texts never ran"
+    );
+}
