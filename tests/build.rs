@@ -11,6 +11,7 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("DOCUMENT_PROCESSOR", "document-processor"),
     ("PROBE", "probe"),
+    ("LOAD_GENERATOR", "load-generator"),
 ];
 
 fn main() {

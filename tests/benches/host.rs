@@ -1,0 +1,283 @@
+//! Host benchmarks on the real all-MiniLM-L6-v2, through real guest modules. Prints figures and
+//! the ratio each goal is judged by:
+//!
+//! 1. cross-module batching: 8 modules sending single texts at once vs 1 module sending 32 a call;
+//! 2. the guest -> host -> guest path for a batch of 32 vs calling the backend directly;
+//! 3. cache-hit throughput through the guest boundary;
+//! 4. memory: RSS added when a second module registers the same model, and RSS returned when
+//!    idle weights are unloaded;
+//! 5. CPU workers: the 8-module load on 1 vs 2 CPU workers sharing the cores.
+//!
+//! Run with `cargo bench -p modelhost-tests --bench host` (after `scripts/fetch-models`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use modelhost::backends::{CandleBackend, LoadedModel, ModelBackend};
+use modelhost::device::ComputeDevice;
+use modelhost::manager::ManagerSettings;
+use modelhost::requirement::ModelType;
+use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime, Stdio};
+use modelhost_tests::{MINILM, fixtures, guests, model_store, runtime_with, test_settings};
+
+const REQUIREMENT: &str = r#"{"model_type": "embedding", "name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384}"#;
+
+/// The first `n` AG News test texts, as title + ". " + description.
+fn agnews(n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(fixtures().join("data/agnews-test.csv")).unwrap();
+    let mut rows = Vec::new();
+    let mut reader = text.as_str();
+    while rows.len() < n && !reader.is_empty() {
+        let (fields, rest) = csv_row(reader);
+        rows.push(format!("{}. {}", fields[1], fields[2]).replace('\n', " "));
+        reader = rest;
+    }
+    rows
+}
+
+/// One CSV row with quoted fields ("" escapes a quote), and the rest of the input.
+fn csv_row(input: &str) -> (Vec<String>, &str) {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = input.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek().map(|p| p.1) == Some('"') => {
+                chars.next();
+                fields.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            ('\n', false) => return (fields, &input[i + 1..]),
+            (c, _) => fields.last_mut().unwrap().push(c),
+        }
+    }
+    (fields, "")
+}
+
+fn settings(cache: bool, cpu_workers: usize) -> ManagerSettings {
+    let mut settings = test_settings(Duration::from_millis(500));
+    settings.cache.enabled = cache;
+    settings.pool.devices = vec!["cpu".parse().unwrap()];
+    settings.pool.num_workers = cpu_workers;
+    settings
+}
+
+/// Runs `shares.len()` load-generator modules at once, each sending its share `per_call` texts a
+/// call, `rounds` times. Returns the wall time and the time each module measured itself.
+async fn run_modules(
+    runtime: &Arc<Runtime>,
+    image: &ModuleImage,
+    shares: Vec<Vec<String>>,
+    per_call: usize,
+    rounds: usize,
+) -> (Duration, Vec<f64>) {
+    let mut modules = Vec::new();
+    for (i, share) in shares.into_iter().enumerate() {
+        let options = ModuleOptions {
+            name: Some(format!("load{i}")),
+            args: vec![per_call.to_string(), rounds.to_string()],
+            stdio: Stdio::Capture {
+                stdin: share.join("\n").into_bytes(),
+            },
+            ..ModuleOptions::default()
+        };
+        let mut module = runtime.instantiate(image, options).await.unwrap();
+        module.initialize(REQUIREMENT).await.unwrap();
+        modules.push(module);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = modules
+        .into_iter()
+        .map(|mut module| {
+            tokio::spawn(async move {
+                assert_eq!(module.run().await.unwrap(), 0);
+                let out = String::from_utf8(module.stdout().unwrap()).unwrap();
+                let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+                module.cleanup().await.unwrap();
+                summary["elapsed_ms"].as_f64().unwrap()
+            })
+        })
+        .collect();
+    let mut inside = Vec::new();
+    for task in tasks {
+        inside.push(task.await.unwrap());
+    }
+    (started.elapsed(), inside)
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn start_runtime(settings: ManagerSettings) -> (Arc<Runtime>, ModuleImage) {
+    let runtime = Arc::new(runtime_with(Arc::new(CandleBackend), settings));
+    let image = runtime.load(Path::new(guests::LOAD_GENERATOR)).unwrap();
+    (runtime, image)
+}
+
+/// 8 modules with one text a call vs 1 module with 32 a call, on `cpu_workers` CPU workers.
+async fn batching(texts: &[String], cpu_workers: usize) -> (f64, f64) {
+    let (runtime, image) = start_runtime(settings(false, cpu_workers));
+    let (warm, _) = run_modules(&runtime, &image, vec![texts[..32].to_vec()], 32, 1).await;
+    assert!(warm > Duration::ZERO);
+    let (one, _) = run_modules(&runtime, &image, vec![texts.to_vec()], 32, 1).await;
+    let shares: Vec<Vec<String>> = texts
+        .chunks(texts.len() / 8)
+        .map(<[String]>::to_vec)
+        .collect();
+    let (eight, _) = run_modules(&runtime, &image, shares, 1, 1).await;
+    let rate = |d: Duration| texts.len() as f64 / d.as_secs_f64();
+    (rate(one), rate(eight))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let texts = agnews(1000);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "modelhost host benchmarks: {MINILM}, AG News texts, {threads} cores, release build\n"
+    );
+
+    // 1. Batching across modules.
+    let (one, eight) = batching(&texts[..256], 1).await;
+    println!("1. 256 texts, 1 cpu worker, cache off");
+    println!("   1 module, 32 texts a call:          {one:8.1} texts/s");
+    println!("   8 modules, 1 text a call each:      {eight:8.1} texts/s");
+    println!(
+        "   ratio (goal >= 0.8):                {:8.2}x\n",
+        eight / one
+    );
+
+    // 2. The path through the guest vs the backend called directly, same 32 texts.
+    let batch: Vec<String> = texts[..32].to_vec();
+    let files = model_store().resolve(MINILM, "main").unwrap();
+    let backend = CandleBackend;
+    let encoder = backend
+        .inspect(ModelType::Embedding, &files)
+        .unwrap()
+        .encoder;
+    let LoadedModel::Embedding(model) = backend
+        .load(ModelType::Embedding, &files, ComputeDevice::Cpu)
+        .unwrap();
+    let (runtime, image) = start_runtime(settings(false, 1));
+    let rounds = 10;
+    let mut direct = Vec::new();
+    let mut guest = Vec::new();
+    let model = Arc::new(model);
+    for _ in 0..3 {
+        let (_, inside) = run_modules(&runtime, &image, vec![batch.clone()], 32, rounds).await;
+        guest.push(inside[0] / rounds as f64);
+        // The backend runs on a thread of its own, as it does on a worker.
+        let (model, encoder, batch) = (model.clone(), encoder.clone(), batch.clone());
+        let elapsed = std::thread::spawn(move || {
+            let started = Instant::now();
+            for _ in 0..rounds {
+                let tokens = encoder.encode(&batch, 256).unwrap();
+                let rows: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
+                model.embed(&rows).unwrap();
+            }
+            started.elapsed()
+        })
+        .join()
+        .unwrap();
+        direct.push(elapsed.as_secs_f64() * 1000.0 / rounds as f64);
+    }
+    let (direct, guest) = (median(direct), median(guest));
+    println!("2. one call of 32 texts (median of 3 x {rounds} calls)");
+    println!("   backend directly (tokenize + embed): {direct:8.2} ms");
+    println!("   guest -> host -> guest:              {guest:8.2} ms");
+    println!(
+        "   overhead (goal <= 2%):               {:8.2}%\n",
+        (guest / direct - 1.0) * 100.0
+    );
+
+    // 3. Cache hits through the boundary.
+    let (runtime, image) = start_runtime(settings(true, 1));
+    run_modules(&runtime, &image, vec![batch.clone()], 32, 1).await;
+    let hit_rounds = 2000;
+    let (_, inside) = run_modules(&runtime, &image, vec![batch.clone()], 32, hit_rounds).await;
+    let hits = (32 * hit_rounds) as f64 / (inside[0] / 1000.0);
+    println!("3. cache hits, 32 texts a call, {hit_rounds} calls");
+    println!("   throughput (goal >= 200000):         {hits:8.0} texts/s\n");
+
+    // 4. Memory: a second module on the same model, then idle unload.
+    let (runtime, image) = start_runtime(settings(false, 1));
+    let before = rss_bytes();
+    let start_module = |name: &str, text: &str| {
+        let options = ModuleOptions {
+            name: Some(name.into()),
+            args: vec!["1".into(), "1".into()],
+            stdio: Stdio::Capture {
+                stdin: text.as_bytes().to_vec(),
+            },
+            ..ModuleOptions::default()
+        };
+        let (runtime, image) = (runtime.clone(), image.clone());
+        async move {
+            let mut module = runtime.instantiate(&image, options).await.unwrap();
+            module.initialize(REQUIREMENT).await.unwrap();
+            assert_eq!(module.run().await.unwrap(), 0);
+            module
+        }
+    };
+    let mut first = start_module("first", &texts[0]).await;
+    let one_module = rss_bytes();
+    let mut second = start_module("second", &texts[1]).await;
+    let two_modules = rss_bytes();
+    let weights = std::fs::metadata(files.path("model.safetensors"))
+        .unwrap()
+        .len();
+    let added = two_modules.saturating_sub(one_module);
+    println!("4. memory (weights file {:.1} MB)", weights as f64 / 1e6);
+    println!(
+        "   RSS before any module:               {:8.1} MB",
+        before as f64 / 1e6
+    );
+    println!(
+        "   RSS with 1 module using the model:   {:8.1} MB",
+        one_module as f64 / 1e6
+    );
+    println!(
+        "   RSS with 2 modules using the model:  {:8.1} MB",
+        two_modules as f64 / 1e6
+    );
+    println!(
+        "   added by the 2nd (goal < 5%):        {:8.2}% of the weights",
+        added as f64 * 100.0 / weights as f64
+    );
+    first.cleanup().await.unwrap();
+    second.cleanup().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unloaded = rss_bytes();
+    assert_eq!(runtime.manager().status().total_loaded_models, 0);
+    println!(
+        "   RSS after idle unload:               {:8.1} MB ({:.1} MB returned)\n",
+        unloaded as f64 / 1e6,
+        two_modules.saturating_sub(unloaded) as f64 / 1e6
+    );
+
+    // 5. CPU workers share one compute thread pool.
+    let (one_worker_batched, one_worker) = batching(&texts[..256], 1).await;
+    let (two_workers_batched, two_workers) = batching(&texts[..256], 2).await;
+    println!("5. 8 modules x single texts on cpu workers sharing {threads} cores");
+    println!(
+        "   1 cpu worker:                        {one_worker:8.1} texts/s (batched sender {one_worker_batched:.1})"
+    );
+    println!(
+        "   2 cpu workers:                       {two_workers:8.1} texts/s (batched sender {two_workers_batched:.1})"
+    );
+}
