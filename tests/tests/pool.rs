@@ -398,3 +398,41 @@ async fn callers_that_went_away_are_dropped_from_the_queue() {
         "the abandoned texts never ran"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disabled_pool_runs_one_cpu_worker_and_never_merges_requests() {
+    let mut disabled = settings(&["auto", "cpu"], LoadBalancing::LeastBusy);
+    disabled.pool.enabled = false;
+    let (manager, backend) = start(
+        &[0, 1],
+        disabled,
+        FakeBackend::with_delay(Duration::from_millis(200)),
+    );
+    assert_eq!(worker_ids(&manager), ["cpu-0"]);
+    assert!(!manager.status().worker_pool.enabled);
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Auto, 1))
+        .await
+        .unwrap();
+    let callers: Vec<_> = (0..3)
+        .map(|i| {
+            let manager = manager.clone();
+            tokio::spawn(async move {
+                let texts = vec![format!("{i} a"), format!("{i} b")];
+                manager
+                    .embed(&ModuleId::new(MODULE), "e", texts)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    assert_eq!(
+        backend.batch_sizes(),
+        [2, 2, 2],
+        "each request ran on its own"
+    );
+}

@@ -163,8 +163,11 @@ impl ServedModel {
         batch_size: usize,
         timeout: std::time::Duration,
     ) -> Result<Served, HostError> {
-        let (reply, mut result) = oneshot::channel();
         let count = tokens.len();
+        if count == 0 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let (reply, mut result) = oneshot::channel();
         let request = Arc::new(Request {
             enqueued: Instant::now(),
             batch_size: batch_size.max(1),
