@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cache::CacheSettings;
-use crate::device::DeviceSpec;
 use crate::hub::ModelStore;
 use crate::manager::ManagerSettings;
+use crate::requirement::DevicePreference;
 use crate::workers::{LoadBalancing, PoolSettings};
 
 /// The documented default configuration.
@@ -232,7 +232,7 @@ impl HostConfig {
         Ok(())
     }
 
-    fn device_specs(&self) -> Result<Vec<DeviceSpec>, ConfigError> {
+    fn device_specs(&self) -> Result<Vec<DevicePreference>, ConfigError> {
         self.worker_pool
             .devices
             .iter()

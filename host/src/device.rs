@@ -1,10 +1,12 @@
 //! Compute devices: what a worker runs on, how the configured device list (`"auto"`, `"cpu"`,
-//! `"cuda"`, `"cuda:N"`) expands on this machine, and the inventory that says which GPUs exist.
+//! `"cuda"`, `"cuda:N"`, parsed as [`DevicePreference`]s) expands on this machine, and the
+//! inventory that says which GPUs exist.
 //!
 //! GPU detection sits behind [`DeviceInventory`] so tests can simulate a machine with GPUs.
 
 use std::fmt;
-use std::str::FromStr;
+
+use crate::requirement::DevicePreference;
 
 /// A device a worker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,40 +22,6 @@ impl fmt::Display for ComputeDevice {
         match self {
             Self::Cpu => f.write_str("cpu"),
             Self::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
-
-/// One entry of the configured device list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    /// Every detected GPU; the CPU when there is none.
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// Every detected GPU.
-    Cuda,
-    /// One GPU.
-    CudaOrdinal(u32),
-}
-
-impl FromStr for DeviceSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::CudaOrdinal)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown device '{s}'; expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""
-                    )
-                }),
         }
     }
 }
@@ -81,7 +49,7 @@ impl DeviceInventory for SystemDevices {
 /// The devices a configured list stands for on this machine, in order and without repeats,
 /// plus notes on what was substituted (for the log and the status).
 pub fn expand(
-    specs: &[DeviceSpec],
+    specs: &[DevicePreference],
     inventory: &dyn DeviceInventory,
 ) -> Result<(Vec<ComputeDevice>, Vec<String>), String> {
     let gpus = inventory.cuda_devices();
@@ -94,12 +62,12 @@ pub fn expand(
     };
     for spec in specs {
         match spec {
-            DeviceSpec::Cpu => push(ComputeDevice::Cpu, &mut devices),
-            DeviceSpec::Auto if gpus.is_empty() => {
+            DevicePreference::Cpu => push(ComputeDevice::Cpu, &mut devices),
+            DevicePreference::Auto if gpus.is_empty() => {
                 notes.push("\"auto\" found no GPU; using the cpu".to_string());
                 push(ComputeDevice::Cpu, &mut devices);
             }
-            DeviceSpec::Auto | DeviceSpec::Cuda => {
+            DevicePreference::Auto | DevicePreference::Cuda => {
                 if gpus.is_empty() {
                     return Err("\"cuda\" is listed but this machine has no usable GPU \
                                 (or modelhost was built without the `cuda` feature)"
@@ -109,7 +77,7 @@ pub fn expand(
                     push(ComputeDevice::Cuda(n), &mut devices);
                 }
             }
-            DeviceSpec::CudaOrdinal(n) => {
+            DevicePreference::CudaOrdinal(n) => {
                 if !gpus.contains(n) {
                     return Err(format!(
                         "\"cuda:{n}\" is listed but this machine's usable GPUs are {gpus:?} \
@@ -139,7 +107,7 @@ mod tests {
         }
     }
 
-    fn specs(list: &[&str]) -> Vec<DeviceSpec> {
+    fn specs(list: &[&str]) -> Vec<DevicePreference> {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
@@ -172,7 +140,7 @@ mod tests {
         assert!(expand(&specs(&["cuda"]), &Gpus(vec![])).is_err());
         assert!(
             "tpu"
-                .parse::<DeviceSpec>()
+                .parse::<DevicePreference>()
                 .unwrap_err()
                 .contains("unknown device 'tpu'")
         );

@@ -2,6 +2,7 @@
 //! and the comparison that detects conflicting registrations.
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::error::HostError;
 
@@ -40,6 +41,28 @@ pub enum DevicePreference {
     Cuda,
     /// One CUDA GPU by ordinal.
     CudaOrdinal(u32),
+}
+
+impl FromStr for DevicePreference {
+    type Err = String;
+
+    /// Parses `"auto"`, `"cpu"`, `"cuda"` or `"cuda:N"`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::CudaOrdinal)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown device '{s}'; expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\""
+                    )
+                }),
+        }
+    }
 }
 
 impl fmt::Display for DevicePreference {

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use modelhost::device::ComputeDevice;
 use modelhost::error::HostError;
 use modelhost::manager::{ManagerSettings, ModelManager};
 use modelhost::registry::ModuleId;
 use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
+use modelhost::results::Embeddings;
 use modelhost::workers::LoadBalancing;
 use modelhost_tests::fake::{FakeBackend, SimulatedDevices, fake_vector};
 use modelhost_tests::{MINILM, test_settings};
@@ -213,47 +216,58 @@ async fn least_busy_takes_the_first_idle_holder() {
     assert_eq!(workers, ["cuda:0-0", "cuda:1-0", "cuda:2-0"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_requests_are_merged_into_one_batch_and_answered_in_order() {
-    let (manager, backend) = start(
-        &[],
-        settings(&["cpu"], LoadBalancing::LeastBusy),
-        FakeBackend::with_delay(Duration::from_millis(300)),
-    );
+/// One CPU worker whose batches take `delay_ms`, with `configure` applied to the settings, and the
+/// model registered as `e` and already loaded.
+async fn one_slow_worker(
+    delay_ms: u64,
+    configure: impl FnOnce(&mut ManagerSettings),
+) -> (Arc<ModelManager>, Arc<FakeBackend>) {
+    let mut settings = settings(&["cpu"], LoadBalancing::LeastBusy);
+    configure(&mut settings);
+    let backend = FakeBackend::with_delay(Duration::from_millis(delay_ms));
+    let (manager, backend) = start(&[], settings, backend);
     let m = ModuleId::new(MODULE);
     manager
         .register(&m, "e", requirement(DevicePreference::Cpu, 1))
         .await
         .unwrap();
-    let first = {
-        let manager = manager.clone();
-        tokio::spawn(async move {
-            manager
-                .embed(&ModuleId::new(MODULE), "e", vec!["first".into()])
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let callers: Vec<_> = (0..10)
+    (manager, backend)
+}
+
+/// Embeds `texts` with `e` on a task of its own.
+fn spawn_embed(
+    manager: &Arc<ModelManager>,
+    texts: Vec<String>,
+) -> JoinHandle<Result<Embeddings, HostError>> {
+    let manager = manager.clone();
+    tokio::spawn(async move { manager.embed(&ModuleId::new(MODULE), "e", texts).await })
+}
+
+fn pause(ms: u64) -> tokio::time::Sleep {
+    tokio::time::sleep(Duration::from_millis(ms))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_are_merged_into_one_batch_and_answered_in_order() {
+    let (manager, backend) = one_slow_worker(300, |_| {}).await;
+    let first = spawn_embed(&manager, vec!["first".into()]);
+    pause(50).await;
+    let texts: Vec<Vec<String>> = (0..10)
         .map(|i| {
-            let manager = manager.clone();
-            tokio::spawn(async move {
-                let texts = vec![
-                    format!("caller {i} a"),
-                    format!("caller {i} bb{}", "b".repeat(i)),
-                ];
-                let result = manager
-                    .embed(&ModuleId::new(MODULE), "e", texts.clone())
-                    .await;
-                (texts, result)
-            })
+            vec![
+                format!("caller {i} a"),
+                format!("caller {i} bb{}", "b".repeat(i)),
+            ]
         })
         .collect();
+    let callers: Vec<_> = texts
+        .iter()
+        .map(|t| spawn_embed(&manager, t.clone()))
+        .collect();
     first.await.unwrap().unwrap();
-    for caller in callers {
-        let (texts, result) = caller.await.unwrap();
+    for (texts, caller) in texts.iter().zip(callers) {
         let expected: Vec<Vec<f32>> = texts.iter().map(|t| fake_vector(t)).collect();
-        assert_eq!(result.unwrap().vectors, expected);
+        assert_eq!(caller.await.unwrap().unwrap().vectors, expected);
     }
     assert_eq!(
         backend.batch_sizes(),
@@ -296,30 +310,18 @@ async fn batches_respect_the_batch_size_and_the_token_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_overloaded_at_once() {
-    let mut bounded = settings(&["cpu"], LoadBalancing::LeastBusy);
-    bounded.pool.max_queue_length = 2;
-    let (manager, _) = start(
-        &[],
-        bounded,
-        FakeBackend::with_delay(Duration::from_millis(400)),
-    );
-    let m = ModuleId::new(MODULE);
-    manager
-        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
-        .await
-        .unwrap();
-    let spawn = |text: &str| {
-        let (manager, text) = (manager.clone(), text.to_string());
-        tokio::spawn(async move { manager.embed(&ModuleId::new(MODULE), "e", vec![text]).await })
-    };
-    let running = spawn("running");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let waiting = [spawn("w1"), spawn("w2")];
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (manager, _) = one_slow_worker(400, |s| s.pool.max_queue_length = 2).await;
+    let running = spawn_embed(&manager, vec!["running".into()]);
+    pause(50).await;
+    let waiting = [
+        spawn_embed(&manager, vec!["w1".into()]),
+        spawn_embed(&manager, vec!["w2".into()]),
+    ];
+    pause(50).await;
     let started = std::time::Instant::now();
-    let refused = manager
-        .embed(&m, "e", vec!["one too many".into()])
+    let refused = spawn_embed(&manager, vec!["one too many".into()])
         .await
+        .unwrap()
         .unwrap_err();
     assert!(matches!(refused, HostError::Overloaded(_)), "{refused}");
     assert!(
@@ -335,61 +337,31 @@ async fn a_full_queue_answers_overloaded_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_waiting_past_the_queue_timeout_times_out() {
-    let mut impatient = settings(&["cpu"], LoadBalancing::LeastBusy);
-    impatient.pool.queue_timeout = Duration::from_millis(100);
-    let (manager, backend) = start(
-        &[],
-        impatient,
-        FakeBackend::with_delay(Duration::from_millis(400)),
-    );
-    let m = ModuleId::new(MODULE);
-    manager
-        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
+    let (manager, backend) =
+        one_slow_worker(400, |s| s.pool.queue_timeout = Duration::from_millis(100)).await;
+    let running = spawn_embed(&manager, vec!["slow".into()]);
+    pause(50).await;
+    let err = spawn_embed(&manager, vec!["late".into()])
         .await
-        .unwrap();
-    let running = {
-        let manager = manager.clone();
-        tokio::spawn(async move {
-            manager
-                .embed(&ModuleId::new(MODULE), "e", vec!["slow".into()])
-                .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let err = manager
-        .embed(&m, "e", vec!["late".into()])
-        .await
+        .unwrap()
         .unwrap_err();
     assert!(matches!(err, HostError::Timeout(_)), "{err}");
     // The batch that had started finishes normally; the timed-out text never runs.
     running.await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    pause(100).await;
     assert_eq!(backend.batch_sizes(), [1]);
     assert_eq!(manager.status().worker_pool.pending_tasks, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn callers_that_went_away_are_dropped_from_the_queue() {
-    let (manager, backend) = start(
-        &[],
-        settings(&["cpu"], LoadBalancing::LeastBusy),
-        FakeBackend::with_delay(Duration::from_millis(300)),
-    );
-    let m = ModuleId::new(MODULE);
-    manager
-        .register(&m, "e", requirement(DevicePreference::Cpu, 1))
-        .await
-        .unwrap();
-    let spawn = |texts: Vec<String>| {
-        let manager = manager.clone();
-        tokio::spawn(async move { manager.embed(&ModuleId::new(MODULE), "e", texts).await })
-    };
-    let running = spawn(vec!["running".into()]);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let gone = spawn((0..5).map(|i| format!("gone {i}")).collect());
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (manager, backend) = one_slow_worker(300, |_| {}).await;
+    let running = spawn_embed(&manager, vec!["running".into()]);
+    pause(50).await;
+    let gone = spawn_embed(&manager, (0..5).map(|i| format!("gone {i}")).collect());
+    pause(50).await;
     gone.abort();
-    let kept = spawn(vec!["kept".into()]);
+    let kept = spawn_embed(&manager, vec!["kept".into()]);
     running.await.unwrap().unwrap();
     assert_eq!(kept.await.unwrap().unwrap().vectors, [fake_vector("kept")]);
     assert_eq!(
@@ -403,11 +375,8 @@ async fn callers_that_went_away_are_dropped_from_the_queue() {
 async fn a_disabled_pool_runs_one_cpu_worker_and_never_merges_requests() {
     let mut disabled = settings(&["auto", "cpu"], LoadBalancing::LeastBusy);
     disabled.pool.enabled = false;
-    let (manager, backend) = start(
-        &[0, 1],
-        disabled,
-        FakeBackend::with_delay(Duration::from_millis(200)),
-    );
+    let backend = FakeBackend::with_delay(Duration::from_millis(200));
+    let (manager, backend) = start(&[0, 1], disabled, backend);
     assert_eq!(worker_ids(&manager), ["cpu-0"]);
     assert!(!manager.status().worker_pool.enabled);
     let m = ModuleId::new(MODULE);
@@ -416,19 +385,10 @@ async fn a_disabled_pool_runs_one_cpu_worker_and_never_merges_requests() {
         .await
         .unwrap();
     let callers: Vec<_> = (0..3)
-        .map(|i| {
-            let manager = manager.clone();
-            tokio::spawn(async move {
-                let texts = vec![format!("{i} a"), format!("{i} b")];
-                manager
-                    .embed(&ModuleId::new(MODULE), "e", texts)
-                    .await
-                    .unwrap()
-            })
-        })
+        .map(|i| spawn_embed(&manager, vec![format!("{i} a"), format!("{i} b")]))
         .collect();
     for caller in callers {
-        caller.await.unwrap();
+        caller.await.unwrap().unwrap();
     }
     assert_eq!(
         backend.batch_sizes(),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::backends::ModelBackend;
-use crate::device::{self, ComputeDevice, DeviceInventory, DeviceSpec};
+use crate::device::{self, ComputeDevice, DeviceInventory};
 use crate::requirement::DevicePreference;
 use crate::results::{WorkerPoolStatus, WorkerStatus};
 
@@ -39,7 +39,7 @@ pub struct PoolSettings {
     /// Workers to start, spread over the devices in turn; 0 means one per device.
     pub num_workers: usize,
     /// The configured device list.
-    pub devices: Vec<DeviceSpec>,
+    pub devices: Vec<DevicePreference>,
     /// Texts per batch when a requirement sets no `batch_size`.
     pub batch_size: usize,
     /// Longest a request may wait in a queue before it starts.
