@@ -1,8 +1,8 @@
 //! `ServedModel`: one model's placement on the workers and its batching queue.
 //!
-//! Requests are split into texts. The scheduler takes the oldest waiting text and fills its
-//! batch with the waiting texts closest to it in length (from any request), under the batch size
-//! and the token budget, so batches are fair to old requests and carry little padding. Results are
+//! Requests are split into texts. The waiting texts of all requests, sorted by length, are cut
+//! into batches under the batch size and the token budget, and the batch holding the oldest text
+//! runs next, so batches carry little padding and old requests are served first. Results are
 //! routed back to each request in its own order.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -254,9 +254,10 @@ impl ServedModel {
         }
     }
 
-    /// Takes the next batch: the oldest waiting text plus the waiting texts closest to it in
-    /// length, within the batch size and the token budget. Abandoned and expired requests are
-    /// dropped first.
+    /// Takes the next batch. The waiting texts, sorted by length, are cut into batches within the
+    /// batch size and the token budget, and the batch holding the oldest waiting text goes first:
+    /// one large request is batched exactly as if sorted as a whole, and no request waits behind
+    /// younger ones for long. Abandoned and expired requests are dropped first.
     fn take_batch(&self) -> Vec<Item> {
         let mut queue = self.queue();
         let timeout = self.pool.settings.queue_timeout;
@@ -282,27 +283,29 @@ impl ServedModel {
         let Some(anchor) = queue.items.first() else {
             return Vec::new();
         };
-        let anchor_len = anchor.tokens.len();
         let limit = anchor.request.batch_size;
         let merge = self.pool.settings.enabled;
         let mut order: Vec<usize> = (0..queue.items.len())
             .filter(|&i| merge || Arc::ptr_eq(&queue.items[i].request, &anchor.request))
             .collect();
-        order.sort_by_key(|&i| (queue.items[i].tokens.len().abs_diff(anchor_len), i));
+        order.sort_by_key(|&i| (queue.items[i].tokens.len(), i));
         let budget = self.pool.settings.max_batch_tokens;
-        let mut chosen = Vec::new();
-        let mut longest = 0;
-        for i in order {
-            if chosen.len() == limit {
-                break;
+        let mut start = 0;
+        let mut chosen = loop {
+            // Lengths ascend, so each text is the longest of its batch so far.
+            let mut end = start + 1;
+            while end < order.len()
+                && end - start < limit
+                && queue.items[order[end]].tokens.len() * (end - start + 1) <= budget
+            {
+                end += 1;
             }
-            let longer = longest.max(queue.items[i].tokens.len());
-            if !chosen.is_empty() && longer * (chosen.len() + 1) > budget {
-                continue;
+            let batch = &order[start..end];
+            if batch.contains(&0) {
+                break batch.to_vec();
             }
-            longest = longer;
-            chosen.push(i);
-        }
+            start = end;
+        };
         chosen.sort_unstable_by(|a, b| b.cmp(a));
         let mut batch: Vec<Item> = chosen.into_iter().map(|i| queue.items.remove(i)).collect();
         batch.reverse();
