@@ -14,6 +14,9 @@ use modelhost::error::HostError;
 use modelhost::hub::ModelFiles;
 use modelhost::requirement::ModelType;
 
+/// A text that makes the fake model panic.
+pub const PANIC_TEXT: &str = "panic!";
+
 /// Vector size of every fake model.
 pub const FAKE_DIMENSION: u32 = 4;
 
@@ -108,6 +111,11 @@ struct FakeModel {
 impl EmbeddingModel for FakeModel {
     fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
         std::thread::sleep(self.delay);
+        let panic_tokens = fake_tokens(PANIC_TEXT, usize::MAX);
+        assert!(
+            !batch.contains(&panic_tokens.as_slice()),
+            "the fake model was told to panic"
+        );
         self.batches.lock().unwrap().push(batch.len());
         Ok(batch.iter().map(|tokens| vector_of(tokens)).collect())
     }

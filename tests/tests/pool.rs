@@ -14,7 +14,7 @@ use modelhost::registry::ModuleId;
 use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
 use modelhost::results::Embeddings;
 use modelhost::workers::LoadBalancing;
-use modelhost_tests::fake::{FakeBackend, SimulatedDevices, fake_vector};
+use modelhost_tests::fake::{FakeBackend, PANIC_TEXT, SimulatedDevices, fake_vector};
 use modelhost_tests::{MINILM, test_settings};
 
 fn settings(devices: &[&str], balancing: LoadBalancing) -> ManagerSettings {
@@ -395,4 +395,20 @@ async fn a_disabled_pool_runs_one_cpu_worker_and_never_merges_requests() {
         [2, 2, 2],
         "each request ran on its own"
     );
+}
+
+#[tokio::test]
+async fn a_panicking_model_fails_its_batch_and_the_worker_carries_on() {
+    let (manager, _) = one_slow_worker(0, |_| {}).await;
+    let m = ModuleId::new(MODULE);
+    let err = manager
+        .embed(&m, "e", vec![PANIC_TEXT.into()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostError::InferenceFailed { reason, .. } if reason.contains("told to panic")),
+        "{err}"
+    );
+    let fine = manager.embed(&m, "e", vec!["fine".into()]).await.unwrap();
+    assert_eq!(fine.vectors, [fake_vector("fine")]);
 }

@@ -1,7 +1,9 @@
 //! One worker: a dedicated thread that owns a device and the models loaded on it, fed jobs by a
 //! channel, so inference never runs on the async runtime (as TEI's backend thread).
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -152,7 +154,16 @@ fn serve(
     for job in inbox {
         match job {
             Job::Load { key, files, reply } => {
-                let _ = reply.send(ensure_loaded(&mut models, &key, &files));
+                let loaded = panic::catch_unwind(AssertUnwindSafe(|| {
+                    ensure_loaded(&mut models, &key, &files)
+                }))
+                .unwrap_or_else(|payload| {
+                    Err(HostError::LoadFailed {
+                        name: key.name.clone(),
+                        reason: format!("loading panicked: {}", panic_message(&payload)),
+                    })
+                });
+                let _ = reply.send(loaded);
             }
             Job::Embed {
                 key,
@@ -163,7 +174,15 @@ fn serve(
                 let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
                     let LoadedModel::Embedding(model) = &models[&key];
                     let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
-                    model.embed(&rows)
+                    // A panicking model fails its batch, not the worker.
+                    panic::catch_unwind(AssertUnwindSafe(|| model.embed(&rows))).unwrap_or_else(
+                        |payload| {
+                            Err(HostError::InferenceFailed {
+                                name: key.name.clone(),
+                                reason: format!("the model panicked: {}", panic_message(&payload)),
+                            })
+                        },
+                    )
                 });
                 let _ = reply.send(result);
             }
@@ -175,4 +194,13 @@ fn serve(
             }
         }
     }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &Box<dyn Any + Send>) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
