@@ -10,6 +10,10 @@
 //!
 //! Run with `cargo bench -p modelhost-tests --bench host` (after `scripts/fetch-models`).
 
+/// The allocator the `modelhost` binary uses, so these figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,9 +150,89 @@ async fn batching(texts: &[String], cpu_workers: usize) -> (f64, f64) {
     (rate(one), rate(eight))
 }
 
+/// RSS as one module, then a second one, use the model, and after both left and the weights
+/// were unloaded. Measured first, in a fresh process, so earlier sections leave nothing behind.
+async fn memory(texts: &[String]) -> String {
+    use std::fmt::Write;
+    let mut report = String::new();
+    let files = model_store().resolve(MINILM, "main").unwrap();
+    let (runtime, image) = start_runtime(settings(false, 1));
+    let before = rss_bytes();
+    let start_module = |name: &str, text: &str| {
+        let options = ModuleOptions {
+            name: Some(name.into()),
+            args: vec!["1".into(), "1".into()],
+            stdio: Stdio::Capture {
+                stdin: text.as_bytes().to_vec(),
+            },
+            ..ModuleOptions::default()
+        };
+        let (runtime, image) = (runtime.clone(), image.clone());
+        async move {
+            let mut module = runtime.instantiate(&image, options).await.unwrap();
+            module.initialize(REQUIREMENT).await.unwrap();
+            assert_eq!(module.run().await.unwrap(), 0);
+            module
+        }
+    };
+    let mut first = start_module("first", &texts[0]).await;
+    let one_module = rss_bytes();
+    let mut second = start_module("second", &texts[1]).await;
+    let two_modules = rss_bytes();
+    let weights = std::fs::metadata(files.path("model.safetensors"))
+        .unwrap()
+        .len();
+    let added = two_modules.saturating_sub(one_module);
+    writeln!(
+        report,
+        "4. memory (weights file {:.1} MB)",
+        weights as f64 / 1e6
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "   RSS before any module:               {:8.1} MB",
+        before as f64 / 1e6
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "   RSS with 1 module using the model:   {:8.1} MB",
+        one_module as f64 / 1e6
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "   RSS with 2 modules using the model:  {:8.1} MB",
+        two_modules as f64 / 1e6
+    )
+    .unwrap();
+    writeln!(
+        report,
+        "   added by the 2nd (goal < 5%):        {:8.2}% of the weights",
+        added as f64 * 100.0 / weights as f64
+    )
+    .unwrap();
+    first.cleanup().await.unwrap();
+    second.cleanup().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unloaded = rss_bytes();
+    assert_eq!(runtime.manager().status().total_loaded_models, 0);
+    writeln!(
+        report,
+        "   RSS after idle unload:               {:8.1} MB ({:.1} MB returned)\n",
+        unloaded as f64 / 1e6,
+        two_modules.saturating_sub(unloaded) as f64 / 1e6
+    )
+    .unwrap();
+
+    report
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let texts = agnews(1000);
+    let memory_report = memory(&texts).await;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "modelhost host benchmarks: {MINILM}, AG News texts, {threads} cores, release build\n"
@@ -232,61 +316,8 @@ async fn main() {
     println!("3. cache hits, 32 texts a call, {hit_rounds} calls");
     println!("   throughput (goal >= 200000):         {hits:8.0} texts/s\n");
 
-    // 4. Memory: a second module on the same model, then idle unload.
-    let (runtime, image) = start_runtime(settings(false, 1));
-    let before = rss_bytes();
-    let start_module = |name: &str, text: &str| {
-        let options = ModuleOptions {
-            name: Some(name.into()),
-            args: vec!["1".into(), "1".into()],
-            stdio: Stdio::Capture {
-                stdin: text.as_bytes().to_vec(),
-            },
-            ..ModuleOptions::default()
-        };
-        let (runtime, image) = (runtime.clone(), image.clone());
-        async move {
-            let mut module = runtime.instantiate(&image, options).await.unwrap();
-            module.initialize(REQUIREMENT).await.unwrap();
-            assert_eq!(module.run().await.unwrap(), 0);
-            module
-        }
-    };
-    let mut first = start_module("first", &texts[0]).await;
-    let one_module = rss_bytes();
-    let mut second = start_module("second", &texts[1]).await;
-    let two_modules = rss_bytes();
-    let weights = std::fs::metadata(files.path("model.safetensors"))
-        .unwrap()
-        .len();
-    let added = two_modules.saturating_sub(one_module);
-    println!("4. memory (weights file {:.1} MB)", weights as f64 / 1e6);
-    println!(
-        "   RSS before any module:               {:8.1} MB",
-        before as f64 / 1e6
-    );
-    println!(
-        "   RSS with 1 module using the model:   {:8.1} MB",
-        one_module as f64 / 1e6
-    );
-    println!(
-        "   RSS with 2 modules using the model:  {:8.1} MB",
-        two_modules as f64 / 1e6
-    );
-    println!(
-        "   added by the 2nd (goal < 5%):        {:8.2}% of the weights",
-        added as f64 * 100.0 / weights as f64
-    );
-    first.cleanup().await.unwrap();
-    second.cleanup().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let unloaded = rss_bytes();
-    assert_eq!(runtime.manager().status().total_loaded_models, 0);
-    println!(
-        "   RSS after idle unload:               {:8.1} MB ({:.1} MB returned)\n",
-        unloaded as f64 / 1e6,
-        two_modules.saturating_sub(unloaded) as f64 / 1e6
-    );
+    // 4. Memory, measured before everything else.
+    print!("{memory_report}");
 
     // 5. CPU workers share one compute thread pool.
     let (one_worker_batched, one_worker) = batching(&texts[..256], 1).await;
