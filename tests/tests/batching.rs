@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use modelhost::backends::CandleBackend;
+use modelhost::results::ServiceStatus;
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{
     MINILM, code, max_abs_diff, probe, reference_embeddings, runtime_with, test_settings,
@@ -55,29 +56,39 @@ async fn guests_see_overloaded_and_timeout() {
     let mut settings = test_settings(Duration::from_secs(300));
     settings.cache.enabled = false;
     settings.pool.max_queue_length = 1;
-    settings.pool.queue_timeout = Duration::from_millis(300);
+    settings.pool.queue_timeout = Duration::from_secs(2);
     settings.pool.devices = vec!["cpu".parse().unwrap()];
-    let runtime = runtime_with(
-        Arc::new(FakeBackend::with_delay(Duration::from_millis(600))),
-        settings,
-    );
+    let backend = FakeBackend::with_delay(Duration::from_secs(3));
+    let runtime = runtime_with(Arc::new(backend), settings);
     let embed = |text: &str| {
         vec![
             register(),
             json!({"op": "embed", "id": "e", "texts": [text]}),
         ]
     };
-    let after = |ms: u64, name: &'static str, commands: Vec<Value>| {
+    // Each module starts once the host is in the state the previous one should have caused, so
+    // the order holds however busy the machine is.
+    let when = |ready: fn(&ServiceStatus) -> bool, name: &'static str, commands: Vec<Value>| {
         let runtime = &runtime;
         async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            while !ready(&runtime.manager().status()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             probe(runtime, name, "", &commands).await.unwrap().0
         }
     };
     let (running, waiting, refused) = tokio::join!(
-        after(0, "running", embed("first")),
-        after(100, "waiting", embed("second")),
-        after(200, "refused", embed("third")),
+        when(|_| true, "running", embed("first")),
+        when(
+            |s| s.worker_pool.active_workers == 1,
+            "waiting",
+            embed("second")
+        ),
+        when(
+            |s| s.worker_pool.pending_tasks == 1,
+            "refused",
+            embed("third")
+        ),
     );
     assert_eq!(code(&running[1]), "ok", "{running:?}");
     assert_eq!(code(&waiting[1]), "timeout", "{waiting:?}");

@@ -12,7 +12,7 @@ use modelhost::error::HostError;
 use modelhost::manager::{ManagerSettings, ModelManager};
 use modelhost::registry::ModuleId;
 use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
-use modelhost::results::Embeddings;
+use modelhost::results::{Embeddings, ServiceStatus};
 use modelhost::workers::LoadBalancing;
 use modelhost_tests::fake::{FakeBackend, PANIC_TEXT, SimulatedDevices, fake_vector};
 use modelhost_tests::{MINILM, test_settings};
@@ -247,11 +247,28 @@ fn pause(ms: u64) -> tokio::time::Sleep {
     tokio::time::sleep(Duration::from_millis(ms))
 }
 
+/// Waits until the status satisfies `ready`, so tests follow the host's state, not the clock.
+async fn until(manager: &ModelManager, ready: impl Fn(&ServiceStatus) -> bool) {
+    while !ready(&manager.status()) {
+        pause(5).await;
+    }
+}
+
+/// Waits until the worker is running a batch.
+async fn busy(manager: &ModelManager) {
+    until(manager, |s| s.worker_pool.active_workers == 1).await;
+}
+
+/// Waits until `n` requests wait in the queue.
+async fn queued(manager: &ModelManager, n: u32) {
+    until(manager, |s| s.worker_pool.pending_tasks == n).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_are_merged_into_one_batch_and_answered_in_order() {
-    let (manager, backend) = one_slow_worker(300, |_| {}).await;
+    let (manager, backend) = one_slow_worker(1000, |_| {}).await;
     let first = spawn_embed(&manager, vec!["first".into()]);
-    pause(50).await;
+    busy(&manager).await;
     let texts: Vec<Vec<String>> = (0..10)
         .map(|i| {
             vec![
@@ -310,14 +327,14 @@ async fn batches_respect_the_batch_size_and_the_token_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_queue_answers_overloaded_at_once() {
-    let (manager, _) = one_slow_worker(400, |s| s.pool.max_queue_length = 2).await;
+    let (manager, _) = one_slow_worker(1000, |s| s.pool.max_queue_length = 2).await;
     let running = spawn_embed(&manager, vec!["running".into()]);
-    pause(50).await;
+    busy(&manager).await;
     let waiting = [
         spawn_embed(&manager, vec!["w1".into()]),
         spawn_embed(&manager, vec!["w2".into()]),
     ];
-    pause(50).await;
+    queued(&manager, 2).await;
     let started = std::time::Instant::now();
     let refused = spawn_embed(&manager, vec!["one too many".into()])
         .await
@@ -325,7 +342,7 @@ async fn a_full_queue_answers_overloaded_at_once() {
         .unwrap_err();
     assert!(matches!(refused, HostError::Overloaded(_)), "{refused}");
     assert!(
-        started.elapsed() < Duration::from_millis(100),
+        started.elapsed() < Duration::from_millis(500),
         "refused without waiting"
     );
     assert_eq!(manager.status().worker_pool.pending_tasks, 2);
@@ -340,7 +357,7 @@ async fn a_request_waiting_past_the_queue_timeout_times_out() {
     let (manager, backend) =
         one_slow_worker(400, |s| s.pool.queue_timeout = Duration::from_millis(100)).await;
     let running = spawn_embed(&manager, vec!["slow".into()]);
-    pause(50).await;
+    busy(&manager).await;
     let err = spawn_embed(&manager, vec!["late".into()])
         .await
         .unwrap()
@@ -357,9 +374,9 @@ async fn a_request_waiting_past_the_queue_timeout_times_out() {
 async fn callers_that_went_away_are_dropped_from_the_queue() {
     let (manager, backend) = one_slow_worker(300, |_| {}).await;
     let running = spawn_embed(&manager, vec!["running".into()]);
-    pause(50).await;
+    busy(&manager).await;
     let gone = spawn_embed(&manager, (0..5).map(|i| format!("gone {i}")).collect());
-    pause(50).await;
+    queued(&manager, 1).await;
     gone.abort();
     let kept = spawn_embed(&manager, vec!["kept".into()]);
     running.await.unwrap().unwrap();
