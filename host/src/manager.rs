@@ -64,11 +64,6 @@ impl ModelManager {
         Ok(manager)
     }
 
-    /// The model store.
-    pub fn store(&self) -> &ModelStore {
-        &self.store
-    }
-
     /// Registers `model_id` for `module` (see the WIT `register-model`).
     pub async fn register(
         &self,

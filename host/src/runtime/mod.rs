@@ -33,13 +33,6 @@ pub struct ModuleImage {
     pre: InstancePre<ModuleState>,
 }
 
-impl ModuleImage {
-    /// The module's name (its file stem).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
 /// The engine, the linker with WASI 0.2 and `model-manager`, and the manager modules talk to.
 pub struct Runtime {
     engine: Engine,
