@@ -108,8 +108,9 @@ impl ModelManager {
                 }
             }
         };
-        tracing::info!(%module, model_id, model = %weights.key.name, new_registration,
-            references = count, "registered model");
+        tracing::info!(%module, model_id, model = %weights.key.name,
+            architecture = %weights.info.architecture, new_registration, references = count,
+            "registered model");
         if preload > 0 {
             let holders = weights.served.preload(preload).await;
             tracing::info!(model_id, requested = preload, holders, "preloaded model");

@@ -67,7 +67,6 @@ impl ModelBackend for FakeBackend {
                 dimension: Some(FAKE_DIMENSION),
                 max_input_length: 512,
                 head: "fake".into(),
-                weights_bytes: 0,
             },
             encoder: Arc::new(FakeEncoder),
         })

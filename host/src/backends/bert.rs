@@ -138,13 +138,11 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
     tokenizer
         .with_truncation(None)
         .map_err(|e| files.invalid(format!("tokenizer.json: {e}")))?;
-    let weights_bytes = std::fs::metadata(files.path(WEIGHTS_FILE))
-        .map_err(|_| {
-            files.invalid(format!(
-                "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
-            ))
-        })?
-        .len();
+    if !files.path(WEIGHTS_FILE).is_file() {
+        return Err(files.invalid(format!(
+            "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
+        )));
+    }
     let head = SentenceTransformerConfig::read(files)?;
     let max_input_length = head
         .max_seq_length
@@ -155,7 +153,6 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
         dimension: Some(config.hidden_size as u32),
         max_input_length: max_input_length as u32,
         head: head.describe(),
-        weights_bytes,
     };
     Ok((tokenizer, info))
 }

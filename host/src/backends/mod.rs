@@ -29,8 +29,6 @@ pub struct ModelInfo {
     /// What turns the model's outputs into results (e.g. `mean,normalized`); part of the
     /// embedding cache key, since the same weights with another head give other vectors.
     pub head: String,
-    /// Bytes of the weights files: roughly what loading the model costs in memory.
-    pub weights_bytes: u64,
 }
 
 /// A model's tokenizer. It is loaded at registration, with verification, so that requests can
