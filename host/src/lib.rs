@@ -37,6 +37,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod hub;
+mod kernels;
 pub mod manager;
 pub mod registry;
 pub mod requirement;

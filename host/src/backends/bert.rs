@@ -1,6 +1,6 @@
-//! BERT-family sentence embeddings on candle: the tokenizer (truncating, no padding), and the
-//! encoder over mmapped safetensors weights with per-batch padding, pooling over the real tokens
-//! and optional L2 normalization.
+//! BERT-family sentence embeddings: the tokenizer (truncating, no padding), the encoder (the
+//! host's CPU kernels on the CPU, candle's `BertModel` with per-batch padding on GPUs), pooling
+//! over the real tokens and optional L2 normalization.
 
 use std::sync::Arc;
 
@@ -10,12 +10,14 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer};
 
+use super::bert_cpu::CpuBertEncoder;
 use super::{
     EmbeddingModel, Inspection, ModelInfo, Pooling, SentenceTransformerConfig, TextEncoder,
 };
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
+use crate::kernels::{Precision, lane_sum};
 use crate::requirement::ModelType;
 
 const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
@@ -49,9 +51,16 @@ impl TextEncoder for BertTokenizer {
 /// A BERT encoder with its sentence-transformers head, on one device.
 pub struct BertEmbedder {
     name: String,
-    model: BertModel,
+    engine: Engine,
     head: SentenceTransformerConfig,
-    device: Device,
+}
+
+/// What runs the encoder.
+enum Engine {
+    /// The host's CPU kernels over packed sequences.
+    Cpu(CpuBertEncoder),
+    /// candle's BERT on a GPU, over padded batches.
+    Candle { model: BertModel, device: Device },
 }
 
 /// Verifies the model folder and loads its tokenizer, without loading weights.
@@ -68,64 +77,102 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
 }
 
 impl BertEmbedder {
-    /// Loads the model onto `device`, mapping the weights file into memory.
-    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, HostError> {
+    /// Loads the model onto `device`: packed for the CPU kernels, or mapped into candle tensors
+    /// on a GPU.
+    pub fn load(
+        files: &ModelFiles,
+        device: ComputeDevice,
+        precision: Precision,
+    ) -> Result<Self, HostError> {
         let config = read_config(files)?;
         let head = SentenceTransformerConfig::read(files)?;
         let load_failed = |e: candle_core::Error| HostError::LoadFailed {
             name: files.name.clone(),
             reason: format!("on {device}: {e}"),
         };
-        let device = match device {
-            ComputeDevice::Cpu => Device::Cpu,
-            ComputeDevice::Cuda(n) => Device::new_cuda(n as usize).map_err(load_failed)?,
+        let weights = files.path(WEIGHTS_FILE);
+        let engine = match device {
+            ComputeDevice::Cpu => Engine::Cpu(
+                CpuBertEncoder::load(&weights, &config, precision).map_err(load_failed)?,
+            ),
+            ComputeDevice::Cuda(n) => {
+                let device = Device::new_cuda(n as usize).map_err(load_failed)?;
+                // SAFETY: the weights file is mapped read-only; the model store never rewrites a
+                // snapshot file in place (downloads land in new files and are renamed).
+                let vb =
+                    unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+                        .map_err(load_failed)?;
+                let model = BertModel::load(vb, &config).map_err(load_failed)?;
+                Engine::Candle { model, device }
+            }
         };
-        // SAFETY: the weights file is mapped read-only; the model store never rewrites a
-        // snapshot file in place (downloads land in new files and are renamed).
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[files.path(WEIGHTS_FILE)], DType::F32, &device)
-        }
-        .map_err(load_failed)?;
-        let model = BertModel::load(vb, &config).map_err(load_failed)?;
         Ok(Self {
             name: files.name.clone(),
-            model,
+            engine,
             head,
-            device,
         })
     }
 
-    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(batch.len() * len);
-        let mut mask = Vec::with_capacity(batch.len() * len);
-        for row in batch {
-            ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat_n(0u32, len - row.len()));
-            mask.extend(std::iter::repeat_n(1u32, row.len()));
-            mask.extend(std::iter::repeat_n(0u32, len - row.len()));
+    fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+        match &self.engine {
+            Engine::Cpu(encoder) => encoder.forward(batch, |states, sequences| {
+                let width = encoder.hidden_size();
+                sequences
+                    .iter()
+                    .map(|s| {
+                        let tokens = &states[s.start * width..(s.start + s.len) * width];
+                        let mut pooled = pool_rows(tokens, width, self.head.pooling);
+                        if self.head.normalize {
+                            normalize(&mut pooled);
+                        }
+                        pooled
+                    })
+                    .collect()
+            }),
+            Engine::Candle { model, device } => {
+                candle_forward(model, device, &self.head, batch).map_err(|e| e.to_string())
+            }
         }
-        let shape = (batch.len(), len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        let pooled = pool(&hidden, &mask, self.head.pooling)?;
-        let pooled = if self.head.normalize {
-            l2_normalize(&pooled)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2::<f32>()
     }
+}
+
+/// candle's padded forward pass: pad to the longest sequence, mask, pool, normalize.
+fn candle_forward(
+    model: &BertModel,
+    device: &Device,
+    head: &SentenceTransformerConfig,
+    batch: &[&[u32]],
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(batch.len() * len);
+    let mut mask = Vec::with_capacity(batch.len() * len);
+    for row in batch {
+        ids.extend_from_slice(row);
+        ids.extend(std::iter::repeat_n(0u32, len - row.len()));
+        mask.extend(std::iter::repeat_n(1u32, row.len()));
+        mask.extend(std::iter::repeat_n(0u32, len - row.len()));
+    }
+    let shape = (batch.len(), len);
+    let ids = Tensor::from_vec(ids, shape, device)?;
+    let mask = Tensor::from_vec(mask, shape, device)?;
+    let token_types = ids.zeros_like()?;
+    let hidden = model.forward(&ids, &token_types, Some(&mask))?;
+    let pooled = pool(&hidden, &mask, head.pooling)?;
+    let pooled = if head.normalize {
+        l2_normalize(&pooled)?
+    } else {
+        pooled
+    };
+    pooled.to_vec2::<f32>()
 }
 
 impl EmbeddingModel for BertEmbedder {
     fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
-        self.forward(batch).map_err(|e| HostError::InferenceFailed {
-            name: self.name.clone(),
-            reason: e.to_string(),
-        })
+        self.forward(batch)
+            .map_err(|reason| HostError::InferenceFailed {
+                name: self.name.clone(),
+                reason,
+            })
     }
 }
 
@@ -199,6 +246,41 @@ fn truncate(encoding: &Encoding, limit: usize) -> Vec<u32> {
         kept[limit - 1] = ids[ids.len() - 1];
     }
     kept
+}
+
+/// Pools one sequence's token vectors (`width`-wide rows) into one vector.
+fn pool_rows(tokens: &[f32], width: usize, pooling: Pooling) -> Vec<f32> {
+    let mut rows = tokens.chunks_exact(width);
+    let first = rows
+        .next()
+        .map(<[f32]>::to_vec)
+        .unwrap_or_else(|| vec![0.0; width]);
+    match pooling {
+        Pooling::Cls => first,
+        Pooling::Mean => {
+            let mut sum: Vec<f32> = first;
+            for row in rows {
+                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            let count = (tokens.len() / width).max(1) as f32;
+            sum.iter_mut().for_each(|s| *s /= count);
+            sum
+        }
+        Pooling::Max => {
+            let mut peak = first;
+            for row in rows {
+                peak.iter_mut().zip(row).for_each(|(p, &v)| *p = p.max(v));
+            }
+            peak
+        }
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays zero), as `torch.nn.functional.normalize`.
+fn normalize(v: &mut [f32]) {
+    let squares: Vec<f32> = v.iter().map(|x| x * x).collect();
+    let norm = lane_sum(&squares).sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 /// Pools `(batch, len, hidden)` token vectors into `(batch, hidden)`, ignoring padding.

@@ -5,6 +5,7 @@
 //! contract can evolve without touching inference code.
 
 mod bert;
+mod bert_cpu;
 mod sentence_transformers;
 
 use std::sync::Arc;
@@ -94,7 +95,9 @@ impl ModelBackend for CandleBackend {
     ) -> Result<LoadedModel, HostError> {
         match model_type {
             ModelType::Embedding => Ok(LoadedModel::Embedding(Box::new(BertEmbedder::load(
-                files, device,
+                files,
+                device,
+                crate::kernels::Precision::F32,
             )?))),
             other => Err(unsupported_type(other)),
         }

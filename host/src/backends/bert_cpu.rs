@@ -1,0 +1,307 @@
+//! The BERT encoder's forward pass on the host's CPU kernels: embeddings, then per layer a fused
+//! query/key/value projection, attention over packed sequences, the output projection with
+//! residual and layer norm, and the feed-forward block with its activation, residual and layer
+//! norm fused into the matrix products' epilogues.
+//!
+//! Sequences are packed end to end, so a batch does no work on padding, and each matrix product
+//! is one parallel pass over blocks of rows (no per-operation thread hand-offs).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device};
+use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
+
+use crate::kernels::{
+    PackedLinear, Precision, Sequence, attention, gelu_in_place, layer_norm_rows,
+};
+
+/// Layer norm weights.
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// One encoder layer.
+struct Layer {
+    query_key_value: PackedLinear,
+    attention_output: PackedLinear,
+    attention_norm: Norm,
+    intermediate: PackedLinear,
+    output: PackedLinear,
+    output_norm: Norm,
+}
+
+/// Activations of one batch, kept between calls so their pages stay mapped.
+#[derive(Default)]
+struct Workspace {
+    hidden: Vec<f32>,
+    next: Vec<f32>,
+    query_key_value: Vec<f32>,
+    context: Vec<f32>,
+    intermediate: Vec<f32>,
+}
+
+/// A BERT encoder whose weights are packed for the CPU kernels.
+pub struct CpuBertEncoder {
+    word_embeddings: Vec<f32>,
+    position_embeddings: Vec<f32>,
+    token_type_embedding: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    hidden_size: usize,
+    heads: usize,
+    activation: HiddenAct,
+    eps: f32,
+    workspace: Mutex<Workspace>,
+}
+
+/// Reads f32 tensors out of a safetensors file, with or without a `bert.` name prefix.
+struct TensorReader {
+    file: MmapedSafetensors,
+    prefix: &'static str,
+}
+
+impl TensorReader {
+    fn open(path: &Path) -> candle_core::Result<Self> {
+        // SAFETY: the weights file is mapped read-only; the model store never rewrites a
+        // snapshot file in place (downloads land in new files and are renamed).
+        let file = unsafe { MmapedSafetensors::new(path)? };
+        let prefix = match file.get("embeddings.word_embeddings.weight") {
+            Ok(_) => "",
+            Err(_) => "bert.",
+        };
+        Ok(Self { file, prefix })
+    }
+
+    /// The tensor `name` as a flat f32 vector, checked to have `len` values.
+    fn read(&self, name: &str, len: usize) -> candle_core::Result<Vec<f32>> {
+        let values = self
+            .file
+            .load(&format!("{}{name}", self.prefix), &Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        if values.len() != len {
+            candle_core::bail!(
+                "{name} has {} values, the config implies {len}",
+                values.len()
+            );
+        }
+        Ok(values)
+    }
+
+    fn norm(&self, name: &str, width: usize) -> candle_core::Result<Norm> {
+        Ok(Norm {
+            gamma: self.read(&format!("{name}.weight"), width)?,
+            beta: self.read(&format!("{name}.bias"), width)?,
+        })
+    }
+
+    fn linear(
+        &self,
+        names: &[String],
+        inputs: usize,
+        outputs: usize,
+        precision: Precision,
+    ) -> candle_core::Result<PackedLinear> {
+        let mut weight = Vec::with_capacity(names.len() * inputs * outputs);
+        let mut bias = Vec::with_capacity(names.len() * outputs);
+        for name in names {
+            weight.extend(self.read(&format!("{name}.weight"), inputs * outputs)?);
+            bias.extend(self.read(&format!("{name}.bias"), outputs)?);
+        }
+        Ok(PackedLinear::new(
+            &weight,
+            &bias,
+            inputs,
+            names.len() * outputs,
+            precision,
+        ))
+    }
+}
+
+impl CpuBertEncoder {
+    /// Loads and packs the weights in `path` for `config`; `precision` applies to the linear
+    /// layers (embeddings, layer norms and attention always run in f32).
+    pub fn load(
+        path: &Path,
+        config: &BertConfig,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
+        let (h, inter) = (config.hidden_size, config.intermediate_size);
+        if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads");
+        }
+        let reader = TensorReader::open(path)?;
+        let layer = |i: usize| -> candle_core::Result<Layer> {
+            let at = |part: &str| format!("encoder.layer.{i}.{part}");
+            let qkv = ["query", "key", "value"].map(|p| at(&format!("attention.self.{p}")));
+            Ok(Layer {
+                query_key_value: reader.linear(&qkv, h, h, precision)?,
+                attention_output: reader.linear(
+                    &[at("attention.output.dense")],
+                    h,
+                    h,
+                    precision,
+                )?,
+                attention_norm: reader.norm(&at("attention.output.LayerNorm"), h)?,
+                intermediate: reader.linear(&[at("intermediate.dense")], h, inter, precision)?,
+                output: reader.linear(&[at("output.dense")], inter, h, precision)?,
+                output_norm: reader.norm(&at("output.LayerNorm"), h)?,
+            })
+        };
+        let type_embeddings = reader.read(
+            "embeddings.token_type_embeddings.weight",
+            config.type_vocab_size * h,
+        )?;
+        Ok(Self {
+            word_embeddings: reader
+                .read("embeddings.word_embeddings.weight", config.vocab_size * h)?,
+            position_embeddings: reader.read(
+                "embeddings.position_embeddings.weight",
+                config.max_position_embeddings * h,
+            )?,
+            token_type_embedding: type_embeddings[..h].to_vec(),
+            embedding_norm: reader.norm("embeddings.LayerNorm", h)?,
+            layers: (0..config.num_hidden_layers)
+                .map(layer)
+                .collect::<candle_core::Result<_>>()?,
+            hidden_size: h,
+            heads: config.num_attention_heads,
+            activation: config.hidden_act,
+            eps: config.layer_norm_eps as f32,
+            workspace: Mutex::default(),
+        })
+    }
+
+    /// The width of each token's output vector.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Runs the encoder over `batch` packed end to end and passes the last hidden states (one
+    /// row per token, sequences in order) with the sequences' rows to `read`.
+    pub fn forward<T>(
+        &self,
+        batch: &[&[u32]],
+        read: impl FnOnce(&[f32], &[Sequence]) -> T,
+    ) -> Result<T, String> {
+        let h = self.hidden_size;
+        let mut sequences = Vec::with_capacity(batch.len());
+        let mut rows = 0;
+        for ids in batch {
+            sequences.push(Sequence {
+                start: rows,
+                len: ids.len(),
+            });
+            rows += ids.len();
+        }
+        let mut guard = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let ws = &mut *guard;
+        resize(&mut ws.hidden, rows * h);
+        self.embed(batch, &mut ws.hidden)?;
+        for layer in &self.layers {
+            self.layer(layer, &sequences, ws);
+        }
+        Ok(read(&ws.hidden, &sequences))
+    }
+
+    /// Word + position + token type embeddings, then layer norm.
+    fn embed(&self, batch: &[&[u32]], out: &mut [f32]) -> Result<(), String> {
+        let h = self.hidden_size;
+        let vocab = self.word_embeddings.len() / h;
+        let positions = self.position_embeddings.len() / h;
+        let mut rows = out.chunks_exact_mut(h);
+        for ids in batch {
+            if ids.len() > positions {
+                return Err(format!(
+                    "a sequence of {} tokens exceeds the model's {positions} positions",
+                    ids.len()
+                ));
+            }
+            for (position, &id) in ids.iter().enumerate() {
+                let id = id as usize;
+                if id >= vocab {
+                    return Err(format!(
+                        "token id {id} is outside the vocabulary of {vocab}"
+                    ));
+                }
+                let row = rows.next().expect("one row per token");
+                let word = &self.word_embeddings[id * h..(id + 1) * h];
+                let pos = &self.position_embeddings[position * h..(position + 1) * h];
+                for (((o, w), p), t) in row
+                    .iter_mut()
+                    .zip(word)
+                    .zip(pos)
+                    .zip(&self.token_type_embedding)
+                {
+                    *o = w + p + t;
+                }
+            }
+        }
+        let norm = &self.embedding_norm;
+        layer_norm_rows(out, h, &norm.gamma, &norm.beta, self.eps);
+        Ok(())
+    }
+
+    /// One encoder layer: `ws.hidden` in, `ws.hidden` out.
+    fn layer(&self, layer: &Layer, sequences: &[Sequence], ws: &mut Workspace) {
+        let h = self.hidden_size;
+        let rows = ws.hidden.len() / h;
+        resize(&mut ws.query_key_value, rows * 3 * h);
+        resize(&mut ws.context, rows * h);
+        resize(&mut ws.next, rows * h);
+        resize(&mut ws.intermediate, rows * layer.intermediate.outputs());
+
+        layer
+            .query_key_value
+            .forward(&ws.hidden, &mut ws.query_key_value, |_, _| {});
+        attention(&ws.query_key_value, &mut ws.context, sequences, self.heads);
+        let residual = &ws.hidden;
+        let norm = &layer.attention_norm;
+        layer
+            .attention_output
+            .forward(&ws.context, &mut ws.next, |block, first| {
+                add_and_norm(block, &residual[first * h..], norm, h, self.eps)
+            });
+        std::mem::swap(&mut ws.hidden, &mut ws.next);
+
+        let activation = self.activation;
+        layer
+            .intermediate
+            .forward(&ws.hidden, &mut ws.intermediate, |block, _| {
+                activate(block, activation)
+            });
+        let residual = &ws.hidden;
+        let norm = &layer.output_norm;
+        layer
+            .output
+            .forward(&ws.intermediate, &mut ws.next, |block, first| {
+                add_and_norm(block, &residual[first * h..], norm, h, self.eps)
+            });
+        std::mem::swap(&mut ws.hidden, &mut ws.next);
+    }
+}
+
+/// `block = LayerNorm(block + residual)`, row by row.
+fn add_and_norm(block: &mut [f32], residual: &[f32], norm: &Norm, width: usize, eps: f32) {
+    for (o, r) in block.iter_mut().zip(residual) {
+        *o += r;
+    }
+    layer_norm_rows(block, width, &norm.gamma, &norm.beta, eps);
+}
+
+fn activate(block: &mut [f32], activation: HiddenAct) {
+    match activation {
+        HiddenAct::Gelu => gelu_in_place(block),
+        HiddenAct::GeluApproximate => crate::kernels::gelu_tanh_in_place(block),
+        HiddenAct::Relu => block.iter_mut().for_each(|v| *v = v.max(0.0)),
+    }
+}
+
+/// Sets `buffer` to `len` values, keeping its allocation.
+fn resize(buffer: &mut Vec<f32>, len: usize) {
+    buffer.resize(len, 0.0);
+}

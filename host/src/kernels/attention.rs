@@ -1,0 +1,148 @@
+//! Multi-head self-attention over packed sequences: each sequence attends to its own tokens
+//! only, so a batch carries no padding and needs no mask.
+
+use rayon::prelude::*;
+
+use super::isa::multiversion;
+use super::math::softmax_generic;
+
+/// One sequence of a packed batch: `len` consecutive rows starting at row `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequence {
+    /// Its first row.
+    pub start: usize,
+    /// Its number of rows (tokens).
+    pub len: usize,
+}
+
+/// Scaled dot-product attention with `heads` heads. `qkv` holds one row per token of
+/// `[query | key | value]` (each `hidden` wide, heads side by side); `context` receives one
+/// `hidden`-wide row per token. Sequences must cover the rows in order, starting at row 0.
+pub fn attention(qkv: &[f32], context: &mut [f32], sequences: &[Sequence], heads: usize) {
+    let hidden = qkv.len() / 3 / sequences.iter().map(|s| s.len).sum::<usize>().max(1);
+    let mut rest = context;
+    let mut parts = Vec::with_capacity(sequences.len());
+    for (expected_start, s) in sequences.iter().scan(0, |row, s| {
+        let start = *row;
+        *row += s.len;
+        Some((start, s))
+    }) {
+        assert_eq!(s.start, expected_start, "sequences must be packed in order");
+        let (part, tail) = rest.split_at_mut(s.len * hidden);
+        parts.push((
+            part,
+            &qkv[s.start * 3 * hidden..(s.start + s.len) * 3 * hidden],
+        ));
+        rest = tail;
+    }
+    parts
+        .into_par_iter()
+        .for_each(|(context, qkv)| sequence_attention(qkv, context, hidden, heads));
+}
+
+#[inline(always)]
+fn sequence_attention_generic(qkv: &[f32], context: &mut [f32], hidden: usize, heads: usize) {
+    let len = context.len() / hidden;
+    let dim = hidden / heads;
+    let scale = 1.0 / (dim as f32).sqrt();
+    let mut keys_t = vec![0.0f32; dim * len];
+    let mut values = vec![0.0f32; len * dim];
+    let mut scores = vec![0.0f32; len];
+    for h in 0..heads {
+        for j in 0..len {
+            let row = &qkv[j * 3 * hidden..(j + 1) * 3 * hidden];
+            let key = &row[hidden + h * dim..hidden + (h + 1) * dim];
+            for (t, &v) in key.iter().enumerate() {
+                keys_t[t * len + j] = v;
+            }
+            values[j * dim..(j + 1) * dim]
+                .copy_from_slice(&row[2 * hidden + h * dim..2 * hidden + (h + 1) * dim]);
+        }
+        for i in 0..len {
+            let query = &qkv[i * 3 * hidden + h * dim..i * 3 * hidden + (h + 1) * dim];
+            scores.fill(0.0);
+            for (t, &q) in query.iter().enumerate() {
+                for (s, &k) in scores.iter_mut().zip(&keys_t[t * len..(t + 1) * len]) {
+                    *s += q * k;
+                }
+            }
+            for s in scores.iter_mut() {
+                *s *= scale;
+            }
+            softmax_generic(&mut scores);
+            let out = &mut context[i * hidden + h * dim..i * hidden + (h + 1) * dim];
+            out.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                for (o, &v) in out.iter_mut().zip(&values[j * dim..(j + 1) * dim]) {
+                    *o += p * v;
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn sequence_attention(qkv: &[f32], context: &mut [f32], hidden: usize, heads: usize) => sequence_attention_generic
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention computed the textbook way, in f64.
+    fn reference(qkv: &[f32], len: usize, hidden: usize, heads: usize) -> Vec<f64> {
+        let dim = hidden / heads;
+        let at = |i: usize, part: usize, h: usize, t: usize| {
+            qkv[i * 3 * hidden + part * hidden + h * dim + t] as f64
+        };
+        let mut out = vec![0.0; len * hidden];
+        for h in 0..heads {
+            for i in 0..len {
+                let logits: Vec<f64> = (0..len)
+                    .map(|j| {
+                        (0..dim)
+                            .map(|t| at(i, 0, h, t) * at(j, 1, h, t))
+                            .sum::<f64>()
+                            / (dim as f64).sqrt()
+                    })
+                    .collect();
+                let peak = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = logits.iter().map(|l| (l - peak).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for t in 0..dim {
+                    out[i * hidden + h * dim + t] =
+                        (0..len).map(|j| weights[j] / total * at(j, 2, h, t)).sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_sequences_attend_only_to_themselves() {
+        let (hidden, heads) = (64, 4);
+        let lens = [5, 1, 17];
+        let rows: usize = lens.iter().sum();
+        let qkv: Vec<f32> = (0..rows * 3 * hidden)
+            .map(|i| ((i * 7919 % 211) as f32 / 211.0 - 0.5) * 3.0)
+            .collect();
+        let mut sequences = Vec::new();
+        let mut start = 0;
+        for len in lens {
+            sequences.push(Sequence { start, len });
+            start += len;
+        }
+        let mut context = vec![0.0; rows * hidden];
+        attention(&qkv, &mut context, &sequences, heads);
+        for s in &sequences {
+            let part = &qkv[s.start * 3 * hidden..(s.start + s.len) * 3 * hidden];
+            let expected = reference(part, s.len, hidden, heads);
+            for (a, b) in context[s.start * hidden..(s.start + s.len) * hidden]
+                .iter()
+                .zip(&expected)
+            {
+                assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+}
