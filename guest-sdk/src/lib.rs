@@ -59,4 +59,4 @@ pub use bindings::modelhost::models::types::{
 pub use error::{Error, parse_settings};
 pub use models::{generate_embeddings, register_model, release_all, release_model, service_status};
 pub use module::Module;
-pub use requirement::{Device, ModelRequirement, ModelType};
+pub use requirement::{Device, ModelRequirement, ModelType, Precision};

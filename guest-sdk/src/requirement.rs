@@ -135,6 +135,21 @@ pub struct ModelRequirement {
     /// Workers that load the model at registration (default 0: load on first use).
     #[serde(default)]
     pub preload_workers: u32,
+    /// `"exact"` (default) or `"fast"`: reduced-precision matrix products where the device has
+    /// fast instructions for them (see the WIT `precision`).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// How exactly a model's arithmetic follows the reference implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout, equal to the reference to rounding.
+    #[default]
+    Exact,
+    /// Reduced-precision matrix products where the device has fast instructions for them.
+    Fast,
 }
 
 fn yes() -> bool {
@@ -161,6 +176,7 @@ impl ModelRequirement {
             num_labels: None,
             threshold: None,
             preload_workers: 0,
+            precision: Precision::Exact,
         }
     }
 
@@ -201,6 +217,10 @@ impl ModelRequirement {
             num_labels: self.num_labels,
             threshold: self.threshold,
             preload_workers: self.preload_workers,
+            precision: match self.precision {
+                Precision::Exact => wit::Precision::Exact,
+                Precision::Fast => wit::Precision::Fast,
+            },
         }
     }
 }

@@ -157,8 +157,8 @@ impl ModelManager {
                 n.min(weights.info.max_input_length)
             });
         let cache_model: Arc<str> = format!(
-            "{}@{}#{}#{max_tokens}",
-            weights.key.name, weights.key.revision, weights.info.head
+            "{}@{}#{}#{max_tokens}#{}",
+            weights.key.name, weights.key.revision, weights.info.head, weights.key.precision
         )
         .into();
         let use_cache = requirement.cache_embeddings && !texts.is_empty();
@@ -310,6 +310,7 @@ impl ModelManager {
             model_type,
             name: files.name.clone(),
             revision: files.revision.clone(),
+            precision: requirement.precision,
         };
         if let Some(weights) = self.registry().weights(&key) {
             return Ok(weights);

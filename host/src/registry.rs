@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::backends::{Inspection, ModelInfo, TextEncoder};
 use crate::error::HostError;
 use crate::hub::ModelFiles;
-use crate::requirement::{ModelRequirement, ModelType};
+use crate::requirement::{ModelRequirement, ModelType, Precision};
 use crate::workers::ServedModel;
 
 /// The identity of one module instance, assigned by the host (never by the module).
@@ -47,6 +47,8 @@ pub struct WeightsKey {
     pub name: String,
     /// Resolved commit.
     pub revision: String,
+    /// The arithmetic it is loaded for.
+    pub precision: Precision,
 }
 
 /// One verified model: its files, what it is, its tokenizer, and how the workers serve it.

@@ -76,6 +76,25 @@ impl fmt::Display for DevicePreference {
     }
 }
 
+/// How exactly a model's arithmetic follows the reference implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// f32 throughout, equal to the reference to rounding.
+    #[default]
+    Exact,
+    /// Reduced-precision matrix products where the device has fast instructions for them.
+    Fast,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Exact => "exact",
+            Self::Fast => "fast",
+        })
+    }
+}
+
 /// Everything a module asks of one model (see the WIT `model-requirement` for each field).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRequirement {
@@ -111,6 +130,8 @@ pub struct ModelRequirement {
     pub threshold: Option<f32>,
     /// Workers that load the model at registration.
     pub preload_workers: u32,
+    /// Exact or fast arithmetic.
+    pub precision: Precision,
 }
 
 impl ModelRequirement {
@@ -133,6 +154,7 @@ impl ModelRequirement {
             num_labels: None,
             threshold: None,
             preload_workers: 0,
+            precision: Precision::Exact,
         }
     }
 
@@ -214,7 +236,8 @@ impl ModelRequirement {
             streaming,
             num_labels,
             threshold,
-            preload_workers
+            preload_workers,
+            precision
         );
         fields
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use modelhost::backends::{CandleBackend, LoadedModel, ModelBackend};
 use modelhost::device::ComputeDevice;
 use modelhost::manager::ManagerSettings;
-use modelhost::requirement::ModelType;
+use modelhost::requirement::{ModelType, Precision};
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime, Stdio};
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{MINILM, fixtures, guests, model_store, runtime_with, test_settings};
@@ -257,7 +257,12 @@ async fn main() {
         .unwrap()
         .encoder;
     let LoadedModel::Embedding(model) = backend
-        .load(ModelType::Embedding, &files, ComputeDevice::Cpu)
+        .load(
+            ModelType::Embedding,
+            &files,
+            ComputeDevice::Cpu,
+            Precision::Exact,
+        )
         .unwrap();
     let (runtime, image) = start_runtime(settings(false, 1));
     let (trials, rounds) = (4, 4);

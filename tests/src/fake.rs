@@ -12,7 +12,7 @@ use modelhost::backends::{
 use modelhost::device::{ComputeDevice, DeviceInventory};
 use modelhost::error::HostError;
 use modelhost::hub::ModelFiles;
-use modelhost::requirement::ModelType;
+use modelhost::requirement::{ModelType, Precision};
 
 /// A text that makes the fake model panic.
 pub const PANIC_TEXT: &str = "panic!";
@@ -77,6 +77,7 @@ impl ModelBackend for FakeBackend {
         _: ModelType,
         _: &ModelFiles,
         device: ComputeDevice,
+        _: Precision,
     ) -> Result<LoadedModel, HostError> {
         self.loads.lock().unwrap().push(device);
         self.live.fetch_add(1, Ordering::SeqCst);

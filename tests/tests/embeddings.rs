@@ -39,6 +39,36 @@ async fn document_processor_matches_the_reference() {
     println!("max abs difference vs reference over 136 texts: {worst:e}");
 }
 
+/// `"precision": "fast"` trades digits for speed: vectors stay close to the reference, and an
+/// exact id on the same model in the same host keeps exact vectors.
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_precision_stays_close_and_leaves_exact_ids_exact() {
+    let reference = reference_embeddings();
+    let texts: Vec<String> = reference.iter().map(|(t, _)| t.clone()).collect();
+    let runtime = real_runtime();
+    let fast_settings = r#"{"model": {"model_type": "embedding",
+        "name": "sentence-transformers/all-MiniLM-L6-v2", "precision": "fast"}}"#;
+    let fast = embed_with_document_processor(&runtime, fast_settings, &texts)
+        .await
+        .unwrap();
+    let exact = embed_with_document_processor(&runtime, "", &texts)
+        .await
+        .unwrap();
+    let mut lowest = 1f32;
+    for (((text, expected), fast), exact) in reference.iter().zip(&fast).zip(&exact) {
+        lowest = lowest.min(cosine(fast, expected));
+        assert!(
+            cosine(fast, expected) >= 0.995,
+            "{text:?}: fast vector too far"
+        );
+        assert!(
+            max_abs_diff(exact, expected) <= MAX_ABS_DIFF,
+            "{text:?}: exact id changed"
+        );
+    }
+    println!("fast precision: lowest cosine to the reference over 136 texts: {lowest}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn batched_results_equal_one_by_one_results() {
     let texts: Vec<String> = reference_embeddings().into_iter().map(|(t, _)| t).collect();

@@ -8,6 +8,10 @@ use modelhost_tests::{cosine, embed_with_document_processor, fixtures, real_runt
 /// sentence-transformers with all-MiniLM-L6-v2 on the same pairs.
 const REFERENCE_SPEARMAN: f64 = 86.72;
 const TOLERANCE: f64 = 0.05;
+/// The lowest score `"precision": "fast"` may reach.
+const FAST_MINIMUM: f64 = 86.4;
+const FAST_SETTINGS: &str = r#"{"model": {"model_type": "embedding",
+    "name": "sentence-transformers/all-MiniLM-L6-v2", "precision": "fast"}}"#;
 
 /// (score, sentence 1, sentence 2) of every pair. Fields are tab-separated; `"` is not a quote.
 fn sts_dev() -> Vec<(f64, String, String)> {
@@ -59,8 +63,8 @@ fn spearman_handles_ties() {
     assert!((pearson(&ranks(&[1.0, 2.0, 3.0]), &ranks(&[3.0, 2.0, 1.0])) + 1.0).abs() < 1e-12);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sts_dev_spearman_matches_sentence_transformers() {
+/// STS-B dev Spearman x100 of the document-processor module run with `settings`.
+async fn sts_spearman(settings: &str) -> f64 {
     let pairs = sts_dev();
     assert_eq!(pairs.len(), 1500);
     let mut unique: Vec<String> = pairs
@@ -69,7 +73,7 @@ async fn sts_dev_spearman_matches_sentence_transformers() {
         .collect();
     unique.sort();
     unique.dedup();
-    let vectors = embed_with_document_processor(&real_runtime(), "", &unique)
+    let vectors = embed_with_document_processor(&real_runtime(), settings, &unique)
         .await
         .unwrap();
     let index: HashMap<&str, &Vec<f32>> = unique.iter().map(String::as_str).zip(&vectors).collect();
@@ -77,10 +81,25 @@ async fn sts_dev_spearman_matches_sentence_transformers() {
         .iter()
         .map(|(score, a, b)| (*score, cosine(index[a.as_str()], index[b.as_str()]) as f64))
         .unzip();
-    let spearman = pearson(&ranks(&scores), &ranks(&similarities)) * 100.0;
+    pearson(&ranks(&scores), &ranks(&similarities)) * 100.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sts_dev_spearman_matches_sentence_transformers() {
+    let spearman = sts_spearman("").await;
     println!("STS-B dev Spearman x100: {spearman:.3} (reference {REFERENCE_SPEARMAN})");
     assert!(
         (spearman - REFERENCE_SPEARMAN).abs() <= TOLERANCE,
         "Spearman {spearman:.3} is not within {TOLERANCE} of {REFERENCE_SPEARMAN}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_precision_keeps_sts_quality() {
+    let spearman = sts_spearman(FAST_SETTINGS).await;
+    println!("STS-B dev Spearman x100, fast precision: {spearman:.3} (minimum {FAST_MINIMUM})");
+    assert!(
+        spearman >= FAST_MINIMUM,
+        "fast precision Spearman {spearman:.3} is below {FAST_MINIMUM}"
     );
 }

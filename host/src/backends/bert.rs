@@ -17,8 +17,8 @@ use super::{
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
-use crate::kernels::{Precision, lane_sum};
-use crate::requirement::ModelType;
+use crate::kernels::{Isa, WeightFormat, lane_sum};
+use crate::requirement::{ModelType, Precision};
 
 const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
 const WEIGHTS_FILE: &str = "model.safetensors";
@@ -78,7 +78,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
 
 impl BertEmbedder {
     /// Loads the model onto `device`: packed for the CPU kernels, or mapped into candle tensors
-    /// on a GPU.
+    /// on a GPU. `Precision::Fast` packs the linear layers as bf16 on CPUs with AVX512-BF16.
     pub fn load(
         files: &ModelFiles,
         device: ComputeDevice,
@@ -92,9 +92,10 @@ impl BertEmbedder {
         };
         let weights = files.path(WEIGHTS_FILE);
         let engine = match device {
-            ComputeDevice::Cpu => Engine::Cpu(
-                CpuBertEncoder::load(&weights, &config, precision).map_err(load_failed)?,
-            ),
+            ComputeDevice::Cpu => {
+                let format = cpu_weight_format(precision, &files.name);
+                Engine::Cpu(CpuBertEncoder::load(&weights, &config, format).map_err(load_failed)?)
+            }
             ComputeDevice::Cuda(n) => {
                 let device = Device::new_cuda(n as usize).map_err(load_failed)?;
                 // SAFETY: the weights file is mapped read-only; the model store never rewrites a
@@ -132,6 +133,18 @@ impl BertEmbedder {
             Engine::Candle { model, device } => {
                 candle_forward(model, device, &self.head, batch).map_err(|e| e.to_string())
             }
+        }
+    }
+}
+
+/// The CPU weight format for `precision`: bf16 for `Fast` where the CPU multiplies bf16 natively.
+fn cpu_weight_format(precision: Precision, name: &str) -> WeightFormat {
+    match precision {
+        Precision::Exact => WeightFormat::F32,
+        Precision::Fast if Isa::detected().has_bf16() => WeightFormat::Bf16,
+        Precision::Fast => {
+            tracing::info!(model = %name, "fast precision runs as exact: this CPU has no AVX512-BF16");
+            WeightFormat::F32
         }
     }
 }

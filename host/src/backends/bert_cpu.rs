@@ -14,7 +14,7 @@ use candle_core::{DType, Device};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 
 use crate::kernels::{
-    PackedLinear, Precision, Sequence, attention, gelu_in_place, layer_norm_rows,
+    PackedLinear, Sequence, WeightFormat, attention, gelu_in_place, layer_norm_rows,
 };
 
 /// Layer norm weights.
@@ -104,7 +104,7 @@ impl TensorReader {
         names: &[String],
         inputs: usize,
         outputs: usize,
-        precision: Precision,
+        format: WeightFormat,
     ) -> candle_core::Result<PackedLinear> {
         let mut weight = Vec::with_capacity(names.len() * inputs * outputs);
         let mut bias = Vec::with_capacity(names.len() * outputs);
@@ -117,18 +117,18 @@ impl TensorReader {
             &bias,
             inputs,
             names.len() * outputs,
-            precision,
+            format,
         ))
     }
 }
 
 impl CpuBertEncoder {
-    /// Loads and packs the weights in `path` for `config`; `precision` applies to the linear
+    /// Loads and packs the weights in `path` for `config`; `format` applies to the linear
     /// layers (embeddings, layer norms and attention always run in f32).
     pub fn load(
         path: &Path,
         config: &BertConfig,
-        precision: Precision,
+        format: WeightFormat,
     ) -> candle_core::Result<Self> {
         let (h, inter) = (config.hidden_size, config.intermediate_size);
         if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
@@ -139,16 +139,11 @@ impl CpuBertEncoder {
             let at = |part: &str| format!("encoder.layer.{i}.{part}");
             let qkv = ["query", "key", "value"].map(|p| at(&format!("attention.self.{p}")));
             Ok(Layer {
-                query_key_value: reader.linear(&qkv, h, h, precision)?,
-                attention_output: reader.linear(
-                    &[at("attention.output.dense")],
-                    h,
-                    h,
-                    precision,
-                )?,
+                query_key_value: reader.linear(&qkv, h, h, format)?,
+                attention_output: reader.linear(&[at("attention.output.dense")], h, h, format)?,
                 attention_norm: reader.norm(&at("attention.output.LayerNorm"), h)?,
-                intermediate: reader.linear(&[at("intermediate.dense")], h, inter, precision)?,
-                output: reader.linear(&[at("output.dense")], inter, h, precision)?,
+                intermediate: reader.linear(&[at("intermediate.dense")], h, inter, format)?,
+                output: reader.linear(&[at("output.dense")], inter, h, format)?,
                 output_norm: reader.norm(&at("output.LayerNorm"), h)?,
             })
         };

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
-use crate::requirement::ModelType;
+use crate::requirement::{ModelType, Precision};
 
 pub use bert::{BertEmbedder, BertTokenizer};
 pub use sentence_transformers::{Pooling, SentenceTransformerConfig};
@@ -66,12 +66,13 @@ pub trait ModelBackend: Send + Sync + 'static {
     /// and returns what the model is and its tokenizer, without loading the weights.
     fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError>;
 
-    /// Loads the model's weights onto `device`.
+    /// Loads the model's weights onto `device`, for `precision` arithmetic.
     fn load(
         &self,
         model_type: ModelType,
         files: &ModelFiles,
         device: ComputeDevice,
+        precision: Precision,
     ) -> Result<LoadedModel, HostError>;
 }
 
@@ -92,12 +93,11 @@ impl ModelBackend for CandleBackend {
         model_type: ModelType,
         files: &ModelFiles,
         device: ComputeDevice,
+        precision: Precision,
     ) -> Result<LoadedModel, HostError> {
         match model_type {
             ModelType::Embedding => Ok(LoadedModel::Embedding(Box::new(BertEmbedder::load(
-                files,
-                device,
-                crate::kernels::Precision::F32,
+                files, device, precision,
             )?))),
             other => Err(unsupported_type(other)),
         }

@@ -18,7 +18,7 @@ pub const NR: usize = 32;
 
 /// How a layer's weights are stored and multiplied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
+pub enum WeightFormat {
     /// f32 weights and products: results match PyTorch's to rounding.
     F32,
     /// bf16 weights and inputs with f32 accumulation (AVX512-BF16): twice the arithmetic rate,
@@ -35,7 +35,7 @@ struct Line([f32; 16]);
 pub struct PackedLinear {
     inputs: usize,
     outputs: usize,
-    precision: Precision,
+    format: WeightFormat,
     /// 32-bit words per panel column: `inputs` f32, or `inputs / 2` (rounded up) bf16 pairs.
     depth: usize,
     /// Panels of `depth × NR` words: f32, or pairs of bf16 for consecutive inputs.
@@ -54,17 +54,17 @@ impl PackedLinear {
         bias: &[f32],
         inputs: usize,
         outputs: usize,
-        precision: Precision,
+        format: WeightFormat,
     ) -> Self {
         assert_eq!(weight.len(), inputs * outputs, "weight size");
         assert_eq!(bias.len(), outputs, "bias size");
         assert!(
-            precision == Precision::F32 || Isa::detected().has_bf16(),
+            format == WeightFormat::F32 || Isa::detected().has_bf16(),
             "bf16 needs AVX512-BF16"
         );
-        let depth = match precision {
-            Precision::F32 => inputs,
-            Precision::Bf16 => inputs.div_ceil(2),
+        let depth = match format {
+            WeightFormat::F32 => inputs,
+            WeightFormat::Bf16 => inputs.div_ceil(2),
         };
         let panels = outputs.div_ceil(NR);
         let mut packed = vec![0u32; panels * depth * NR];
@@ -73,9 +73,9 @@ impl PackedLinear {
             for j in 0..NR.min(outputs - p * NR) {
                 let row = &weight[(p * NR + j) * inputs..(p * NR + j + 1) * inputs];
                 for d in 0..depth {
-                    panel[d * NR + j] = match precision {
-                        Precision::F32 => row[d].to_bits(),
-                        Precision::Bf16 => bf16_pair(row, 2 * d),
+                    panel[d * NR + j] = match format {
+                        WeightFormat::F32 => row[d].to_bits(),
+                        WeightFormat::Bf16 => bf16_pair(row, 2 * d),
                     };
                 }
             }
@@ -89,26 +89,16 @@ impl PackedLinear {
         Self {
             inputs,
             outputs,
-            precision,
+            format,
             depth,
             panels: lines,
             bias,
         }
     }
 
-    /// Values per input row.
-    pub fn inputs(&self) -> usize {
-        self.inputs
-    }
-
     /// Values per output row.
     pub fn outputs(&self) -> usize {
         self.outputs
-    }
-
-    /// How the weights are stored and multiplied.
-    pub fn precision(&self) -> Precision {
-        self.precision
     }
 
     /// Computes `out = input · Wᵀ + bias` for every row of `input`, then runs `epilogue` on each
@@ -156,7 +146,7 @@ impl PackedLinear {
         let mr = kernel_rows(isa);
         let rows = input.len() / self.inputs;
         PACKED_ROWS.with_borrow_mut(|packed| {
-            pack_rows(input, self.inputs, mr, self.precision, packed);
+            pack_rows(input, self.inputs, mr, self.format, packed);
             for p in 0..self.outputs.div_ceil(NR) {
                 let panel = self.panel(p);
                 let bias = &self.bias[p * NR..(p + 1) * NR];
@@ -171,9 +161,9 @@ impl PackedLinear {
                         ldc: self.outputs,
                         cols,
                     };
-                    match self.precision {
-                        Precision::F32 => micro_kernel_f32(isa, tile, a, panel, c, bias),
-                        Precision::Bf16 => micro_kernel_bf16(tile, a, panel, c, bias),
+                    match self.format {
+                        WeightFormat::F32 => micro_kernel_f32(isa, tile, a, panel, c, bias),
+                        WeightFormat::Bf16 => micro_kernel_bf16(tile, a, panel, c, bias),
                     }
                 }
             }
@@ -193,11 +183,11 @@ fn kernel_rows(isa: Isa) -> usize {
 /// Packs `input` rows into micro-panels of `mr` rows, each stored word-major
 /// (`packed[d * m + i]` for row `i` of a micro-panel of `m` rows), a word being one f32 or a pair
 /// of bf16 for consecutive inputs.
-fn pack_rows(input: &[f32], inputs: usize, mr: usize, precision: Precision, packed: &mut Vec<u32>) {
+fn pack_rows(input: &[f32], inputs: usize, mr: usize, format: WeightFormat, packed: &mut Vec<u32>) {
     let rows = input.len() / inputs;
-    let depth = match precision {
-        Precision::F32 => inputs,
-        Precision::Bf16 => inputs.div_ceil(2),
+    let depth = match format {
+        WeightFormat::F32 => inputs,
+        WeightFormat::Bf16 => inputs.div_ceil(2),
     };
     packed.clear();
     packed.resize(rows * depth, 0);
@@ -207,9 +197,9 @@ fn pack_rows(input: &[f32], inputs: usize, mr: usize, precision: Precision, pack
         for i in 0..m {
             let row = &input[(r0 + i) * inputs..(r0 + i + 1) * inputs];
             for d in 0..depth {
-                dst[d * m + i] = match precision {
-                    Precision::F32 => row[d].to_bits(),
-                    Precision::Bf16 => bf16_pair(row, 2 * d),
+                dst[d * m + i] = match format {
+                    WeightFormat::F32 => row[d].to_bits(),
+                    WeightFormat::Bf16 => bf16_pair(row, 2 * d),
                 };
             }
         }

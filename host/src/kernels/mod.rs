@@ -12,6 +12,6 @@ mod isa;
 mod math;
 
 pub use attention::{Sequence, attention};
-pub use gemm::{PackedLinear, Precision};
+pub use gemm::{PackedLinear, WeightFormat};
 pub use isa::Isa;
 pub use math::{gelu_in_place, gelu_tanh_in_place, lane_sum, layer_norm_rows};

@@ -3,7 +3,7 @@
 
 use crate::bindings::modelhost::models::types as wit;
 use crate::error::HostError;
-use crate::requirement::{DevicePreference, ModelRequirement, ModelType};
+use crate::requirement::{DevicePreference, ModelRequirement, ModelType, Precision};
 use crate::results;
 
 use super::error::GuestError;
@@ -118,6 +118,10 @@ impl From<wit::ModelRequirement> for ModelRequirement {
             num_labels: r.num_labels,
             threshold: r.threshold,
             preload_workers: r.preload_workers,
+            precision: match r.precision {
+                wit::Precision::Exact => Precision::Exact,
+                wit::Precision::Fast => Precision::Fast,
+            },
         }
     }
 }

@@ -143,7 +143,7 @@ fn serve(
      -> Result<(), HostError> {
         if !models.contains_key(key) {
             let started = std::time::Instant::now();
-            let model = backend.load(key.model_type, files, device)?;
+            let model = backend.load(key.model_type, files, device, key.precision)?;
             models.insert(key.clone(), model);
             loaded.store(models.len(), Ordering::SeqCst);
             tracing::info!(worker = %id, model = %key.name, revision = %key.revision,
