@@ -80,10 +80,17 @@ impl Direct {
 }
 
 /// Runs the load-generator guest over `texts` in one call; returns its own timing in seconds.
-async fn through_module(runtime: &Runtime, image: &ModuleImage, precision: &str, texts: &[String]) -> f64 {
+async fn through_module(
+    runtime: &Runtime,
+    image: &ModuleImage,
+    precision: &str,
+    texts: &[String],
+) -> f64 {
     let options = ModuleOptions {
         args: vec![texts.len().to_string(), "1".into()],
-        stdio: Stdio::Capture { stdin: texts.join("\n").into_bytes() },
+        stdio: Stdio::Capture {
+            stdin: texts.join("\n").into_bytes(),
+        },
         ..ModuleOptions::default()
     };
     let requirement = json!({"model_type": "embedding", "name": MINILM, "batch_size": BATCH,
@@ -125,7 +132,8 @@ async fn main() {
             .or_insert_with(|| Direct::load(precision(&command.precision)));
         let module_s = through_module(&runtime, &image, &command.precision, &texts).await;
         let started = Instant::now();
-        let (vectors, tokens_per_text) = std::thread::scope(|s| s.spawn(|| backend.embed(&texts)).join().unwrap());
+        let (vectors, tokens_per_text) =
+            std::thread::scope(|s| s.spawn(|| backend.embed(&texts)).join().unwrap());
         let direct_s = started.elapsed().as_secs_f64();
         let answer = json!({"module_s": module_s, "direct_s": direct_s, "first": vectors[0],
             "tokens_per_text": tokens_per_text});

@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{PackedMatrix, Rows, WeightFormat};
 use super::isa::multiversion;
 use super::math::softmax_generic;
 
@@ -45,39 +46,27 @@ fn sequence_attention_generic(qkv: &[f32], context: &mut [f32], hidden: usize, h
     let len = context.len() / hidden;
     let dim = hidden / heads;
     let scale = 1.0 / (dim as f32).sqrt();
-    let mut keys_t = vec![0.0f32; dim * len];
-    let mut values = vec![0.0f32; len * dim];
-    let mut scores = vec![0.0f32; len];
+    let mut keys = PackedMatrix::new(WeightFormat::F32);
+    let mut values = PackedMatrix::new(WeightFormat::F32);
+    let mut weights = vec![0.0f32; len * len];
+    let row = |j: usize, part: usize, h: usize| j * 3 * hidden + part * hidden + h * dim;
     for h in 0..heads {
-        for j in 0..len {
-            let row = &qkv[j * 3 * hidden..(j + 1) * 3 * hidden];
-            let key = &row[hidden + h * dim..hidden + (h + 1) * dim];
-            for (t, &v) in key.iter().enumerate() {
-                keys_t[t * len + j] = v;
-            }
-            values[j * dim..(j + 1) * dim]
-                .copy_from_slice(&row[2 * hidden + h * dim..2 * hidden + (h + 1) * dim]);
+        // weights = softmax(Q Kᵀ · scale); context = weights V.
+        keys.pack(dim, len, |t, j| qkv[row(j, 1, h) + t]);
+        let queries = Rows {
+            data: &qkv[row(0, 0, h)..],
+            stride: 3 * hidden,
+        };
+        keys.multiply(len, queries, &mut weights, len, None);
+        for logits in weights.chunks_exact_mut(len) {
+            softmax_generic(logits, scale);
         }
-        for i in 0..len {
-            let query = &qkv[i * 3 * hidden + h * dim..i * 3 * hidden + (h + 1) * dim];
-            scores.fill(0.0);
-            for (t, &q) in query.iter().enumerate() {
-                for (s, &k) in scores.iter_mut().zip(&keys_t[t * len..(t + 1) * len]) {
-                    *s += q * k;
-                }
-            }
-            for s in scores.iter_mut() {
-                *s *= scale;
-            }
-            softmax_generic(&mut scores);
-            let out = &mut context[i * hidden + h * dim..i * hidden + (h + 1) * dim];
-            out.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
-                for (o, &v) in out.iter_mut().zip(&values[j * dim..(j + 1) * dim]) {
-                    *o += p * v;
-                }
-            }
-        }
+        values.pack(len, dim, |j, t| qkv[row(j, 2, h) + t]);
+        let weights = Rows {
+            data: &weights,
+            stride: len,
+        };
+        values.multiply(len, weights, &mut context[h * dim..], hidden, None);
     }
 }
 

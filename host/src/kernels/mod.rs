@@ -10,6 +10,7 @@ mod attention;
 mod gemm;
 mod isa;
 mod math;
+mod microkernels;
 
 pub use attention::{Sequence, attention};
 pub use gemm::{PackedLinear, WeightFormat};
