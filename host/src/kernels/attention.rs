@@ -52,7 +52,14 @@ fn sequence_attention_generic(qkv: &[f32], context: &mut [f32], hidden: usize, h
     let row = |j: usize, part: usize, h: usize| j * 3 * hidden + part * hidden + h * dim;
     for h in 0..heads {
         // weights = softmax(Q Kᵀ · scale); context = weights V.
-        keys.pack(dim, len, |t, j| qkv[row(j, 1, h) + t]);
+        keys.pack_transposed(
+            Rows {
+                data: &qkv[row(0, 1, h)..],
+                stride: 3 * hidden,
+            },
+            dim,
+            len,
+        );
         let queries = Rows {
             data: &qkv[row(0, 0, h)..],
             stride: 3 * hidden,
@@ -61,7 +68,14 @@ fn sequence_attention_generic(qkv: &[f32], context: &mut [f32], hidden: usize, h
         for logits in weights.chunks_exact_mut(len) {
             softmax_generic(logits, scale);
         }
-        values.pack(len, dim, |j, t| qkv[row(j, 2, h) + t]);
+        values.pack_rows(
+            Rows {
+                data: &qkv[row(0, 2, h)..],
+                stride: 3 * hidden,
+            },
+            len,
+            dim,
+        );
         let weights = Rows {
             data: &weights,
             stride: len,

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
-use super::isa::Isa;
+use super::isa::{Isa, multiversion};
 use super::microkernels::{NR, Tile, kernel_rows, micro_kernel_bf16, micro_kernel_f32};
 
 /// How a matrix is stored and multiplied.
@@ -30,22 +30,22 @@ impl WeightFormat {
             WeightFormat::Bf16 => inputs.div_ceil(2),
         }
     }
+}
 
-    /// The word holding input `2d` (bf16) or `d` (f32) of `value`, which gives 0 past `inputs`.
-    #[inline(always)]
-    fn word(self, d: usize, inputs: usize, value: impl Fn(usize) -> f32) -> u32 {
-        match self {
-            WeightFormat::F32 => value(d).to_bits(),
-            WeightFormat::Bf16 => {
-                let high = if 2 * d + 1 < inputs {
-                    value(2 * d + 1)
-                } else {
-                    0.0
-                };
-                bf16(value(2 * d)) | bf16(high) << 16
-            }
-        }
+#[inline(always)]
+fn bf16_words_generic(values: &[f32], words: &mut [u32]) {
+    let pairs = values.chunks_exact(2);
+    if let [last] = pairs.remainder() {
+        words[values.len() / 2] = bf16(*last);
     }
+    for (w, pair) in words.iter_mut().zip(pairs) {
+        *w = bf16(pair[0]) | bf16(pair[1]) << 16;
+    }
+}
+
+multiversion! {
+    /// `values` as bf16, two to a word (the first in the low half; a last odd value alone).
+    fn bf16_words(values: &[f32], words: &mut [u32]) => bf16_words_generic
 }
 
 /// `v` as bf16 bits, rounded to nearest even.
@@ -92,31 +92,74 @@ impl PackedMatrix {
         }
     }
 
-    /// Packs `B[k][j] = value(k, j)` for `k < inputs`, `j < outputs`.
+    /// Packs `B[k][j] = src[j][k]` for `k < inputs`, `j < outputs`: `B` given by the rows of
+    /// its transpose, as PyTorch stores linear weights (and as attention keys lie).
+    pub fn pack_transposed(&mut self, src: Rows, inputs: usize, outputs: usize) {
+        let depth = self.reset(inputs, outputs);
+        let format = self.format;
+        let words = self.words_mut();
+        let mut column = vec![0u32; depth];
+        for j in 0..outputs {
+            let values = &src.data[j * src.stride..][..inputs];
+            match format {
+                WeightFormat::F32 => column
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(w, v)| *w = v.to_bits()),
+                WeightFormat::Bf16 => bf16_words(values, &mut column),
+            }
+            let (panel, c) = (j / NR, j % NR);
+            for (d, &word) in column.iter().enumerate() {
+                words[(panel * depth + d) * NR + c] = word;
+            }
+        }
+    }
+
+    /// Packs `B[k][j] = src[k][j]` for `k < inputs`, `j < outputs`.
+    pub fn pack_rows(&mut self, src: Rows, inputs: usize, outputs: usize) {
+        let depth = self.reset(inputs, outputs);
+        let format = self.format;
+        let words = self.words_mut();
+        for k in 0..inputs {
+            let values = &src.data[k * src.stride..][..outputs];
+            let (d, shift) = match format {
+                WeightFormat::F32 => (k, 0),
+                WeightFormat::Bf16 => (k / 2, 16 * (k % 2)),
+            };
+            for (panel, chunk) in values.chunks(NR).enumerate() {
+                let line = &mut words[(panel * depth + d) * NR..][..chunk.len()];
+                for (w, &v) in line.iter_mut().zip(chunk) {
+                    *w |= match format {
+                        WeightFormat::F32 => v.to_bits(),
+                        WeightFormat::Bf16 => bf16(v) << shift,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Sizes the panels for `inputs × outputs`, zeroed; returns the words per panel column.
     ///
     /// # Panics
     /// When bf16 is asked for on a CPU without AVX512-BF16.
-    #[inline(always)]
-    pub fn pack(&mut self, inputs: usize, outputs: usize, value: impl Fn(usize, usize) -> f32) {
+    fn reset(&mut self, inputs: usize, outputs: usize) -> usize {
         assert!(
             self.format == WeightFormat::F32 || Isa::detected().has_bf16(),
             "bf16 products need AVX512-BF16"
         );
         let depth = self.format.words(inputs);
-        let panels = outputs.div_ceil(NR);
         self.panels.clear();
-        self.panels.resize(panels * depth * NR / 16, Line([0; 16]));
-        for p in 0..panels {
-            for d in 0..depth {
-                let line = &mut self.panels[(p * depth + d) * NR / 16..][..NR / 16];
-                for j in 0..NR.min(outputs - p * NR) {
-                    let word = self.format.word(d, inputs, |k| value(k, p * NR + j));
-                    line[j / 16].0[j % 16] = word;
-                }
-            }
-        }
+        self.panels
+            .resize(outputs.div_ceil(NR) * depth * NR / 16, Line([0; 16]));
         self.inputs = inputs;
         self.outputs = outputs;
+        depth
+    }
+
+    fn words_mut(&mut self) -> &mut [u32] {
+        let len = self.panels.len() * 16;
+        // SAFETY: `Line` is `repr(C)` around `[u32; 16]`, so the lines are contiguous words.
+        unsafe { std::slice::from_raw_parts_mut(self.panels.as_mut_ptr().cast::<u32>(), len) }
     }
 
     /// Columns of `B`.
@@ -172,7 +215,11 @@ impl PackedMatrix {
         let depth = self.format.words(self.inputs);
         PACKED_ROWS.with_borrow_mut(|packed| {
             if self.format == WeightFormat::Bf16 {
-                pack_bf16_rows(rows, self.inputs, mr, a, packed);
+                packed.clear();
+                packed.resize(rows * depth, 0);
+                for (i, words) in packed.chunks_exact_mut(depth).enumerate() {
+                    bf16_words(&a.data[i * a.stride..][..self.inputs], words);
+                }
             }
             for p in 0..self.outputs.div_ceil(NR) {
                 let panel = self.panel(p);
@@ -181,43 +228,31 @@ impl PackedMatrix {
                 for r0 in (0..rows).step_by(mr) {
                     let m = mr.min(rows - r0);
                     let c = &mut out[r0 * ldc + p * NR..];
-                    let tile = Tile {
-                        m,
-                        depth,
-                        ldc,
-                        cols,
-                        lda: a.stride,
-                    };
                     match self.format {
                         WeightFormat::F32 => {
+                            let tile = Tile {
+                                m,
+                                depth,
+                                ldc,
+                                cols,
+                                lda: a.stride,
+                            };
                             micro_kernel_f32(isa, tile, &a.data[r0 * a.stride..], panel, c, bias)
                         }
                         WeightFormat::Bf16 => {
-                            let a = &packed[r0 * depth..(r0 + m) * depth];
-                            micro_kernel_bf16(tile, a, panel, c, bias)
+                            let tile = Tile {
+                                m,
+                                depth,
+                                ldc,
+                                cols,
+                                lda: depth,
+                            };
+                            micro_kernel_bf16(tile, &packed[r0 * depth..], panel, c, bias)
                         }
                     }
                 }
             }
         });
-    }
-}
-
-/// Packs rows of `a` as bf16 pairs into micro-panels of `mr` rows, each stored word-major
-/// (`packed[d · m + i]` for row `i` of a micro-panel of `m` rows).
-fn pack_bf16_rows(rows: usize, inputs: usize, mr: usize, a: Rows, packed: &mut Vec<u32>) {
-    let depth = WeightFormat::Bf16.words(inputs);
-    packed.clear();
-    packed.resize(rows * depth, 0);
-    for r0 in (0..rows).step_by(mr) {
-        let m = mr.min(rows - r0);
-        let dst = &mut packed[r0 * depth..(r0 + m) * depth];
-        for i in 0..m {
-            let row = &a.data[(r0 + i) * a.stride..][..inputs];
-            for d in 0..depth {
-                dst[d * m + i] = WeightFormat::Bf16.word(d, inputs, |k| row[k]);
-            }
-        }
     }
 }
 
@@ -245,7 +280,14 @@ impl PackedLinear {
         assert_eq!(weight.len(), inputs * outputs, "weight size");
         assert_eq!(bias.len(), outputs, "bias size");
         let mut weights = PackedMatrix::new(format);
-        weights.pack(inputs, outputs, |k, j| weight[j * inputs + k]);
+        weights.pack_transposed(
+            Rows {
+                data: weight,
+                stride: inputs,
+            },
+            inputs,
+            outputs,
+        );
         let mut bias = bias.to_vec();
         bias.resize(outputs.div_ceil(NR) * NR, 0.0);
         Self {
@@ -336,7 +378,14 @@ mod tests {
                 values(outputs, 3),
             );
             let mut packed = PackedMatrix::new(format);
-            packed.pack(inputs, outputs, |k, j| w[j * inputs + k]);
+            packed.pack_transposed(
+                Rows {
+                    data: &w,
+                    stride: inputs,
+                },
+                inputs,
+                outputs,
+            );
             let mut padded_bias = bias.clone();
             padded_bias.resize(outputs.div_ceil(NR) * NR, 0.0);
             for isa in runnable() {

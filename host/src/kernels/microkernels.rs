@@ -16,8 +16,7 @@ pub fn kernel_rows(isa: Isa) -> usize {
 }
 
 /// The shape of one micro-kernel call: `m` rows, `depth` words per row, `cols` valid columns of
-/// the panel, output rows `ldc` apart. f32 kernels read the left-hand rows in place, `lda` values
-/// apart; bf16 kernels read them packed (word `d` of row `i` at `d · m + i`).
+/// the panel, output rows `ldc` apart, left-hand rows `lda` words apart.
 #[derive(Clone, Copy)]
 pub struct Tile {
     pub m: usize,
@@ -49,10 +48,13 @@ pub fn micro_kernel_f32(isa: Isa, tile: Tile, a: &[f32], b: &[f32], c: &mut [f32
     }
 }
 
-/// bf16 tile: `c[i][j] = bias[j] + Σ_d a[d·m + i] · b[d·NR + j]` with each word a pair of bf16
-/// whose two products are summed in f32.
+/// bf16 tile: `c[i][j] = bias[j] + Σ_d a[i·lda + d] · b[d·NR + j]` with each word a pair of
+/// bf16 whose two products are summed in f32.
 pub fn micro_kernel_bf16(tile: Tile, a: &[u32], b: &[f32], c: &mut [f32], bias: &[f32]) {
-    assert_eq!(a.len(), tile.m * tile.depth, "packed rows");
+    assert!(
+        a.len() >= (tile.m - 1) * tile.lda + tile.depth,
+        "left-hand rows too short"
+    );
     check_tile(tile, b, c, bias);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: bf16 layers are only built when the CPU has AVX512-BF16 (see `PackedLinear::new`);
@@ -177,7 +179,7 @@ mod x86 {
                     std::mem::transmute(_mm512_loadu_si512(b.add(d * NR + 16).cast()));
                 for i in 0..M {
                     let av: __m512bh =
-                        std::mem::transmute(_mm512_set1_epi32(*a.add(d * M + i) as i32));
+                        std::mem::transmute(_mm512_set1_epi32(*a.add(i * t.lda + d) as i32));
                     lo[i] = _mm512_dpbf16_ps(lo[i], av, b0);
                     hi[i] = _mm512_dpbf16_ps(hi[i], av, b1);
                 }
