@@ -82,14 +82,14 @@ impl ModelManager {
             return Ok(self.registration(model_id, false, count));
         }
         let weights = self.verified_weights(&requirement).await?;
-        if let (Some(expected), Some(actual)) = (requirement.dimension, weights.info.dimension) {
-            if expected != actual {
-                return Err(HostError::DimensionMismatch {
-                    name: requirement.name.clone(),
-                    expected,
-                    actual,
-                });
-            }
+        if let (Some(expected), Some(actual)) = (requirement.dimension, weights.info.dimension)
+            && expected != actual
+        {
+            return Err(HostError::DimensionMismatch {
+                name: requirement.name.clone(),
+                expected,
+                actual,
+            });
         }
         let (matching, fallback) = self.pool.matching(requirement.device);
         if let Some(note) = &fallback {

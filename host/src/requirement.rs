@@ -180,10 +180,10 @@ impl ModelRequirement {
                 self.name
             ));
         }
-        if let Some(rev) = &self.revision {
-            if rev.is_empty() || rev.contains("..") || rev.starts_with('/') {
-                return invalid(format!("`revision` '{rev}' is not a branch, tag or commit"));
-            }
+        if let Some(rev) = &self.revision
+            && (rev.is_empty() || rev.contains("..") || rev.starts_with('/'))
+        {
+            return invalid(format!("`revision` '{rev}' is not a branch, tag or commit"));
         }
         for (field, value) in [
             ("dimension", self.dimension),
