@@ -2,8 +2,8 @@
 //! every module, with its hit rate for the status.
 //!
 //! The model part of the key is the repository, the resolved commit, the output head (pooling
-//! and normalization) and the input limit, so a vector is only reused where it would come out
-//! the same.
+//! and normalization), the input limit and the precision, so a vector is only reused where it
+//! would come out the same.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
