@@ -54,9 +54,12 @@ mod module;
 mod requirement;
 
 pub use bindings::modelhost::models::types::{
-    Embeddings, ErrorCode, ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
+    Classification, Classifications, Embeddings, ErrorCode, LabelScore, ModelStatus,
+    ModuleReference, Registration, Release, ServiceStatus,
 };
 pub use error::{Error, parse_settings};
-pub use models::{generate_embeddings, register_model, release_all, release_model, service_status};
+pub use models::{
+    classify, generate_embeddings, register_model, release_all, release_model, service_status,
+};
 pub use module::Module;
 pub use requirement::{Device, ModelRequirement, ModelType, Precision};

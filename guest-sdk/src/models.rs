@@ -4,7 +4,9 @@
 use std::sync::Mutex;
 
 use crate::bindings::modelhost::models::model_manager as host;
-use crate::{Embeddings, Error, ModelRequirement, Registration, Release, ServiceStatus};
+use crate::{
+    Classifications, Embeddings, Error, ModelRequirement, Registration, Release, ServiceStatus,
+};
 
 /// Model ids this module holds references to, one entry per reference.
 static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -46,6 +48,11 @@ pub fn release_all() {
 /// Embeds `texts` with the embedding model registered as `model_id`.
 pub fn generate_embeddings(model_id: &str, texts: &[String]) -> Result<Embeddings, Error> {
     Ok(host::generate_embeddings(model_id, texts)?)
+}
+
+/// Scores the labels of each text with the classification model registered as `model_id`.
+pub fn classify(model_id: &str, texts: &[String]) -> Result<Classifications, Error> {
+    Ok(host::classify(model_id, texts)?)
 }
 
 /// The host's workers, cache, registered models and references.

@@ -70,6 +70,17 @@ pub enum HostError {
         actual: u32,
     },
 
+    /// The classifier's number of labels differs from the requirement's `num_labels`.
+    #[error("model '{name}' has {actual} labels, but the requirement says num_labels {expected}")]
+    LabelCountMismatch {
+        /// Hugging Face repository id.
+        name: String,
+        /// The requirement's number of labels.
+        expected: u32,
+        /// The model's number of labels.
+        actual: u32,
+    },
+
     /// The id is registered for another model type than the call needs.
     #[error(
         "model id '{model_id}' is registered as model type {registered}; this call needs model type {needed}"

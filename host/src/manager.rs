@@ -15,7 +15,8 @@ use crate::hub::ModelStore;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
 use crate::requirement::{ModelRequirement, ModelType};
 use crate::results::{
-    Embeddings, ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
+    Classification, Classifications, Embeddings, ModelStatus, ModuleReference, Registration,
+    Release, ServiceStatus,
 };
 use crate::workers::{PoolSettings, ServedModel, WorkerPool};
 
@@ -91,6 +92,17 @@ impl ModelManager {
                 actual,
             });
         }
+        let labels = weights.info.labels.len() as u32;
+        if let Some(expected) = requirement.num_labels
+            && requirement.model_type == ModelType::Classification
+            && expected != labels
+        {
+            return Err(HostError::LabelCountMismatch {
+                name: requirement.name.clone(),
+                expected,
+                actual: labels,
+            });
+        }
         let (matching, fallback) = self.pool.matching(requirement.device);
         if let Some(note) = &fallback {
             tracing::warn!(%module, model_id, "{note}");
@@ -151,14 +163,13 @@ impl ModelManager {
         let started = Instant::now();
         let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Embedding])?;
         let dimension = weights.info.dimension.unwrap_or(0);
-        let max_tokens = requirement
-            .max_input_length
-            .map_or(weights.info.max_input_length, |n| {
-                n.min(weights.info.max_input_length)
-            });
         let cache_model: Arc<str> = format!(
-            "{}@{}#{}#{max_tokens}#{}",
-            weights.key.name, weights.key.revision, weights.info.head, weights.key.precision
+            "{}@{}#{}#{}#{}",
+            weights.key.name,
+            weights.key.revision,
+            weights.info.head,
+            max_tokens(&requirement, &weights),
+            weights.key.precision
         )
         .into();
         let use_cache = requirement.cache_embeddings && !texts.is_empty();
@@ -170,14 +181,7 @@ impl ModelManager {
         let mut workers = Vec::new();
         if !misses.is_empty() {
             let missing: Vec<String> = misses.iter().map(|&i| texts[i].clone()).collect();
-            let encoder = weights.encoder.clone();
-            let tokens =
-                run_blocking(move || encoder.encode(&missing, max_tokens as usize)).await?;
-            let batch_size = requirement
-                .batch_size
-                .map_or(self.pool.settings().batch_size, |n| n as usize);
-            let timeout = self.pool.settings().queue_timeout;
-            let (computed, used) = weights.served.embed(tokens, batch_size, timeout).await?;
+            let (computed, used) = self.run_sequences(&requirement, &weights, missing).await?;
             if use_cache {
                 self.cache.insert_many(
                     &cache_model,
@@ -188,7 +192,6 @@ impl ModelManager {
                 vectors[*i] = Some(vector);
             }
             workers = used;
-            weights.touch();
         }
         Ok(Embeddings {
             vectors: vectors.into_iter().map(Option::unwrap_or_default).collect(),
@@ -200,13 +203,50 @@ impl ModelManager {
         })
     }
 
-    /// Checks that `model_id` is a classification model of `module`'s. Classification is not
-    /// available in this host yet, so a valid call answers `Unsupported`.
-    pub fn classify(&self, module: &ModuleId, model_id: &str) -> Result<Infallible, HostError> {
-        self.lookup(module, model_id, &[ModelType::Classification])?;
-        Err(HostError::Unsupported(
-            "classification is not available in this host yet".into(),
-        ))
+    /// Scores the labels of `texts` with the classification model `model_id` (see the WIT
+    /// `classify`), through the model's batching queue.
+    pub async fn classify(
+        &self,
+        module: &ModuleId,
+        model_id: &str,
+        texts: Vec<String>,
+    ) -> Result<Classifications, HostError> {
+        let started = Instant::now();
+        let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Classification])?;
+        let (scores, workers) = match texts.is_empty() {
+            true => (Vec::new(), Vec::new()),
+            false => self.run_sequences(&requirement, &weights, texts).await?,
+        };
+        let labels = &weights.info.labels;
+        Ok(Classifications {
+            results: scores
+                .iter()
+                .map(|s| Classification::rank(labels, s, requirement.threshold))
+                .collect(),
+            model_id: model_id.to_string(),
+            processing_time: started.elapsed(),
+            worker_id: (!workers.is_empty()).then(|| workers.join(",")),
+        })
+    }
+
+    /// Tokenizes `texts` (truncated to the requirement's limit) and runs them through the
+    /// model's batching queue: one vector per text, and the workers that ran them.
+    async fn run_sequences(
+        &self,
+        requirement: &ModelRequirement,
+        weights: &Weights,
+        texts: Vec<String>,
+    ) -> Result<(Vec<Vec<f32>>, Vec<String>), HostError> {
+        let encoder = weights.encoder.clone();
+        let limit = max_tokens(requirement, weights) as usize;
+        let tokens = run_blocking(move || encoder.encode(&texts, limit)).await?;
+        let batch_size = requirement
+            .batch_size
+            .map_or(self.pool.settings().batch_size, |n| n as usize);
+        let timeout = self.pool.settings().queue_timeout;
+        let served = weights.served.run(tokens, batch_size, timeout).await?;
+        weights.touch();
+        Ok(served)
     }
 
     /// Checks that `model_id` is a generation model of `module`'s. Text generation is not
@@ -377,6 +417,15 @@ impl ModelManager {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().expect("registry lock poisoned")
     }
+}
+
+/// The longest input, in tokens, for `requirement` on `weights`: the requirement's limit capped
+/// at the model's.
+fn max_tokens(requirement: &ModelRequirement, weights: &Weights) -> u32 {
+    let model_limit = weights.info.max_input_length;
+    requirement
+        .max_input_length
+        .map_or(model_limit, |n| n.min(model_limit))
 }
 
 /// Runs blocking work (files, tokenization) off the async runtime.

@@ -51,6 +51,61 @@ pub struct Embeddings {
     pub worker_id: Option<String>,
 }
 
+/// One label and its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelScore {
+    /// The label, from the model's `id2label`.
+    pub label: String,
+    /// Its probability.
+    pub score: f32,
+}
+
+/// The labels of one text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    /// The best label, when its score reaches the requirement's threshold (always without one).
+    pub label: Option<String>,
+    /// The best label's score.
+    pub score: f32,
+    /// Every label, highest score first.
+    pub scores: Vec<LabelScore>,
+}
+
+impl Classification {
+    /// Ranks `scores` (one per label, in `labels` order) and applies `threshold`.
+    pub fn rank(labels: &[String], scores: &[f32], threshold: Option<f32>) -> Self {
+        let mut ranked: Vec<LabelScore> = labels
+            .iter()
+            .zip(scores)
+            .map(|(label, &score)| LabelScore {
+                label: label.clone(),
+                score,
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+        let best = ranked.first().map_or(0.0, |b| b.score);
+        let reaches = threshold.is_none_or(|t| best >= t);
+        Self {
+            label: ranked.first().filter(|_| reaches).map(|b| b.label.clone()),
+            score: best,
+            scores: ranked,
+        }
+    }
+}
+
+/// Labels for a list of texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classifications {
+    /// One entry per text, in input order.
+    pub results: Vec<Classification>,
+    /// The id used.
+    pub model_id: String,
+    /// Time spent in the host.
+    pub processing_time: Duration,
+    /// The worker that ran the model, if one did.
+    pub worker_id: Option<String>,
+}
+
 /// The worker pool as seen by the status call.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WorkerPoolStatus {

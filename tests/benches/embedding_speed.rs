@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use modelhost::backends::{CandleBackend, EmbeddingModel, LoadedModel, ModelBackend, TextEncoder};
+use modelhost::backends::{CandleBackend, LoadedModel, ModelBackend, SequenceModel, TextEncoder};
 use modelhost::device::ComputeDevice;
 use modelhost::requirement::{ModelType, Precision};
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime, Stdio};
@@ -43,7 +43,7 @@ struct Command {
 /// The backend called directly, as a worker would.
 struct Direct {
     encoder: Arc<dyn TextEncoder>,
-    model: Box<dyn EmbeddingModel>,
+    model: Box<dyn SequenceModel>,
     max_tokens: usize,
 }
 
@@ -51,7 +51,7 @@ impl Direct {
     fn load(precision: Precision) -> Self {
         let files = model_store().resolve(MINILM, "main").unwrap();
         let inspection = CandleBackend.inspect(ModelType::Embedding, &files).unwrap();
-        let LoadedModel::Embedding(model) = CandleBackend
+        let LoadedModel::Sequence(model) = CandleBackend
             .load(ModelType::Embedding, &files, ComputeDevice::Cpu, precision)
             .unwrap();
         Self {
@@ -71,7 +71,7 @@ impl Direct {
         let mut vectors = vec![Vec::new(); texts.len()];
         for chunk in order.chunks(BATCH) {
             let rows: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
-            for (&i, v) in chunk.iter().zip(self.model.embed(&rows).unwrap()) {
+            for (&i, v) in chunk.iter().zip(self.model.run(&rows).unwrap()) {
                 vectors[i] = v;
             }
         }

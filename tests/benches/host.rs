@@ -256,7 +256,7 @@ async fn main() {
         .inspect(ModelType::Embedding, &files)
         .unwrap()
         .encoder;
-    let LoadedModel::Embedding(model) = backend
+    let LoadedModel::Sequence(model) = backend
         .load(
             ModelType::Embedding,
             &files,
@@ -279,7 +279,7 @@ async fn main() {
             for _ in 0..rounds {
                 let tokens = encoder.encode(&batch, 256).unwrap();
                 let rows: Vec<&[u32]> = tokens.iter().map(Vec::as_slice).collect();
-                model.embed(&rows).unwrap();
+                model.run(&rows).unwrap();
             }
             started.elapsed()
         })

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use modelhost::backends::{
-    EmbeddingModel, Inspection, LoadedModel, ModelBackend, ModelInfo, TextEncoder,
+    Inspection, LoadedModel, ModelBackend, ModelInfo, SequenceModel, TextEncoder,
 };
 use modelhost::device::{ComputeDevice, DeviceInventory};
 use modelhost::error::HostError;
@@ -67,6 +67,7 @@ impl ModelBackend for FakeBackend {
                 dimension: Some(FAKE_DIMENSION),
                 max_input_length: 512,
                 head: "fake".into(),
+                labels: Vec::new(),
             },
             encoder: Arc::new(FakeEncoder),
         })
@@ -81,7 +82,7 @@ impl ModelBackend for FakeBackend {
     ) -> Result<LoadedModel, HostError> {
         self.loads.lock().unwrap().push(device);
         self.live.fetch_add(1, Ordering::SeqCst);
-        Ok(LoadedModel::Embedding(Box::new(FakeModel {
+        Ok(LoadedModel::Sequence(Box::new(FakeModel {
             delay: self.delay,
             live: self.live.clone(),
             batches: self.batches.clone(),
@@ -108,8 +109,8 @@ struct FakeModel {
     batches: Arc<Mutex<Vec<usize>>>,
 }
 
-impl EmbeddingModel for FakeModel {
-    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
+impl SequenceModel for FakeModel {
+    fn run(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
         std::thread::sleep(self.delay);
         let panic_tokens = fake_tokens(PANIC_TEXT, usize::MAX);
         assert!(

@@ -79,7 +79,7 @@ async fn bad_requirements_and_calls_give_their_error_codes() {
             "",
         ),
         (
-            json!({"op": "classify", "id": "ok"}),
+            json!({"op": "classify", "id": "ok", "texts": ["x"]}),
             "wrong-model-type",
             "registered as model type embedding",
         ),

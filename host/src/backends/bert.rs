@@ -10,9 +10,10 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer};
 
-use super::bert_cpu::CpuBertEncoder;
+use super::bert_cpu::{CpuBertEncoder, TensorReader};
+use super::encoder_config::{EncoderConfig, Family};
 use super::{
-    EmbeddingModel, Inspection, ModelInfo, Pooling, SentenceTransformerConfig, TextEncoder,
+    Inspection, ModelInfo, Pooling, SentenceTransformerConfig, SequenceModel, TextEncoder,
 };
 use crate::device::ComputeDevice;
 use crate::error::HostError;
@@ -66,10 +67,7 @@ enum Engine {
 /// Verifies the model folder and loads its tokenizer, without loading weights.
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let (tokenizer, info) = verify(files)?;
-    let encoder = BertTokenizer {
-        tokenizer,
-        max_input_length: info.max_input_length as usize,
-    };
+    let encoder = bert_tokenizer(tokenizer, info.max_input_length);
     Ok(Inspection {
         info,
         encoder: Arc::new(encoder),
@@ -84,7 +82,7 @@ impl BertEmbedder {
         device: ComputeDevice,
         precision: Precision,
     ) -> Result<Self, HostError> {
-        let config = read_config(files)?;
+        let (config, _) = encoder_config(files)?;
         let head = SentenceTransformerConfig::read(files)?;
         let load_failed = |e: candle_core::Error| HostError::LoadFailed {
             name: files.name.clone(),
@@ -94,7 +92,8 @@ impl BertEmbedder {
         let engine = match device {
             ComputeDevice::Cpu => {
                 let format = cpu_weight_format(precision, &files.name);
-                Engine::Cpu(CpuBertEncoder::load(&weights, &config, format).map_err(load_failed)?)
+                let reader = TensorReader::open(&weights, Family::Bert).map_err(load_failed)?;
+                Engine::Cpu(CpuBertEncoder::load(&reader, &config, format).map_err(load_failed)?)
             }
             ComputeDevice::Cuda(n) => {
                 let device = Device::new_cuda(n as usize).map_err(load_failed)?;
@@ -103,7 +102,7 @@ impl BertEmbedder {
                 let vb =
                     unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
                         .map_err(load_failed)?;
-                let model = BertModel::load(vb, &config).map_err(load_failed)?;
+                let model = BertModel::load(vb, &candle_config(files)?).map_err(load_failed)?;
                 Engine::Candle { model, device }
             }
         };
@@ -179,8 +178,8 @@ fn candle_forward(
     pooled.to_vec2::<f32>()
 }
 
-impl EmbeddingModel for BertEmbedder {
-    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
+impl SequenceModel for BertEmbedder {
+    fn run(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
         self.forward(batch)
             .map_err(|reason| HostError::InferenceFailed {
                 name: self.name.clone(),
@@ -191,7 +190,26 @@ impl EmbeddingModel for BertEmbedder {
 
 /// Reads and checks config, tokenizer, sentence-transformers head and weights file.
 fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
-    let config = read_config(files)?;
+    let (config, architecture) = encoder_config(files)?;
+    let tokenizer = load_tokenizer(files)?;
+    let head = SentenceTransformerConfig::read(files)?;
+    let max_input_length = head
+        .max_seq_length
+        .unwrap_or(config.max_positions)
+        .min(config.max_positions);
+    let info = ModelInfo {
+        architecture,
+        dimension: Some(config.hidden_size as u32),
+        max_input_length: max_input_length as u32,
+        head: head.describe(),
+        labels: Vec::new(),
+    };
+    Ok((tokenizer, info))
+}
+
+/// `tokenizer.json` with padding and truncation off (both are done per call), after checking
+/// the safetensors weights file is there.
+pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError> {
     let mut tokenizer = Tokenizer::from_file(files.path("tokenizer.json"))
         .map_err(|e| files.invalid(format!("tokenizer.json does not load: {e}")))?;
     tokenizer.with_padding(None);
@@ -203,38 +221,27 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
             "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
         )));
     }
-    let head = SentenceTransformerConfig::read(files)?;
-    let max_input_length = head
-        .max_seq_length
-        .unwrap_or(config.max_position_embeddings)
-        .min(config.max_position_embeddings);
-    let info = ModelInfo {
-        architecture: architecture(files)?.0,
-        dimension: Some(config.hidden_size as u32),
-        max_input_length: max_input_length as u32,
-        head: head.describe(),
-    };
-    Ok((tokenizer, info))
+    Ok(tokenizer)
 }
 
-/// The architecture named by `config.json` and whether this backend runs it.
-fn architecture(files: &ModelFiles) -> Result<(String, bool), HostError> {
+/// What `config.json` says the checkpoint is: its first architecture (or model type) and its
+/// model type.
+pub(super) fn architecture(files: &ModelFiles) -> Result<(String, Option<String>), HostError> {
     let arch: ArchitectureFields = serde_json::from_str(&files.read_to_string("config.json")?)
         .map_err(|e| files.invalid(format!("config.json does not parse: {e}")))?;
-    let supported = arch.model_type.as_deref() == Some("bert");
     let name = arch
         .architectures
         .first()
         .cloned()
-        .or(arch.model_type)
+        .or(arch.model_type.clone())
         .unwrap_or_else(|| "unknown".into());
-    Ok((name, supported))
+    Ok((name, arch.model_type))
 }
 
-/// The BERT config, after checking the architecture is one this backend runs.
-fn read_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
-    let (architecture, supported) = architecture(files)?;
-    if !supported {
+/// The encoder config and architecture name, after checking it is a BERT checkpoint.
+fn encoder_config(files: &ModelFiles) -> Result<(EncoderConfig, String), HostError> {
+    let (architecture, model_type) = architecture(files)?;
+    if model_type.as_deref() != Some("bert") {
         return Err(HostError::UnsupportedArchitecture {
             name: files.name.clone(),
             architecture,
@@ -242,8 +249,21 @@ fn read_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
             supported: SUPPORTED,
         });
     }
+    Ok((EncoderConfig::read(files, Family::Bert)?, architecture))
+}
+
+/// candle's view of the same config, for the GPU path.
+fn candle_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
     serde_json::from_str(&files.read_to_string("config.json")?)
         .map_err(|e| files.invalid(format!("config.json is not a valid BERT config: {e}")))
+}
+
+/// A tokenizer that truncates to at most `max_input_length` tokens.
+pub(super) fn bert_tokenizer(tokenizer: Tokenizer, max_input_length: u32) -> BertTokenizer {
+    BertTokenizer {
+        tokenizer,
+        max_input_length: max_input_length as usize,
+    }
 }
 
 /// The ids of `encoding`, cut to `limit` tokens. When the sequence ends with a special token

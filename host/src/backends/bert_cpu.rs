@@ -11,10 +11,11 @@ use std::sync::Mutex;
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
-use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 
+use super::encoder_config::{Activation, EncoderConfig, Family};
 use crate::kernels::{
-    PackedLinear, Sequence, WeightFormat, attention, gelu_in_place, layer_norm_rows,
+    PackedLinear, Sequence, WeightFormat, attention, gelu_in_place, gelu_tanh_in_place,
+    layer_norm_rows,
 };
 
 /// Layer norm weights.
@@ -52,34 +53,69 @@ pub struct CpuBertEncoder {
     layers: Vec<Layer>,
     hidden_size: usize,
     heads: usize,
-    activation: HiddenAct,
+    activation: Activation,
     eps: f32,
     workspace: Mutex<Workspace>,
 }
 
-/// Reads f32 tensors out of a safetensors file, with or without a `bert.` name prefix.
-struct TensorReader {
+/// Reads f32 tensors out of a safetensors file. Encoder tensors are looked up under the
+/// family's prefix (`bert.`, `distilbert.`) when the file uses one; head tensors by their own names.
+pub struct TensorReader {
     file: MmapedSafetensors,
     prefix: &'static str,
 }
 
 impl TensorReader {
-    fn open(path: &Path) -> candle_core::Result<Self> {
+    /// Maps the weights file at `path`, a checkpoint of `family`.
+    pub fn open(path: &Path, family: Family) -> candle_core::Result<Self> {
         // SAFETY: the weights file is mapped read-only; the model store never rewrites a
         // snapshot file in place (downloads land in new files and are renamed).
         let file = unsafe { MmapedSafetensors::new(path)? };
-        let prefix = match file.get("embeddings.word_embeddings.weight") {
-            Ok(_) => "",
-            Err(_) => "bert.",
+        let prefix = match (file.get("embeddings.word_embeddings.weight"), family) {
+            (Ok(_), _) => "",
+            (Err(_), Family::Bert) => "bert.",
+            (Err(_), Family::DistilBert) => "distilbert.",
         };
         Ok(Self { file, prefix })
     }
 
-    /// The tensor `name` as a flat f32 vector, checked to have `len` values.
-    fn read(&self, name: &str, len: usize) -> candle_core::Result<Vec<f32>> {
+    /// The encoder tensor `name` (under the family's prefix), checked to have `len` values.
+    pub fn read(&self, name: &str, len: usize) -> candle_core::Result<Vec<f32>> {
+        self.read_named(&format!("{}{name}", self.prefix), len)
+    }
+
+    /// A linear layer outside the encoder (a head), by its full name.
+    pub fn head_linear(
+        &self,
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+    ) -> candle_core::Result<PackedLinear> {
+        let weight = self.read_named(&format!("{name}.weight"), inputs * outputs)?;
+        let bias = self.read_named(&format!("{name}.bias"), outputs)?;
+        Ok(PackedLinear::new(
+            &weight,
+            &bias,
+            inputs,
+            outputs,
+            WeightFormat::F32,
+        ))
+    }
+
+    /// The outputs of the linear layer `name` (a head), from its bias.
+    pub fn head_outputs(&self, name: &str) -> candle_core::Result<usize> {
+        Ok(self
+            .file
+            .get(&format!("{name}.bias"))?
+            .shape()
+            .iter()
+            .product())
+    }
+
+    fn read_named(&self, name: &str, len: usize) -> candle_core::Result<Vec<f32>> {
         let values = self
             .file
-            .load(&format!("{}{name}", self.prefix), &Device::Cpu)?
+            .load(name, &Device::Cpu)?
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
@@ -122,51 +158,87 @@ impl TensorReader {
     }
 }
 
+/// The names of one layer's tensors in a family's checkpoints.
+struct LayerNames {
+    query_key_value: [String; 3],
+    attention_output: String,
+    attention_norm: String,
+    intermediate: String,
+    output: String,
+    output_norm: String,
+}
+
+impl LayerNames {
+    fn of(family: Family, i: usize) -> Self {
+        match family {
+            Family::Bert => {
+                let at = |part: &str| format!("encoder.layer.{i}.{part}");
+                Self {
+                    query_key_value: ["query", "key", "value"]
+                        .map(|p| at(&format!("attention.self.{p}"))),
+                    attention_output: at("attention.output.dense"),
+                    attention_norm: at("attention.output.LayerNorm"),
+                    intermediate: at("intermediate.dense"),
+                    output: at("output.dense"),
+                    output_norm: at("output.LayerNorm"),
+                }
+            }
+            Family::DistilBert => {
+                let at = |part: &str| format!("transformer.layer.{i}.{part}");
+                Self {
+                    query_key_value: ["q_lin", "k_lin", "v_lin"]
+                        .map(|p| at(&format!("attention.{p}"))),
+                    attention_output: at("attention.out_lin"),
+                    attention_norm: at("sa_layer_norm"),
+                    intermediate: at("ffn.lin1"),
+                    output: at("ffn.lin2"),
+                    output_norm: at("output_layer_norm"),
+                }
+            }
+        }
+    }
+}
+
 impl CpuBertEncoder {
-    /// Loads and packs the weights in `path` for `config`; `format` applies to the linear
-    /// layers (embeddings, layer norms and attention always run in f32).
+    /// Loads and packs the encoder's weights from `reader` for `config`; `format` applies to the
+    /// linear layers (embeddings, layer norms and attention always run in f32).
     pub fn load(
-        path: &Path,
-        config: &BertConfig,
+        reader: &TensorReader,
+        config: &EncoderConfig,
         format: WeightFormat,
     ) -> candle_core::Result<Self> {
         let (h, inter) = (config.hidden_size, config.intermediate_size);
-        if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
-            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads");
-        }
-        let reader = TensorReader::open(path)?;
         let layer = |i: usize| -> candle_core::Result<Layer> {
-            let at = |part: &str| format!("encoder.layer.{i}.{part}");
-            let qkv = ["query", "key", "value"].map(|p| at(&format!("attention.self.{p}")));
+            let names = LayerNames::of(config.family, i);
             Ok(Layer {
-                query_key_value: reader.linear(&qkv, h, h, format)?,
-                attention_output: reader.linear(&[at("attention.output.dense")], h, h, format)?,
-                attention_norm: reader.norm(&at("attention.output.LayerNorm"), h)?,
-                intermediate: reader.linear(&[at("intermediate.dense")], h, inter, format)?,
-                output: reader.linear(&[at("output.dense")], inter, h, format)?,
-                output_norm: reader.norm(&at("output.LayerNorm"), h)?,
+                query_key_value: reader.linear(&names.query_key_value, h, h, format)?,
+                attention_output: reader.linear(&[names.attention_output], h, h, format)?,
+                attention_norm: reader.norm(&names.attention_norm, h)?,
+                intermediate: reader.linear(&[names.intermediate], h, inter, format)?,
+                output: reader.linear(&[names.output], inter, h, format)?,
+                output_norm: reader.norm(&names.output_norm, h)?,
             })
         };
-        let type_embeddings = reader.read(
-            "embeddings.token_type_embeddings.weight",
-            config.type_vocab_size * h,
-        )?;
+        let token_type_embedding = match config.type_vocab_size {
+            0 => vec![0.0; h],
+            n => reader.read("embeddings.token_type_embeddings.weight", n * h)?[..h].to_vec(),
+        };
         Ok(Self {
             word_embeddings: reader
                 .read("embeddings.word_embeddings.weight", config.vocab_size * h)?,
             position_embeddings: reader.read(
                 "embeddings.position_embeddings.weight",
-                config.max_position_embeddings * h,
+                config.max_positions * h,
             )?,
-            token_type_embedding: type_embeddings[..h].to_vec(),
+            token_type_embedding,
             embedding_norm: reader.norm("embeddings.LayerNorm", h)?,
-            layers: (0..config.num_hidden_layers)
+            layers: (0..config.layers)
                 .map(layer)
                 .collect::<candle_core::Result<_>>()?,
             hidden_size: h,
-            heads: config.num_attention_heads,
-            activation: config.hidden_act,
-            eps: config.layer_norm_eps as f32,
+            heads: config.heads,
+            activation: config.activation,
+            eps: config.eps,
             workspace: Mutex::default(),
         })
     }
@@ -288,11 +360,11 @@ fn add_and_norm(block: &mut [f32], residual: &[f32], norm: &Norm, width: usize, 
     layer_norm_rows(block, width, &norm.gamma, &norm.beta, eps);
 }
 
-fn activate(block: &mut [f32], activation: HiddenAct) {
+fn activate(block: &mut [f32], activation: Activation) {
     match activation {
-        HiddenAct::Gelu => gelu_in_place(block),
-        HiddenAct::GeluApproximate => crate::kernels::gelu_tanh_in_place(block),
-        HiddenAct::Relu => block.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Gelu => gelu_in_place(block),
+        Activation::GeluTanh => gelu_tanh_in_place(block),
+        Activation::Relu => block.iter_mut().for_each(|v| *v = v.max(0.0)),
     }
 }
 

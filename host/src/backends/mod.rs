@@ -6,6 +6,8 @@
 
 mod bert;
 mod bert_cpu;
+mod classifier;
+mod encoder_config;
 mod sentence_transformers;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::hub::ModelFiles;
 use crate::requirement::{ModelType, Precision};
 
 pub use bert::{BertEmbedder, BertTokenizer};
+pub use classifier::SequenceClassifier;
 pub use sentence_transformers::{Pooling, SentenceTransformerConfig};
 
 /// What verifying a model's files tells about it, without loading its weights.
@@ -30,6 +33,8 @@ pub struct ModelInfo {
     /// What turns the model's outputs into results (e.g. `mean,normalized`); part of the
     /// embedding cache key, since the same weights with another head give other vectors.
     pub head: String,
+    /// Classification models: the label of each output, in order (`id2label`).
+    pub labels: Vec<String>,
 }
 
 /// A model's tokenizer. It is loaded at registration, with verification, so that requests can
@@ -47,16 +52,17 @@ pub struct Inspection {
     pub encoder: Arc<dyn TextEncoder>,
 }
 
-/// A model that turns token sequences into vectors.
-pub trait EmbeddingModel: Send + Sync {
-    /// One vector per sequence, in order. `batch` is never empty; the model pads it itself.
-    fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError>;
+/// A model that turns each token sequence into one vector: an embedding model's vectors, or a
+/// classifier's label scores.
+pub trait SequenceModel: Send + Sync {
+    /// One vector per sequence, in order. `batch` is never empty.
+    fn run(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError>;
 }
 
 /// A model in memory, ready to serve requests of its type.
 pub enum LoadedModel {
-    /// An embedding model.
-    Embedding(Box<dyn EmbeddingModel>),
+    /// An embedding or classification model.
+    Sequence(Box<dyn SequenceModel>),
 }
 
 /// Verifies and loads models. Loading and inference are called on worker threads, never on the
@@ -84,6 +90,7 @@ impl ModelBackend for CandleBackend {
     fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
         match model_type {
             ModelType::Embedding => bert::inspect(files),
+            ModelType::Classification => classifier::inspect(files),
             other => Err(unsupported_type(other)),
         }
     }
@@ -96,9 +103,12 @@ impl ModelBackend for CandleBackend {
         precision: Precision,
     ) -> Result<LoadedModel, HostError> {
         match model_type {
-            ModelType::Embedding => Ok(LoadedModel::Embedding(Box::new(BertEmbedder::load(
+            ModelType::Embedding => Ok(LoadedModel::Sequence(Box::new(BertEmbedder::load(
                 files, device, precision,
             )?))),
+            ModelType::Classification => Ok(LoadedModel::Sequence(Box::new(
+                SequenceClassifier::load(files, device)?,
+            ))),
             other => Err(unsupported_type(other)),
         }
     }
@@ -106,6 +116,6 @@ impl ModelBackend for CandleBackend {
 
 fn unsupported_type(model_type: ModelType) -> HostError {
     HostError::Unsupported(format!(
-        "{model_type} models are not available in this host yet; only embedding models are"
+        "{model_type} models are not available in this host yet; only embedding and classification models are"
     ))
 }

@@ -16,7 +16,9 @@ pub fn wit_error(error: HostError) -> wit::Error {
         HostError::ModelNotFound { .. } => wit::ErrorCode::ModelNotFound,
         HostError::InvalidModelFiles { .. } => wit::ErrorCode::InvalidModelFiles,
         HostError::UnsupportedArchitecture { .. } => wit::ErrorCode::UnsupportedArchitecture,
-        HostError::DimensionMismatch { .. } => wit::ErrorCode::DimensionMismatch,
+        HostError::DimensionMismatch { .. } | HostError::LabelCountMismatch { .. } => {
+            wit::ErrorCode::DimensionMismatch
+        }
         HostError::WrongModelType { .. } => wit::ErrorCode::WrongModelType,
         HostError::NotRegistered { .. } => wit::ErrorCode::NotRegistered,
         HostError::Conflict { .. } => wit::ErrorCode::Conflict,
@@ -159,6 +161,32 @@ impl From<results::Embeddings> for wit::Embeddings {
             cached: e.cached,
             processing_time_ms: e.processing_time.as_secs_f64() * 1000.0,
             worker_id: e.worker_id,
+        }
+    }
+}
+
+impl From<results::Classifications> for wit::Classifications {
+    fn from(c: results::Classifications) -> Self {
+        Self {
+            results: c
+                .results
+                .into_iter()
+                .map(|r| wit::Classification {
+                    label: r.label,
+                    score: r.score,
+                    scores: r
+                        .scores
+                        .into_iter()
+                        .map(|s| wit::LabelScore {
+                            label: s.label,
+                            score: s.score,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            model_id: c.model_id,
+            processing_time_ms: c.processing_time.as_secs_f64() * 1000.0,
+            worker_id: c.worker_id,
         }
     }
 }

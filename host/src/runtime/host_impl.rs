@@ -64,9 +64,13 @@ impl model_manager::Host for ModuleState {
     async fn classify(
         &mut self,
         model_id: String,
-        _texts: Vec<String>,
+        texts: Vec<String>,
     ) -> Result<wit::Classifications, HostError> {
-        match self.manager.classify(&self.module, &model_id)? {}
+        Ok(self
+            .manager
+            .classify(&self.module, &model_id, texts)
+            .await?
+            .into())
     }
 
     async fn generate_text(

@@ -155,9 +155,10 @@ impl ServedModel {
         self.queue().requests
     }
 
-    /// Embeds token sequences, merged into batches with other requests for this model.
+    /// Runs token sequences (one vector each), merged into batches with other requests for this
+    /// model.
     /// `timeout` bounds the wait before the first batch of the request starts.
-    pub async fn embed(
+    pub async fn run(
         &self,
         tokens: Vec<Vec<u32>>,
         batch_size: usize,
@@ -383,7 +384,7 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
         .iter_mut()
         .map(|i| std::mem::take(&mut i.tokens))
         .collect();
-    let outcome = worker.embed(&served.key, &served.files, tokens).await;
+    let outcome = worker.run(&served.key, &served.files, tokens).await;
     if matches!(outcome, Err(HostError::LoadFailed { .. })) {
         served.placement().holders.retain(|&i| i != permit.index);
     }

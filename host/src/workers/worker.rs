@@ -24,8 +24,8 @@ enum Job {
         files: ModelFiles,
         reply: oneshot::Sender<Result<(), HostError>>,
     },
-    /// Embed one batch of token sequences, loading the model first if needed.
-    Embed {
+    /// Run one batch of token sequences, loading the model first if needed.
+    Run {
         key: WeightsKey,
         files: ModelFiles,
         batch: Vec<Vec<u32>>,
@@ -96,14 +96,14 @@ impl Worker {
     }
 
     /// Embeds `batch` with `key` on this worker.
-    pub async fn embed(
+    pub async fn run(
         &self,
         key: &WeightsKey,
         files: &ModelFiles,
         batch: Vec<Vec<u32>>,
     ) -> Result<Vec<Vec<f32>>, HostError> {
         let (reply, result) = oneshot::channel();
-        self.send(Job::Embed {
+        self.send(Job::Run {
             key: key.clone(),
             files: files.clone(),
             batch,
@@ -165,17 +165,17 @@ fn serve(
                 });
                 let _ = reply.send(loaded);
             }
-            Job::Embed {
+            Job::Run {
                 key,
                 files,
                 batch,
                 reply,
             } => {
                 let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
-                    let LoadedModel::Embedding(model) = &models[&key];
+                    let LoadedModel::Sequence(model) = &models[&key];
                     let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
                     // A panicking model fails its batch, not the worker.
-                    panic::catch_unwind(AssertUnwindSafe(|| model.embed(&rows))).unwrap_or_else(
+                    panic::catch_unwind(AssertUnwindSafe(|| model.run(&rows))).unwrap_or_else(
                         |payload| {
                             Err(HostError::InferenceFailed {
                                 name: key.name.clone(),

@@ -4,7 +4,7 @@
 //! `run` reads one JSON command per stdin line and writes one JSON line per command:
 //! `{"ok": ...}` or `{"error": {"code": "...", "message": "..."}}`. Commands:
 //! `{"op": "register", "id": ID, "requirement": REQUIREMENT}`, `{"op": "release", "id": ID}`,
-//! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "classify", "id": ID}`,
+//! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "classify", "id": ID, "texts": [...]}`,
 //! `{"op": "generate", "id": ID}`, `{"op": "status"}`, `{"op": "trap"}`.
 
 use std::collections::BTreeMap;
@@ -64,6 +64,7 @@ enum Command {
     },
     Classify {
         id: String,
+        texts: Vec<String>,
     },
     Generate {
         id: String,
@@ -106,9 +107,21 @@ fn execute(command: Command) -> Result<Value, Error> {
             let e = modelhost_guest::generate_embeddings(&id, &texts)?;
             json!({ "embeddings": e.embeddings, "dimension": e.dimension, "cached": e.cached })
         }
-        Command::Classify { id } => {
-            raw::classify(&id, &["text".to_string()])?;
-            json!("classified")
+        Command::Classify { id, texts } => {
+            let c = modelhost_guest::classify(&id, &texts)?;
+            let results: Vec<Value> = c
+                .results
+                .iter()
+                .map(|r| {
+                    let scores: Vec<Value> = r
+                        .scores
+                        .iter()
+                        .map(|s| json!({"label": s.label, "score": s.score}))
+                        .collect();
+                    json!({ "label": r.label, "score": r.score, "scores": scores })
+                })
+                .collect();
+            json!({ "results": results })
         }
         Command::Generate { id } => {
             raw::generate_text(&id, "prompt", None)?;
