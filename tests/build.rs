@@ -10,6 +10,7 @@ use std::process::Command;
 /// (constant name, package name) of every guest the tests use.
 const GUESTS: &[(&str, &str)] = &[
     ("DOCUMENT_PROCESSOR", "document-processor"),
+    ("SENTIMENT", "sentiment"),
     ("PROBE", "probe"),
     ("LOAD_GENERATOR", "load-generator"),
 ];

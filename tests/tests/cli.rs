@@ -94,3 +94,24 @@ fn help_and_config_describe_the_interface() {
     let text = String::from_utf8_lossy(&config.stdout);
     assert!(text.contains("idle_unload_seconds = 300"), "{text}");
 }
+
+#[test]
+fn run_classifies_stdin_lines_with_the_sentiment_module() {
+    let settings = r#"{"model": {"model_type": "classification",
+        "name": "modelhost-fixtures/categorium-bert-cls-en"}}"#;
+    let output = modelhost(
+        &["run", "--settings", settings, guests::SENTIMENT],
+        "buy a used car with low mileage and new tires\nwe are hiring senior software engineers\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = stdout.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0][0], "autos", "{stdout}");
+    assert_eq!(lines[0][2], "buy a used car with low mileage and new tires");
+    assert!((lines[0][1].parse::<f32>().unwrap() - 0.4593).abs() < 1e-3);
+}
