@@ -49,15 +49,19 @@ pub mod bindings {
 }
 
 mod error;
+mod generation;
 mod models;
 mod module;
 mod requirement;
 
 pub use bindings::modelhost::models::types::{
-    Classification, Classifications, Embeddings, ErrorCode, LabelScore, ModelStatus,
-    ModuleReference, Registration, Release, ServiceStatus,
+    Classification, Classifications, Embeddings, ErrorCode, FinishReason, Generation, LabelScore,
+    ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
 };
 pub use error::{Error, parse_settings};
+pub use generation::{
+    ChatMessage, GenerationOptions, TextStream, chat, generate_text, stream_chat, stream_text,
+};
 pub use models::{
     classify, generate_embeddings, register_model, release_all, release_model, service_status,
 };

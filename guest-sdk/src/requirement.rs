@@ -123,6 +123,9 @@ pub struct ModelRequirement {
     /// Nucleus sampling (default: off).
     #[serde(default)]
     pub top_p: Option<f32>,
+    /// Penalty on tokens already in the context (default: none).
+    #[serde(default)]
+    pub repetition_penalty: Option<f32>,
     /// Whether the module streams generated text (default `false`).
     #[serde(default)]
     pub streaming: bool,
@@ -172,6 +175,7 @@ impl ModelRequirement {
             temperature: None,
             top_k: None,
             top_p: None,
+            repetition_penalty: None,
             streaming: false,
             num_labels: None,
             threshold: None,
@@ -213,6 +217,7 @@ impl ModelRequirement {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
             streaming: self.streaming,
             num_labels: self.num_labels,
             threshold: self.threshold,

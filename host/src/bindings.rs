@@ -8,4 +8,7 @@ wasmtime::component::bindgen!({
     trappable_error_type: {
         "modelhost:models/types.error" => crate::error::HostError,
     },
+    with: {
+        "modelhost:models/types.text-stream": crate::workers::GenerationStream,
+    },
 });

@@ -3,22 +3,24 @@
 //! embeddings from the cache or through the batching queues, and unloads weights nobody has used
 //! for the idle time.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use crate::backends::ModelBackend;
+use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings};
 use crate::cache::{CacheSettings, EmbeddingCache};
 use crate::device::DeviceInventory;
 use crate::error::HostError;
 use crate::hub::ModelStore;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
-use crate::requirement::{ModelRequirement, ModelType};
+use crate::requirement::{GenerationOptions, ModelRequirement, ModelType};
 use crate::results::{
-    Classification, Classifications, Embeddings, ModelStatus, ModuleReference, Registration,
-    Release, ServiceStatus,
+    Classification, Classifications, Embeddings, Generation, ModelStatus, ModuleReference,
+    Registration, Release, ServiceStatus,
 };
-use crate::workers::{PoolSettings, ServedModel, WorkerPool};
+use crate::workers::{GenerationStream, PoolSettings, ServedModel, StreamEvent, WorkerPool};
+
+/// Most tokens a generation call produces when neither the call nor the requirement says.
+pub const DEFAULT_MAX_NEW_TOKENS: u32 = 256;
 
 /// How the manager behaves; see the host configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,17 +251,74 @@ impl ModelManager {
         Ok(served)
     }
 
-    /// Checks that `model_id` is a generation model of `module`'s. Text generation is not
-    /// available in this host yet, so a valid call answers `Unsupported`.
-    pub fn generate(&self, module: &ModuleId, model_id: &str) -> Result<Infallible, HostError> {
-        self.lookup(
-            module,
-            model_id,
-            &[ModelType::Text2Text, ModelType::TextGeneration],
-        )?;
-        Err(HostError::Unsupported(
-            "text generation is not available in this host yet".into(),
-        ))
+    /// Starts generating from `prompt` with the generation model `model_id` (see the WIT
+    /// `stream-text` and `stream-chat`). The requirement's settings apply where `options` sets
+    /// none; greedy decoding and [`DEFAULT_MAX_NEW_TOKENS`] where neither does.
+    pub async fn generate_stream(
+        &self,
+        module: &ModuleId,
+        model_id: &str,
+        prompt: Prompt,
+        options: GenerationOptions,
+    ) -> Result<GenerationStream, HostError> {
+        options.validate()?;
+        let types: &[ModelType] = match prompt {
+            Prompt::Text(_) => &[ModelType::TextGeneration, ModelType::Text2Text],
+            Prompt::Chat(_) => &[ModelType::TextGeneration],
+        };
+        let (requirement, weights) = self.lookup(module, model_id, types)?;
+        let request = GenerationRequest {
+            prompt,
+            max_new_tokens: options
+                .max_output_length
+                .or(requirement.max_output_length)
+                .unwrap_or(DEFAULT_MAX_NEW_TOKENS) as usize,
+            sampling: SamplingSettings {
+                temperature: options
+                    .temperature
+                    .or(requirement.temperature)
+                    .unwrap_or(0.0),
+                top_k: options.top_k.or(requirement.top_k).map(|k| k as usize),
+                top_p: options.top_p.or(requirement.top_p),
+                repetition_penalty: options
+                    .repetition_penalty
+                    .or(requirement.repetition_penalty)
+                    .unwrap_or(1.0),
+                seed: options.seed.unwrap_or_else(random_seed),
+            },
+            stop: options.stop,
+        };
+        let timeout = self.pool.settings().queue_timeout;
+        let stream = weights.served.generate(request, timeout).await?;
+        weights.touch();
+        Ok(stream)
+    }
+
+    /// Generates the whole text (see the WIT `generate-text` and `chat`).
+    pub async fn generate(
+        &self,
+        module: &ModuleId,
+        model_id: &str,
+        prompt: Prompt,
+        options: GenerationOptions,
+    ) -> Result<Generation, HostError> {
+        let started = Instant::now();
+        let mut stream = self
+            .generate_stream(module, model_id, prompt, options)
+            .await?;
+        let mut text = String::new();
+        while let StreamEvent::Text(piece) = stream.next().await? {
+            text.push_str(&piece);
+        }
+        let summary = stream.summary().await?;
+        Ok(Generation {
+            text,
+            model_id: model_id.to_string(),
+            prompt_tokens: summary.prompt_tokens,
+            tokens_generated: summary.generated_tokens,
+            finish_reason: summary.finish,
+            processing_time: started.elapsed(),
+        })
     }
 
     /// The host's state (see the WIT `get-service-status`).
@@ -417,6 +476,14 @@ impl ModelManager {
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().expect("registry lock poisoned")
     }
+}
+
+/// A seed for calls that set none: different on every call.
+fn random_seed() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_nanos() as u64 ^ (std::process::id() as u64) << 32
 }
 
 /// The longest input, in tokens, for `requirement` on `weights`: the requirement's limit capped

@@ -122,6 +122,8 @@ pub struct ModelRequirement {
     pub top_k: Option<u32>,
     /// Nucleus sampling.
     pub top_p: Option<f32>,
+    /// Penalty on tokens already in the context.
+    pub repetition_penalty: Option<f32>,
     /// Whether streaming will be used.
     pub streaming: bool,
     /// Expected number of labels.
@@ -150,6 +152,7 @@ impl ModelRequirement {
             temperature: None,
             top_k: None,
             top_p: None,
+            repetition_penalty: None,
             streaming: false,
             num_labels: None,
             threshold: None,
@@ -197,15 +200,8 @@ impl ModelRequirement {
                 return invalid(format!("`{field}` must be at least 1 when given"));
             }
         }
-        if self
-            .temperature
-            .is_some_and(|t| !(t >= 0.0 && t.is_finite()))
-        {
-            return invalid("`temperature` must be a finite number >= 0".into());
-        }
-        if self.top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
-            return invalid("`top_p` must be in (0, 1]".into());
-        }
+        check_sampling(self.temperature, self.top_p, self.repetition_penalty)
+            .map_err(HostError::InvalidRequirement)?;
         if self.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
             return invalid("`threshold` must be in [0, 1]".into());
         }
@@ -233,6 +229,7 @@ impl ModelRequirement {
             temperature,
             top_k,
             top_p,
+            repetition_penalty,
             streaming,
             num_labels,
             threshold,
@@ -241,6 +238,61 @@ impl ModelRequirement {
         );
         fields
     }
+}
+
+/// Per-call overrides of a requirement's generation settings (the WIT `generation-options`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationOptions {
+    /// Most tokens to generate.
+    pub max_output_length: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Top-k sampling.
+    pub top_k: Option<u32>,
+    /// Nucleus sampling.
+    pub top_p: Option<f32>,
+    /// Penalty on tokens already in the context.
+    pub repetition_penalty: Option<f32>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+impl GenerationOptions {
+    /// Checks the values a call gives (the same rules as for requirements).
+    pub fn validate(&self) -> Result<(), HostError> {
+        if self.max_output_length == Some(0) || self.top_k == Some(0) {
+            return Err(HostError::InvalidInput(
+                "`max_output_length` and `top_k` must be at least 1 when given".into(),
+            ));
+        }
+        if self.stop.iter().any(String::is_empty) {
+            return Err(HostError::InvalidInput(
+                "stop sequences must not be empty".into(),
+            ));
+        }
+        check_sampling(self.temperature, self.top_p, self.repetition_penalty)
+            .map_err(HostError::InvalidInput)
+    }
+}
+
+/// The rules sampling settings follow, wherever they come from.
+fn check_sampling(
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+) -> Result<(), String> {
+    if temperature.is_some_and(|t| !(t >= 0.0 && t.is_finite())) {
+        return Err("`temperature` must be a finite number >= 0 (0 is greedy)".into());
+    }
+    if top_p.is_some_and(|p| !(p > 0.0 && p <= 1.0)) {
+        return Err("`top_p` must be in (0, 1]".into());
+    }
+    if repetition_penalty.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err("`repetition_penalty` must be a finite number > 0 (1 is none)".into());
+    }
+    Ok(())
 }
 
 /// Whether `name` is shaped like a Hugging Face repository id: `name` or `org/name`.

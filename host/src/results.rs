@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::backends::FinishReason;
 use crate::requirement::ModelType;
 
 /// The outcome of a registration.
@@ -104,6 +105,23 @@ pub struct Classifications {
     pub processing_time: Duration,
     /// The worker that ran the model, if one did.
     pub worker_id: Option<String>,
+}
+
+/// Generated text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The text, without the prompt.
+    pub text: String,
+    /// The id used.
+    pub model_id: String,
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub tokens_generated: u32,
+    /// Why generation ended.
+    pub finish_reason: FinishReason,
+    /// Time spent in the host.
+    pub processing_time: Duration,
 }
 
 /// The worker pool as seen by the status call.

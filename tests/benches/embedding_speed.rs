@@ -53,7 +53,10 @@ impl Direct {
         let inspection = CandleBackend.inspect(ModelType::Embedding, &files).unwrap();
         let LoadedModel::Sequence(model) = CandleBackend
             .load(ModelType::Embedding, &files, ComputeDevice::Cpu, precision)
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("an embedding model loads as a sequence model");
+        };
         Self {
             encoder: inspection.encoder,
             model,

@@ -263,7 +263,10 @@ async fn main() {
             ComputeDevice::Cpu,
             Precision::Exact,
         )
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("an embedding model loads as a sequence model");
+    };
     let (runtime, image) = start_runtime(settings(false, 1));
     let (trials, rounds) = (4, 4);
     let mut direct = Vec::new();

@@ -22,6 +22,8 @@ pub mod guests {
 
 /// The real embedding model every numeric test uses.
 pub const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The real text generation model (GGUF Q4_1) the generation tests use.
+pub const SMOLLM2: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 /// The Hub-style name under which the small fixture checkpoints are installed in the test store.
 pub const FIXTURE_ORG: &str = "modelhost-fixtures";
 
@@ -38,27 +40,29 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-/// A model store (Hugging Face cache layout) with the real MiniLM checkpoint fetched by
-/// `scripts/fetch-models` and every checkpoint of `tests/fixtures/models` as
+/// A model store (Hugging Face cache layout) with the real MiniLM and SmolLM2 checkpoints fetched
+/// by `scripts/fetch-models` and every checkpoint of `tests/fixtures/models` as
 /// `modelhost-fixtures/<folder>`. Built once per test process.
 pub fn model_store() -> ModelStore {
     static STORE: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = STORE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        let minilm_repo = format!("models--{}", MINILM.replace('/', "--"));
         let fetched = ModelStore::default_root(None);
         let fetched = if fetched.is_absolute() {
             fetched
         } else {
             repo_root().join(fetched)
         };
-        let source = fetched.join(&minilm_repo);
-        assert!(
-            source.join("refs/main").is_file(),
-            "{MINILM} is not in {}: run scripts/fetch-models first",
-            fetched.display()
-        );
-        symlink(&source, &dir.path().join(minilm_repo));
+        for name in [MINILM, SMOLLM2] {
+            let repo = format!("models--{}", name.replace('/', "--"));
+            let source = fetched.join(&repo);
+            assert!(
+                source.join("refs/main").is_file(),
+                "{name} is not in {}: run scripts/fetch-models first",
+                fetched.display()
+            );
+            symlink(&source, &dir.path().join(repo));
+        }
         for entry in std::fs::read_dir(fixtures().join("models")).unwrap() {
             let entry = entry.unwrap();
             let repo = dir.path().join(format!(

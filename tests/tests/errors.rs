@@ -84,7 +84,7 @@ async fn bad_requirements_and_calls_give_their_error_codes() {
             "registered as model type embedding",
         ),
         (
-            json!({"op": "generate", "id": "ok"}),
+            json!({"op": "generate", "id": "ok", "prompt": "x"}),
             "wrong-model-type",
             "needs model type text2text",
         ),

@@ -6,8 +6,11 @@
 
 mod bert;
 mod bert_cpu;
+mod chat_template;
 mod classifier;
 mod encoder_config;
+mod generation;
+mod llama;
 mod sentence_transformers;
 
 use std::sync::Arc;
@@ -19,6 +22,11 @@ use crate::requirement::{ModelType, Precision};
 
 pub use bert::{BertEmbedder, BertTokenizer};
 pub use classifier::SequenceClassifier;
+pub use generation::{
+    ChatMessage, FinishReason, GenerationRequest, GenerationSummary, Prompt, SamplingSettings,
+    TextGenerator,
+};
+pub use llama::LlamaGenerator;
 pub use sentence_transformers::{Pooling, SentenceTransformerConfig};
 
 /// What verifying a model's files tells about it, without loading its weights.
@@ -63,6 +71,8 @@ pub trait SequenceModel: Send + Sync {
 pub enum LoadedModel {
     /// An embedding or classification model.
     Sequence(Box<dyn SequenceModel>),
+    /// A text generation model.
+    Generator(Box<dyn TextGenerator>),
 }
 
 /// Verifies and loads models. Loading and inference are called on worker threads, never on the
@@ -91,6 +101,7 @@ impl ModelBackend for CandleBackend {
         match model_type {
             ModelType::Embedding => bert::inspect(files),
             ModelType::Classification => classifier::inspect(files),
+            ModelType::TextGeneration => llama::inspect(files),
             other => Err(unsupported_type(other)),
         }
     }
@@ -109,6 +120,9 @@ impl ModelBackend for CandleBackend {
             ModelType::Classification => Ok(LoadedModel::Sequence(Box::new(
                 SequenceClassifier::load(files, device)?,
             ))),
+            ModelType::TextGeneration => Ok(LoadedModel::Generator(Box::new(
+                LlamaGenerator::load(files, device, precision)?,
+            ))),
             other => Err(unsupported_type(other)),
         }
     }
@@ -116,6 +130,6 @@ impl ModelBackend for CandleBackend {
 
 fn unsupported_type(model_type: ModelType) -> HostError {
     HostError::Unsupported(format!(
-        "{model_type} models are not available in this host yet; only embedding and classification models are"
+        "{model_type} models are not available in this host yet; only embedding, classification and text-generation models are"
     ))
 }

@@ -1,10 +1,14 @@
 //! Conversions between WIT-generated types and domain types, including the one mapping from
 //! [`HostError`] to the WIT `error-code`.
 
+use crate::backends::{ChatMessage, FinishReason};
 use crate::bindings::modelhost::models::types as wit;
 use crate::error::HostError;
-use crate::requirement::{DevicePreference, ModelRequirement, ModelType, Precision};
+use crate::requirement::{
+    DevicePreference, GenerationOptions, ModelRequirement, ModelType, Precision,
+};
 use crate::results;
+use crate::workers::StreamEvent;
 
 use super::error::GuestError;
 
@@ -116,6 +120,7 @@ impl From<wit::ModelRequirement> for ModelRequirement {
             temperature: r.temperature,
             top_k: r.top_k,
             top_p: r.top_p,
+            repetition_penalty: r.repetition_penalty,
             streaming: r.streaming,
             num_labels: r.num_labels,
             threshold: r.threshold,
@@ -187,6 +192,61 @@ impl From<results::Classifications> for wit::Classifications {
             model_id: c.model_id,
             processing_time_ms: c.processing_time.as_secs_f64() * 1000.0,
             worker_id: c.worker_id,
+        }
+    }
+}
+
+impl From<wit::GenerationOptions> for GenerationOptions {
+    fn from(o: wit::GenerationOptions) -> Self {
+        Self {
+            max_output_length: o.max_output_length,
+            temperature: o.temperature,
+            top_k: o.top_k,
+            top_p: o.top_p,
+            repetition_penalty: o.repetition_penalty,
+            seed: o.seed,
+            stop: o.stop,
+        }
+    }
+}
+
+impl From<wit::ChatMessage> for ChatMessage {
+    fn from(m: wit::ChatMessage) -> Self {
+        Self {
+            role: m.role,
+            content: m.content,
+        }
+    }
+}
+
+impl From<FinishReason> for wit::FinishReason {
+    fn from(reason: FinishReason) -> Self {
+        match reason {
+            FinishReason::EndOfSequence => Self::EndOfSequence,
+            FinishReason::Length => Self::Length,
+            FinishReason::Stop => Self::Stop,
+        }
+    }
+}
+
+impl From<StreamEvent> for wit::StreamEvent {
+    fn from(event: StreamEvent) -> Self {
+        match event {
+            StreamEvent::Text(text) => Self::Text(text),
+            StreamEvent::Finished(reason) => Self::Finished(reason.into()),
+        }
+    }
+}
+
+impl From<results::Generation> for wit::Generation {
+    fn from(g: results::Generation) -> Self {
+        Self {
+            text: g.text,
+            model_id: g.model_id,
+            prompt_tokens: g.prompt_tokens,
+            tokens_generated: g.tokens_generated,
+            finish_reason: g.finish_reason.into(),
+            processing_time_ms: g.processing_time.as_secs_f64() * 1000.0,
         }
     }
 }

@@ -5,8 +5,10 @@ use wasmtime::component::Resource;
 
 use super::convert::wit_error;
 use super::state::ModuleState;
+use crate::backends::Prompt;
 use crate::bindings::modelhost::models::{model_manager, types as wit};
 use crate::error::HostError;
+use crate::workers::GenerationStream;
 
 impl wit::Host for ModuleState {
     fn convert_error(&mut self, error: HostError) -> wasmtime::Result<wit::Error> {
@@ -17,18 +19,52 @@ impl wit::Host for ModuleState {
 impl wit::HostTextStream for ModuleState {
     async fn next(
         &mut self,
-        _stream: Resource<wit::TextStream>,
-    ) -> Result<Option<String>, HostError> {
-        Err(HostError::Unsupported(
-            "text streams are not available in this host yet".into(),
-        ))
+        stream: Resource<GenerationStream>,
+    ) -> Result<wit::StreamEvent, HostError> {
+        let stream = self
+            .table
+            .get_mut(&stream)
+            .map_err(|e| HostError::InvalidInput(format!("unknown text stream: {e}")))?;
+        Ok(stream.next().await?.into())
     }
 
-    async fn drop(&mut self, stream: Resource<wit::TextStream>) -> wasmtime::Result<()> {
-        Err(wasmtime::Error::msg(format!(
-            "text stream {} was never handed out by this host",
-            stream.rep()
-        )))
+    async fn drop(&mut self, stream: Resource<GenerationStream>) -> wasmtime::Result<()> {
+        // Dropping the stream's receiver stops the generation at its next token.
+        self.table.delete(stream)?;
+        Ok(())
+    }
+}
+
+impl ModuleState {
+    /// Starts a generation and hands the guest a stream resource for it.
+    async fn open_stream(
+        &mut self,
+        model_id: String,
+        prompt: Prompt,
+        options: Option<wit::GenerationOptions>,
+    ) -> Result<Resource<GenerationStream>, HostError> {
+        let options = options.map(Into::into).unwrap_or_default();
+        let stream = self
+            .manager
+            .generate_stream(&self.module, &model_id, prompt, options)
+            .await?;
+        self.table
+            .push(stream)
+            .map_err(|e| HostError::Internal(format!("cannot hand out the text stream: {e}")))
+    }
+
+    async fn generate(
+        &mut self,
+        model_id: String,
+        prompt: Prompt,
+        options: Option<wit::GenerationOptions>,
+    ) -> Result<wit::Generation, HostError> {
+        let options = options.map(Into::into).unwrap_or_default();
+        Ok(self
+            .manager
+            .generate(&self.module, &model_id, prompt, options)
+            .await?
+            .into())
     }
 }
 
@@ -76,19 +112,42 @@ impl model_manager::Host for ModuleState {
     async fn generate_text(
         &mut self,
         model_id: String,
-        _prompt: String,
-        _options: Option<wit::GenerationOptions>,
+        prompt: String,
+        options: Option<wit::GenerationOptions>,
     ) -> Result<wit::Generation, HostError> {
-        match self.manager.generate(&self.module, &model_id)? {}
+        self.generate(model_id, Prompt::Text(prompt), options).await
     }
 
     async fn stream_text(
         &mut self,
         model_id: String,
-        _prompt: String,
-        _options: Option<wit::GenerationOptions>,
-    ) -> Result<Resource<wit::TextStream>, HostError> {
-        match self.manager.generate(&self.module, &model_id)? {}
+        prompt: String,
+        options: Option<wit::GenerationOptions>,
+    ) -> Result<Resource<GenerationStream>, HostError> {
+        self.open_stream(model_id, Prompt::Text(prompt), options)
+            .await
+    }
+
+    async fn chat(
+        &mut self,
+        model_id: String,
+        messages: Vec<wit::ChatMessage>,
+        options: Option<wit::GenerationOptions>,
+    ) -> Result<wit::Generation, HostError> {
+        let messages = messages.into_iter().map(Into::into).collect();
+        self.generate(model_id, Prompt::Chat(messages), options)
+            .await
+    }
+
+    async fn stream_chat(
+        &mut self,
+        model_id: String,
+        messages: Vec<wit::ChatMessage>,
+        options: Option<wit::GenerationOptions>,
+    ) -> Result<Resource<GenerationStream>, HostError> {
+        let messages = messages.into_iter().map(Into::into).collect();
+        self.open_stream(model_id, Prompt::Chat(messages), options)
+            .await
     }
 
     async fn get_service_status(&mut self) -> Result<wit::ServiceStatus, HostError> {

@@ -14,7 +14,7 @@ pub struct ModuleState {
     pub(super) module: ModuleId,
     pub(super) manager: Arc<ModelManager>,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
 }
 
 impl ModuleState {

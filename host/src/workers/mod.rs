@@ -5,6 +5,7 @@
 //! Each worker runs at most one batch at a time; everything else waits in the model's queue,
 //! where concurrent requests (from one module or many) are merged into batches.
 
+mod generate;
 mod served;
 mod worker;
 
@@ -19,6 +20,7 @@ use crate::device::{self, ComputeDevice, DeviceInventory};
 use crate::requirement::DevicePreference;
 use crate::results::{WorkerPoolStatus, WorkerStatus};
 
+pub use generate::{GenerationStream, StreamEvent};
 pub use served::{Placement, ServedModel};
 pub use worker::Worker;
 

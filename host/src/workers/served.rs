@@ -79,9 +79,9 @@ struct Queue {
 
 /// A model as the workers serve it.
 pub struct ServedModel {
-    key: WeightsKey,
-    files: ModelFiles,
-    pool: Arc<WorkerPool>,
+    pub(super) key: WeightsKey,
+    pub(super) files: ModelFiles,
+    pub(super) pool: Arc<WorkerPool>,
     queue: Mutex<Queue>,
     placement: Mutex<Placement>,
     wake: Notify,
@@ -331,7 +331,7 @@ impl ServedModel {
         true
     }
 
-    fn dropped(&self) -> HostError {
+    pub(super) fn dropped(&self) -> HostError {
         HostError::Internal(format!(
             "a request for model '{}' was dropped",
             self.key.name

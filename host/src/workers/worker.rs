@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc as async_mpsc, oneshot};
 
-use crate::backends::{LoadedModel, ModelBackend};
+use crate::backends::{GenerationRequest, GenerationSummary, LoadedModel, ModelBackend};
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
@@ -30,6 +30,15 @@ enum Job {
         files: ModelFiles,
         batch: Vec<Vec<u32>>,
         reply: oneshot::Sender<Result<Vec<Vec<f32>>, HostError>>,
+    },
+    /// Generate text, loading the model first if needed; pieces of text go to `chunks` as they
+    /// are decoded, and generation stops when `chunks` is closed.
+    Generate {
+        key: WeightsKey,
+        files: ModelFiles,
+        request: GenerationRequest,
+        chunks: async_mpsc::UnboundedSender<String>,
+        reply: oneshot::Sender<Result<GenerationSummary, HostError>>,
     },
     /// Drop a model from memory.
     Unload { key: WeightsKey },
@@ -112,6 +121,26 @@ impl Worker {
         result.await.map_err(|_| self.gone())?
     }
 
+    /// Generates text for `request` with `key` on this worker, sending the text to `chunks` as it
+    /// is produced; returns when generation has ended.
+    pub async fn generate(
+        &self,
+        key: &WeightsKey,
+        files: &ModelFiles,
+        request: GenerationRequest,
+        chunks: async_mpsc::UnboundedSender<String>,
+    ) -> Result<GenerationSummary, HostError> {
+        let (reply, result) = oneshot::channel();
+        self.send(Job::Generate {
+            key: key.clone(),
+            files: files.clone(),
+            request,
+            chunks,
+            reply,
+        });
+        result.await.map_err(|_| self.gone())?
+    }
+
     /// Drops `key` from this worker's memory (a no-op when it is not loaded).
     pub fn unload(&self, key: &WeightsKey) {
         self.send(Job::Unload { key: key.clone() });
@@ -172,7 +201,9 @@ fn serve(
                 reply,
             } => {
                 let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
-                    let LoadedModel::Sequence(model) = &models[&key];
+                    let LoadedModel::Sequence(model) = &models[&key] else {
+                        return Err(not_a(&key, "sequence"));
+                    };
                     let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
                     // A panicking model fails its batch, not the worker.
                     panic::catch_unwind(AssertUnwindSafe(|| model.run(&rows))).unwrap_or_else(
@@ -186,6 +217,29 @@ fn serve(
                 });
                 let _ = reply.send(result);
             }
+            Job::Generate {
+                key,
+                files,
+                request,
+                chunks,
+                reply,
+            } => {
+                let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
+                    let LoadedModel::Generator(model) = &models[&key] else {
+                        return Err(not_a(&key, "text generation"));
+                    };
+                    let mut emit = |piece: &str| chunks.send(piece.to_string()).is_ok();
+                    // A panicking model fails its generation, not the worker.
+                    panic::catch_unwind(AssertUnwindSafe(|| model.generate(&request, &mut emit)))
+                        .unwrap_or_else(|payload| {
+                            Err(HostError::InferenceFailed {
+                                name: key.name.clone(),
+                                reason: format!("the model panicked: {}", panic_message(&payload)),
+                            })
+                        })
+                });
+                let _ = reply.send(result);
+            }
             Job::Unload { key } => {
                 if models.remove(&key).is_some() {
                     loaded.store(models.len(), Ordering::SeqCst);
@@ -194,6 +248,11 @@ fn serve(
             }
         }
     }
+}
+
+/// The error for a job that does not fit the loaded model's kind.
+fn not_a(key: &WeightsKey, kind: &str) -> HostError {
+    HostError::Internal(format!("model '{}' is not a {kind} model", key.name))
 }
 
 /// The text of a panic's payload.

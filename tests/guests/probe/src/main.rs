@@ -5,14 +5,17 @@
 //! `{"ok": ...}` or `{"error": {"code": "...", "message": "..."}}`. Commands:
 //! `{"op": "register", "id": ID, "requirement": REQUIREMENT}`, `{"op": "release", "id": ID}`,
 //! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "classify", "id": ID, "texts": [...]}`,
-//! `{"op": "generate", "id": ID}`, `{"op": "status"}`, `{"op": "trap"}`.
+//! `{"op": "generate", "id": ID, "prompt": TEXT, "options": OPTIONS}`, the same with
+//! `"op": "stream"` (the pieces are returned too), `{"op": "chat", "id": ID, "messages": [...],
+//! "options": OPTIONS}`, `{"op": "status"}`, `{"op": "trap"}`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use modelhost_guest::bindings::modelhost::models::model_manager as raw;
-use modelhost_guest::{Error, ModelRequirement, Module, parse_settings};
+use modelhost_guest::{
+    ChatMessage, Error, Generation, GenerationOptions, ModelRequirement, Module, parse_settings,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -68,6 +71,21 @@ enum Command {
     },
     Generate {
         id: String,
+        prompt: String,
+        #[serde(default)]
+        options: GenerationOptions,
+    },
+    Stream {
+        id: String,
+        prompt: String,
+        #[serde(default)]
+        options: GenerationOptions,
+    },
+    Chat {
+        id: String,
+        messages: Vec<ChatMessage>,
+        #[serde(default)]
+        options: GenerationOptions,
     },
     Status,
     Trap,
@@ -123,10 +141,26 @@ fn execute(command: Command) -> Result<Value, Error> {
                 .collect();
             json!({ "results": results })
         }
-        Command::Generate { id } => {
-            raw::generate_text(&id, "prompt", None)?;
-            json!("generated")
+        Command::Generate {
+            id,
+            prompt,
+            options,
+        } => generation_json(&modelhost_guest::generate_text(&id, &prompt, &options)?),
+        Command::Stream {
+            id,
+            prompt,
+            options,
+        } => {
+            let mut stream = modelhost_guest::stream_text(&id, &prompt, &options)?;
+            let pieces: Vec<String> = stream.by_ref().collect::<Result<_, _>>()?;
+            let finish = stream.finish_reason().map(|r| format!("{r:?}"));
+            json!({ "pieces": pieces, "text": pieces.concat(), "finish_reason": finish })
         }
+        Command::Chat {
+            id,
+            messages,
+            options,
+        } => generation_json(&modelhost_guest::chat(&id, &messages, &options)?),
         Command::Status => {
             let s = modelhost_guest::service_status()?;
             let models: Vec<Value> = s
@@ -141,4 +175,10 @@ fn execute(command: Command) -> Result<Value, Error> {
         }
         Command::Trap => panic!("probe asked to trap"),
     })
+}
+
+fn generation_json(g: &Generation) -> Value {
+    json!({ "text": g.text, "prompt_tokens": g.prompt_tokens,
+            "tokens_generated": g.tokens_generated,
+            "finish_reason": format!("{:?}", g.finish_reason) })
 }

@@ -1,0 +1,234 @@
+//! Text generation with the real SmolLM2-135M-Instruct (GGUF Q4_1) against the transformers
+//! reference (`smollm2-greedy.json`, computed on the dequantized weights): prompt ids, the first
+//! greedy tokens and the first step's top token from the backend; text, streaming, seeds, stop
+//! sequences, chat templates and bad input through a real guest.
+
+use modelhost::backends::{
+    CandleBackend, FinishReason, GenerationRequest, LlamaGenerator, ModelBackend, Prompt,
+    SamplingSettings, TextGenerator,
+};
+use modelhost::device::ComputeDevice;
+use modelhost::requirement::{ModelType, Precision};
+use modelhost_tests::{SMOLLM2, code, fixtures, model_store, probe, real_runtime};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+struct Reference {
+    prompt: String,
+    prompt_ids: Vec<u32>,
+    greedy_ids: Vec<u32>,
+    greedy_text: String,
+    first_step_top5_ids: Vec<u32>,
+}
+
+fn references() -> Vec<Reference> {
+    let path = fixtures().join("reference/smollm2-greedy.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn greedy(prompt: &str, max_new_tokens: usize) -> GenerationRequest {
+    GenerationRequest {
+        prompt: Prompt::Text(prompt.into()),
+        max_new_tokens,
+        sampling: SamplingSettings {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: 1.0,
+            seed: 0,
+        },
+        stop: Vec::new(),
+    }
+}
+
+/// The reference text without its end-of-sequence marker.
+fn expected_text(reference: &Reference) -> &str {
+    reference.greedy_text.trim_end_matches("<|im_end|>")
+}
+
+#[test]
+fn greedy_decoding_matches_transformers() {
+    let files = model_store().resolve(SMOLLM2, "main").unwrap();
+    CandleBackend
+        .inspect(ModelType::TextGeneration, &files)
+        .unwrap();
+    let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Exact).unwrap();
+    for reference in references() {
+        let ids = model
+            .prompt_ids(&Prompt::Text(reference.prompt.clone()))
+            .unwrap();
+        assert_eq!(
+            ids, reference.prompt_ids,
+            "prompt ids of {:?}",
+            reference.prompt
+        );
+        let request = greedy(&reference.prompt, 1);
+        let one = model.generate(&request, &mut |_| true).unwrap();
+        assert_eq!(one.generated_tokens, 1);
+        let mut text = String::new();
+        let request = greedy(&reference.prompt, reference.greedy_ids.len());
+        let summary = model
+            .generate(&request, &mut |piece| {
+                text.push_str(piece);
+                true
+            })
+            .unwrap();
+        println!("{:?} -> {text:?} ({summary:?})", reference.prompt);
+        // The first greedy token is the reference's top-1 of the first step, and the first 8
+        // generated ids equal the reference's (the quantized path may drift later).
+        assert_eq!(summary.tokens[0], reference.first_step_top5_ids[0]);
+        let n = 8.min(reference.greedy_ids.len());
+        let expected: Vec<u32> = reference.greedy_ids[..n]
+            .iter()
+            .copied()
+            .filter(|&t| t != 2)
+            .collect();
+        assert_eq!(
+            summary.tokens[..expected.len()],
+            expected[..],
+            "ids of {text:?}"
+        );
+        assert_eq!(text, expected_text(&reference));
+        let ended = reference.greedy_ids.last() == Some(&2);
+        let finish = if ended {
+            FinishReason::EndOfSequence
+        } else {
+            FinishReason::Length
+        };
+        assert_eq!(summary.finish, finish);
+        assert_eq!(summary.prompt_tokens as usize, reference.prompt_ids.len());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_generates_streams_and_samples_reproducibly() {
+    let reference = &references()[0];
+    let prompt = &reference.prompt;
+    let sampled =
+        json!({"temperature": 0.9, "top_p": 0.95, "top_k": 40, "seed": 7, "max_output_length": 16});
+    let commands = [
+        json!({"op": "register", "id": "lm", "requirement":
+            {"model_type": "text-generation", "name": SMOLLM2, "max_output_length": 32}}),
+        json!({"op": "generate", "id": "lm", "prompt": prompt}),
+        json!({"op": "stream", "id": "lm", "prompt": prompt}),
+        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": sampled}),
+        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": sampled}),
+        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": {"stop": [" of"]}}),
+        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": {"max_output_length": 3}}),
+        json!({"op": "chat", "id": "lm", "messages": [
+            {"role": "user", "content": "What is the capital of France?"}]}),
+    ];
+    let (replies, _) = probe(&real_runtime(), "generator", "", &commands)
+        .await
+        .unwrap();
+    for reply in &replies {
+        assert_eq!(code(reply), "ok", "{reply}");
+    }
+    let text = |i: usize| replies[i]["ok"]["text"].as_str().unwrap().to_string();
+    assert_eq!(text(1), expected_text(reference));
+    assert_eq!(
+        replies[1]["ok"]["finish_reason"],
+        "FinishReason::EndOfSequence"
+    );
+    assert_eq!(
+        replies[1]["ok"]["prompt_tokens"],
+        reference.prompt_ids.len()
+    );
+    // Streaming hands out the same text, in several pieces.
+    assert_eq!(text(2), text(1));
+    assert!(replies[2]["ok"]["pieces"].as_array().unwrap().len() > 3);
+    assert_eq!(
+        replies[2]["ok"]["finish_reason"],
+        "FinishReason::EndOfSequence"
+    );
+    // The same seed samples the same text.
+    assert_eq!(text(3), text(4));
+    // A stop sequence ends the text before it.
+    assert_eq!(text(5), "The capital");
+    assert_eq!(replies[5]["ok"]["finish_reason"], "FinishReason::Stop");
+    assert_eq!(replies[6]["ok"]["tokens_generated"], 3);
+    assert_eq!(replies[6]["ok"]["finish_reason"], "FinishReason::Length");
+    // The chat template adds SmolLM's system prompt, so the prompt is longer than the raw one.
+    assert!(
+        replies[7]["ok"]["prompt_tokens"].as_u64().unwrap() > reference.prompt_ids.len() as u64
+    );
+    assert!(text(7).contains("Paris"), "{}", text(7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_generation_input_gets_typed_errors() {
+    let long_prompt = "word ".repeat(9000);
+    let register = |id: &str, extra: Value| {
+        let mut requirement = json!({"model_type": "text-generation", "name": SMOLLM2});
+        requirement
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"op": "register", "id": id, "requirement": requirement})
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            register("neg", json!({"temperature": -1.0})),
+            "invalid-requirement",
+        ),
+        (register("p", json!({"top_p": 1.5})), "invalid-requirement"),
+        (register("lm", json!({})), "ok"),
+        (
+            json!({"op": "generate", "id": "lm", "prompt": "hi", "options": {"top_p": 0.0}}),
+            "invalid-input",
+        ),
+        (
+            json!({"op": "generate", "id": "lm", "prompt": "hi", "options": {"temperature": -0.5}}),
+            "invalid-input",
+        ),
+        (
+            json!({"op": "generate", "id": "lm", "prompt": long_prompt}),
+            "invalid-input",
+        ),
+        (
+            json!({"op": "generate", "id": "lm", "prompt": ""}),
+            "invalid-input",
+        ),
+        (
+            json!({"op": "embed", "id": "lm", "texts": ["x"]}),
+            "wrong-model-type",
+        ),
+        (
+            json!({"op": "generate", "id": "lm", "prompt": "Hello", "options": {"max_output_length": 2}}),
+            "ok",
+        ),
+    ];
+    let commands: Vec<Value> = cases.iter().map(|(c, _)| c.clone()).collect();
+    let (replies, _) = probe(&real_runtime(), "bad-generation", "", &commands)
+        .await
+        .unwrap();
+    for ((command, expected), reply) in cases.iter().zip(&replies) {
+        let shown: String = command.to_string().chars().take(120).collect();
+        assert_eq!(code(reply), *expected, "{shown} gave {reply}");
+    }
+    let message = replies[5]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("context of 8192"), "{message}");
+}
+
+/// `"precision": "fast"` keeps the quantized weights (8-bit activations, as llama.cpp): the first
+/// step still picks the reference's top token, and a short factual answer reads the same.
+#[test]
+fn fast_precision_keeps_the_first_steps() {
+    let files = model_store().resolve(SMOLLM2, "main").unwrap();
+    let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Fast).unwrap();
+    for (i, reference) in references().iter().enumerate() {
+        let mut text = String::new();
+        let request = greedy(&reference.prompt, reference.greedy_ids.len());
+        let summary = model
+            .generate(&request, &mut |piece| {
+                text.push_str(piece);
+                true
+            })
+            .unwrap();
+        assert_eq!(summary.tokens[0], reference.first_step_top5_ids[0]);
+        if i == 0 {
+            assert_eq!(text, expected_text(reference));
+        }
+    }
+}
