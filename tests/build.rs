@@ -11,6 +11,8 @@ use std::process::Command;
 const GUESTS: &[(&str, &str)] = &[
     ("DOCUMENT_PROCESSOR", "document-processor"),
     ("SENTIMENT", "sentiment"),
+    ("CHAT", "chat"),
+    ("SUMMARIZER", "summarizer"),
     ("PROBE", "probe"),
     ("LOAD_GENERATOR", "load-generator"),
 ];

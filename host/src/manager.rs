@@ -269,6 +269,7 @@ impl ModelManager {
         let (requirement, weights) = self.lookup(module, model_id, types)?;
         let request = GenerationRequest {
             prompt,
+            max_input_tokens: max_tokens(&requirement, &weights) as usize,
             max_new_tokens: options
                 .max_output_length
                 .or(requirement.max_output_length)

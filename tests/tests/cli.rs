@@ -115,3 +115,37 @@ fn run_classifies_stdin_lines_with_the_sentiment_module() {
     assert_eq!(lines[0][2], "buy a used car with low mileage and new tires");
     assert!((lines[0][1].parse::<f32>().unwrap() - 0.4593).abs() < 1e-3);
 }
+
+#[test]
+fn run_streams_chat_replies_to_stdout() {
+    let settings = r#"{"model": {"model_type": "text-generation",
+        "name": "HuggingFaceTB/SmolLM2-135M-Instruct", "max_output_length": 24}}"#;
+    let output = modelhost(
+        &["run", "--settings", settings, guests::CHAT],
+        "What is the capital of France?\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("Paris"), "{stdout}");
+}
+
+#[test]
+fn run_turns_lines_into_text_with_the_summarizer_module() {
+    let settings = r#"{"model": {"model_type": "text2text",
+        "name": "modelhost-fixtures/t5-tiny-random-realvocab", "max_output_length": 4},
+        "prefix": "summarize: "}"#;
+    let output = modelhost(
+        &["run", "--settings", settings, guests::SUMMARIZER],
+        "The quick brown fox jumps over the lazy dog.\nIt was a sunny day.\n",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 2);
+}

@@ -56,9 +56,9 @@ async fn bad_requirements_and_calls_give_their_error_codes() {
             "T5ForConditionalGeneration",
         ),
         (
-            register("g", json!({"model_type": "text2text", "name": t5})),
-            "unsupported",
-            "text2text models are not available",
+            register("g", json!({"model_type": "text2text", "name": MINILM})),
+            "unsupported-architecture",
+            "T5ForConditionalGeneration",
         ),
         (
             register("", json!({"model_type": "embedding", "name": MINILM})),
@@ -86,7 +86,7 @@ async fn bad_requirements_and_calls_give_their_error_codes() {
         (
             json!({"op": "generate", "id": "ok", "prompt": "x"}),
             "wrong-model-type",
-            "needs model type text2text",
+            "needs model type text-generation",
         ),
         (
             register(

@@ -30,6 +30,7 @@ fn references() -> Vec<Reference> {
 fn greedy(prompt: &str, max_new_tokens: usize) -> GenerationRequest {
     GenerationRequest {
         prompt: Prompt::Text(prompt.into()),
+        max_input_tokens: 8192,
         max_new_tokens,
         sampling: SamplingSettings {
             temperature: 0.0,

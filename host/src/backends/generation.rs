@@ -49,6 +49,8 @@ pub struct SamplingSettings {
 pub struct GenerationRequest {
     /// What to continue.
     pub prompt: Prompt,
+    /// Encoder-decoder models truncate longer prompts to this many tokens.
+    pub max_input_tokens: usize,
     /// Most tokens to generate.
     pub max_new_tokens: usize,
     /// How tokens are picked.

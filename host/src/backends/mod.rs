@@ -12,6 +12,7 @@ mod encoder_config;
 mod generation;
 mod llama;
 mod sentence_transformers;
+mod t5;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use generation::{
 };
 pub use llama::LlamaGenerator;
 pub use sentence_transformers::{Pooling, SentenceTransformerConfig};
+pub use t5::T5Generator;
 
 /// What verifying a model's files tells about it, without loading its weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +104,7 @@ impl ModelBackend for CandleBackend {
             ModelType::Embedding => bert::inspect(files),
             ModelType::Classification => classifier::inspect(files),
             ModelType::TextGeneration => llama::inspect(files),
-            other => Err(unsupported_type(other)),
+            ModelType::Text2Text => t5::inspect(files),
         }
     }
 
@@ -123,13 +125,9 @@ impl ModelBackend for CandleBackend {
             ModelType::TextGeneration => Ok(LoadedModel::Generator(Box::new(
                 LlamaGenerator::load(files, device, precision)?,
             ))),
-            other => Err(unsupported_type(other)),
+            ModelType::Text2Text => Ok(LoadedModel::Generator(Box::new(T5Generator::load(
+                files, device,
+            )?))),
         }
     }
-}
-
-fn unsupported_type(model_type: ModelType) -> HostError {
-    HostError::Unsupported(format!(
-        "{model_type} models are not available in this host yet; only embedding, classification and text-generation models are"
-    ))
 }

@@ -1,0 +1,192 @@
+//! Encoder-decoder text-to-text models (`T5ForConditionalGeneration`: T5 and flan-T5, gated and
+//! plain feed-forward, tied and untied heads) on candle's T5: the encoder runs once over the
+//! prompt, then the decoder generates with its KV cache.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::t5::{Config as T5Config, T5ForConditionalGeneration};
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use super::bert::{architecture, bert_tokenizer, load_tokenizer};
+use super::generation::{
+    Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
+};
+use super::{Inspection, ModelInfo};
+use crate::device::ComputeDevice;
+use crate::error::HostError;
+use crate::hub::ModelFiles;
+use crate::requirement::ModelType;
+
+const SUPPORTED: &str = "T5ForConditionalGeneration (T5, flan-T5)";
+const WEIGHTS_FILE: &str = "model.safetensors";
+/// The input limit when `tokenizer_config.json` sets none (T5's relative positions have none).
+const DEFAULT_MAX_INPUT: u32 = 512;
+
+fn read_config(files: &ModelFiles) -> Result<(T5Config, String), HostError> {
+    let (name, _) = architecture(files)?;
+    if name != "T5ForConditionalGeneration" {
+        return Err(HostError::UnsupportedArchitecture {
+            name: files.name.clone(),
+            architecture: name,
+            model_type: ModelType::Text2Text,
+            supported: SUPPORTED,
+        });
+    }
+    let config = serde_json::from_str(&files.read_to_string("config.json")?)
+        .map_err(|e| files.invalid(format!("config.json is not a valid T5 config: {e}")))?;
+    Ok((config, name))
+}
+
+/// `model_max_length` of `tokenizer_config.json`, capped at a sane size.
+fn max_input_length(files: &ModelFiles) -> u32 {
+    #[derive(Deserialize)]
+    struct TokenizerConfig {
+        model_max_length: Option<f64>,
+    }
+    files
+        .read_to_string("tokenizer_config.json")
+        .ok()
+        .and_then(|t| serde_json::from_str::<TokenizerConfig>(&t).ok())
+        .and_then(|c| c.model_max_length)
+        .filter(|&n| n >= 1.0 && n < 1e6)
+        .map_or(DEFAULT_MAX_INPUT, |n| n as u32)
+}
+
+/// Verifies a T5 checkpoint and loads its tokenizer.
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
+    let (_, name) = read_config(files)?;
+    let tokenizer = load_tokenizer(files)?;
+    let max_input = max_input_length(files);
+    let info = ModelInfo {
+        architecture: name,
+        dimension: None,
+        max_input_length: max_input,
+        head: "t5".into(),
+        labels: Vec::new(),
+    };
+    Ok(Inspection {
+        info,
+        encoder: Arc::new(bert_tokenizer(tokenizer, max_input)),
+    })
+}
+
+/// A loaded T5 model. One generation runs at a time (the KV cache is the model's).
+pub struct T5Generator {
+    name: String,
+    model: Mutex<T5ForConditionalGeneration>,
+    tokenizer: Tokenizer,
+    device: Device,
+    start_token: u32,
+    end_of_sequence: u32,
+    max_input: usize,
+}
+
+impl T5Generator {
+    /// Loads the checkpoint in `files` onto `device`.
+    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, HostError> {
+        let load_failed = |e: candle_core::Error| HostError::LoadFailed {
+            name: files.name.clone(),
+            reason: format!("on {device}: {e}"),
+        };
+        let (config, _) = read_config(files)?;
+        let device = match device {
+            ComputeDevice::Cpu => Device::Cpu,
+            ComputeDevice::Cuda(n) => Device::new_cuda(n as usize).map_err(load_failed)?,
+        };
+        // SAFETY: the weights file is mapped read-only; the model store never rewrites a
+        // snapshot file in place (downloads land in new files and are renamed).
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[files.path(WEIGHTS_FILE)], DType::F32, &device)
+        }
+        .map_err(load_failed)?;
+        let model = T5ForConditionalGeneration::load(vb, &config).map_err(load_failed)?;
+        Ok(Self {
+            name: files.name.clone(),
+            model: Mutex::new(model),
+            tokenizer: load_tokenizer(files)?,
+            device,
+            start_token: config.decoder_start_token_id.unwrap_or(config.pad_token_id) as u32,
+            end_of_sequence: config.eos_token_id as u32,
+            max_input: max_input_length(files) as usize,
+        })
+    }
+
+    /// The encoder's input ids for `prompt`: tokenized with `</s>`, truncated to `limit` tokens
+    /// (at most the model's input limit), keeping `</s>` last.
+    pub fn input_ids(&self, prompt: &Prompt, limit: usize) -> Result<Vec<u32>, HostError> {
+        let limit = limit.clamp(1, self.max_input);
+        let Prompt::Text(text) = prompt else {
+            return Err(HostError::InvalidInput(format!(
+                "model '{}' is a text2text model; chats need a text-generation model",
+                self.name
+            )));
+        };
+        let encoding = self
+            .tokenizer
+            .encode(text.as_str(), true)
+            .map_err(|e| HostError::InvalidInput(format!("cannot tokenize the prompt: {e}")))?;
+        let mut ids = encoding.get_ids().to_vec();
+        if ids.len() > limit {
+            let last = ids[ids.len() - 1];
+            ids.truncate(limit);
+            ids[limit - 1] = last;
+        }
+        Ok(ids)
+    }
+}
+
+/// The decoder over a fixed encoder output, as a [`Decoder`].
+struct T5Decoder<'a> {
+    model: &'a mut T5ForConditionalGeneration,
+    encoded: Tensor,
+    device: &'a Device,
+}
+
+impl Decoder for T5Decoder<'_> {
+    fn next_logits(&mut self, tokens: &[u32], _position: usize) -> candle_core::Result<Tensor> {
+        let input = Tensor::new(tokens, self.device)?.unsqueeze(0)?;
+        self.model
+            .decode(&input, &self.encoded)?
+            .squeeze(0)?
+            .to_device(&Device::Cpu)
+    }
+}
+
+impl TextGenerator for T5Generator {
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        emit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationSummary, HostError> {
+        let input = self.input_ids(&request.prompt, request.max_input_tokens)?;
+        let failed = |reason: String| HostError::InferenceFailed {
+            name: self.name.clone(),
+            reason,
+        };
+        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        model.clear_kv_cache();
+        let encoded = Tensor::new(input.as_slice(), &self.device)
+            .and_then(|t| t.unsqueeze(0))
+            .and_then(|t| model.encode(&t))
+            .map_err(|e| failed(e.to_string()))?;
+        let mut decoder = T5Decoder {
+            model: &mut model,
+            encoded,
+            device: &self.device,
+        };
+        let mut summary = decode_loop(
+            &mut decoder,
+            &self.tokenizer,
+            &[self.start_token],
+            &[self.end_of_sequence],
+            request,
+            emit,
+        )
+        .map_err(failed)?;
+        summary.prompt_tokens = input.len() as u32;
+        Ok(summary)
+    }
+}
