@@ -267,3 +267,58 @@ impl<'a> StreamedText<'a> {
         rest
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokenizer() -> Tokenizer {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/models/smollm2-135m-instruct/tokenizer.json"
+        );
+        Tokenizer::from_file(path).unwrap()
+    }
+
+    /// Feeds the tokens of `text` one at a time and returns the pieces handed out.
+    fn stream(text: &str, stop: &[String]) -> (Vec<String>, bool) {
+        let tokenizer = tokenizer();
+        let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+        let mut streamed = StreamedText::new(&tokenizer, stop);
+        let mut pieces = Vec::new();
+        for id in ids {
+            match streamed.push(id).unwrap() {
+                Progress::Text(piece) => pieces.push(piece),
+                Progress::Stopped(piece) => {
+                    pieces.push(piece);
+                    return (pieces, true);
+                }
+            }
+        }
+        pieces.push(streamed.finish());
+        (pieces, false)
+    }
+
+    #[test]
+    fn pieces_never_split_a_character() {
+        let text = "naïve 🦀 crabs: 東京 🌊";
+        let (pieces, stopped) = stream(text, &[]);
+        assert!(!stopped);
+        assert_eq!(pieces.concat(), text);
+        // An emoji is several byte tokens: some steps hand out nothing, none a broken character.
+        assert!(pieces.iter().any(String::is_empty));
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')));
+    }
+
+    #[test]
+    fn text_a_stop_sequence_may_claim_is_held_back() {
+        let stop = vec!["STOP here".to_string()];
+        let (pieces, stopped) = stream("keep this STOP here and not this", &stop);
+        assert!(stopped);
+        assert_eq!(pieces.concat(), "keep this ");
+        // "STOP" alone is held back until the sequence is decided.
+        let (pieces, stopped) = stream("keep STOP going", &stop);
+        assert!(!stopped);
+        assert_eq!(pieces.concat(), "keep STOP going");
+    }
+}

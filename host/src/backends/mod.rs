@@ -13,6 +13,7 @@ mod generation;
 mod llama;
 mod sentence_transformers;
 mod t5;
+mod t5_model;
 
 use std::sync::Arc;
 

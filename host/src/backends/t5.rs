@@ -1,12 +1,11 @@
 //! Encoder-decoder text-to-text models (`T5ForConditionalGeneration`: T5 and flan-T5, gated and
-//! plain feed-forward, tied and untied heads) on candle's T5: the encoder runs once over the
-//! prompt, then the decoder generates with its KV cache.
+//! plain feed-forward, tied and untied heads): the encoder runs once over the prompt, then the
+//! decoder generates with its KV cache (`t5_model`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::t5::{Config as T5Config, T5ForConditionalGeneration};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
@@ -14,6 +13,7 @@ use super::bert::{architecture, bert_tokenizer, load_tokenizer};
 use super::generation::{
     Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
 };
+use super::t5_model::{DecoderState, T5Config, T5Model};
 use super::{Inspection, ModelInfo};
 use crate::device::ComputeDevice;
 use crate::error::HostError;
@@ -35,8 +35,11 @@ fn read_config(files: &ModelFiles) -> Result<(T5Config, String), HostError> {
             supported: SUPPORTED,
         });
     }
-    let config = serde_json::from_str(&files.read_to_string("config.json")?)
+    let config: T5Config = serde_json::from_str(&files.read_to_string("config.json")?)
         .map_err(|e| files.invalid(format!("config.json is not a valid T5 config: {e}")))?;
+    if config.feed_forward().is_none() {
+        return Err(files.invalid("config.json: unsupported feed_forward_proj / dense_act_fn"));
+    }
     Ok((config, name))
 }
 
@@ -73,14 +76,11 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     })
 }
 
-/// A loaded T5 model. One generation runs at a time (the KV cache is the model's).
+/// A loaded T5 model. Generations keep their state apart, so the model itself is shared.
 pub struct T5Generator {
     name: String,
-    model: Mutex<T5ForConditionalGeneration>,
+    model: T5Model,
     tokenizer: Tokenizer,
-    device: Device,
-    start_token: u32,
-    end_of_sequence: u32,
     max_input: usize,
 }
 
@@ -102,14 +102,10 @@ impl T5Generator {
             VarBuilder::from_mmaped_safetensors(&[files.path(WEIGHTS_FILE)], DType::F32, &device)
         }
         .map_err(load_failed)?;
-        let model = T5ForConditionalGeneration::load(vb, &config).map_err(load_failed)?;
         Ok(Self {
             name: files.name.clone(),
-            model: Mutex::new(model),
+            model: T5Model::load(vb, config).map_err(load_failed)?,
             tokenizer: load_tokenizer(files)?,
-            device,
-            start_token: config.decoder_start_token_id.unwrap_or(config.pad_token_id) as u32,
-            end_of_sequence: config.eos_token_id as u32,
             max_input: max_input_length(files) as usize,
         })
     }
@@ -138,20 +134,15 @@ impl T5Generator {
     }
 }
 
-/// The decoder over a fixed encoder output, as a [`Decoder`].
+/// The decoder of one generation, as a [`Decoder`].
 struct T5Decoder<'a> {
-    model: &'a mut T5ForConditionalGeneration,
-    encoded: Tensor,
-    device: &'a Device,
+    model: &'a T5Model,
+    state: DecoderState,
 }
 
 impl Decoder for T5Decoder<'_> {
     fn next_logits(&mut self, tokens: &[u32], _position: usize) -> candle_core::Result<Tensor> {
-        let input = Tensor::new(tokens, self.device)?.unsqueeze(0)?;
-        self.model
-            .decode(&input, &self.encoded)?
-            .squeeze(0)?
-            .to_device(&Device::Cpu)
+        self.model.decode(&mut self.state, tokens)
     }
 }
 
@@ -166,22 +157,20 @@ impl TextGenerator for T5Generator {
             name: self.name.clone(),
             reason,
         };
-        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        model.clear_kv_cache();
-        let encoded = Tensor::new(input.as_slice(), &self.device)
-            .and_then(|t| t.unsqueeze(0))
-            .and_then(|t| model.encode(&t))
+        let state = self
+            .model
+            .start(&input)
             .map_err(|e| failed(e.to_string()))?;
         let mut decoder = T5Decoder {
-            model: &mut model,
-            encoded,
-            device: &self.device,
+            model: &self.model,
+            state,
         };
+        let config = self.model.config();
         let mut summary = decode_loop(
             &mut decoder,
             &self.tokenizer,
-            &[self.start_token],
-            &[self.end_of_sequence],
+            &[config.decoder_start()],
+            &[config.eos_token_id],
             request,
             emit,
         )
