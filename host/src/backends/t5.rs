@@ -54,7 +54,7 @@ fn max_input_length(files: &ModelFiles) -> u32 {
         .ok()
         .and_then(|t| serde_json::from_str::<TokenizerConfig>(&t).ok())
         .and_then(|c| c.model_max_length)
-        .filter(|&n| n >= 1.0 && n < 1e6)
+        .filter(|n| (1.0..1e6).contains(n))
         .map_or(DEFAULT_MAX_INPUT, |n| n as u32)
 }
 
