@@ -212,8 +212,8 @@ async fn bad_generation_input_gets_typed_errors() {
     assert!(message.contains("context of 8192"), "{message}");
 }
 
-/// `"precision": "fast"` keeps the quantized weights (8-bit activations, as llama.cpp): the first
-/// step still picks the reference's top token, and a short factual answer reads the same.
+/// `"precision": "fast"` multiplies in bf16 (on CPUs with AVX512-BF16): the first step still picks
+/// the reference's top token, and a short factual answer reads the same.
 #[test]
 fn fast_precision_keeps_the_first_steps() {
     let files = model_store().resolve(SMOLLM2, "main").unwrap();

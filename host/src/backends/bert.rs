@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer};
 
 use super::bert_cpu::{CpuBertEncoder, TensorReader};
+use super::cpu_weight_format;
 use super::encoder_config::{EncoderConfig, Family};
 use super::{
     Inspection, ModelInfo, Pooling, SentenceTransformerConfig, SequenceModel, TextEncoder,
@@ -18,7 +19,7 @@ use super::{
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
-use crate::kernels::{Isa, WeightFormat, lane_sum};
+use crate::kernels::lane_sum;
 use crate::requirement::{ModelType, Precision};
 
 const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
@@ -132,18 +133,6 @@ impl BertEmbedder {
             Engine::Candle { model, device } => {
                 candle_forward(model, device, &self.head, batch).map_err(|e| e.to_string())
             }
-        }
-    }
-}
-
-/// The CPU weight format for `precision`: bf16 for `Fast` where the CPU multiplies bf16 natively.
-fn cpu_weight_format(precision: Precision, name: &str) -> WeightFormat {
-    match precision {
-        Precision::Exact => WeightFormat::F32,
-        Precision::Fast if Isa::detected().has_bf16() => WeightFormat::Bf16,
-        Precision::Fast => {
-            tracing::info!(model = %name, "fast precision runs as exact: this CPU has no AVX512-BF16");
-            WeightFormat::F32
         }
     }
 }

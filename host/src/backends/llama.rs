@@ -1,29 +1,24 @@
 //! Llama-family causal language models from GGUF files (quantized weights; `tokenizer.json`,
-//! `tokenizer_config.json` and `generation_config.json` next to them), on candle's quantized
-//! Llama with its KV cache.
+//! `tokenizer_config.json` and `generation_config.json` next to them), with a KV cache per
+//! generation.
 //!
-//! Precision: `exact` dequantizes the weights to f32 at load, so the logits are those of the
-//! dequantized model (what transformers computes from the same file); `fast` keeps the quantized
-//! weights and multiplies them against 8-bit quantized activations, as llama.cpp does: a quarter
-//! of the memory and faster decoding, with logits that drift from the exact ones.
+//! The weights are dequantized at load and run on the host's CPU kernels (`llama_cpu`): f32 for
+//! `exact` precision, so the logits are those of the dequantized model (what transformers
+//! computes from the same file), or bf16 for `fast` on CPUs with AVX512-BF16 (half the memory and
+//! bandwidth; the text drifts from the exact one after a few tokens).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use std::io::Cursor;
-
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_core::quantized::gguf_file;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::bert::{architecture, bert_tokenizer};
 use super::chat_template::ChatTemplate;
-use super::generation::{
-    Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
-};
-use super::{Inspection, ModelInfo};
+use super::generation::{GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop};
+use super::llama_cpu::LlamaCpu;
+use super::{Inspection, ModelInfo, cpu_weight_format};
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
@@ -149,35 +144,10 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     })
 }
 
-/// The GGUF `content` with every tensor dequantized to f32, as an in-memory GGUF file.
-fn dequantized(
-    content: &gguf_file::Content,
-    file: &mut std::fs::File,
-) -> candle_core::Result<(gguf_file::Content, Cursor<Vec<u8>>)> {
-    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
-    for name in content.tensor_infos.keys() {
-        let weights = content
-            .tensor(file, name, &Device::Cpu)?
-            .dequantize(&Device::Cpu)?;
-        tensors.push((name.as_str(), QTensor::quantize(&weights, GgmlDType::F32)?));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    let mut buffer = Cursor::new(Vec::new());
-    gguf_file::write(&mut buffer, &metadata, &tensors)?;
-    buffer.set_position(0);
-    let content = gguf_file::Content::read(&mut buffer)?;
-    Ok((content, buffer))
-}
-
-/// A loaded GGUF Llama model. One generation runs at a time (the KV cache is the model's).
+/// A loaded GGUF Llama model. Generations keep their KV caches apart, so the model is shared.
 pub struct LlamaGenerator {
     name: String,
-    model: Mutex<ModelWeights>,
+    model: LlamaCpu,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     end_of_sequence: Vec<u32>,
@@ -203,15 +173,9 @@ impl LlamaGenerator {
         let path = gguf_file(files)?;
         let (content, mut file) = read_gguf(&path, files)?;
         let context = context_length(&content, files)? as usize;
-        let model = match precision {
-            Precision::Fast => ModelWeights::from_gguf(content, &mut file, &Device::Cpu),
-            Precision::Exact => {
-                dequantized(&content, &mut file).and_then(|(content, mut buffer)| {
-                    ModelWeights::from_gguf(content, &mut buffer, &Device::Cpu)
-                })
-            }
-        }
-        .map_err(|e| load_failed(e.to_string()))?;
+        let format = cpu_weight_format(precision, &files.name);
+        let model = LlamaCpu::load(&content, &mut file, format, context)
+            .map_err(|e| load_failed(e.to_string()))?;
         let tokenizer = load_tokenizer(files)?;
         let template = ChatTemplate::read(files)?;
         let end_of_sequence = end_of_sequence(
@@ -221,7 +185,7 @@ impl LlamaGenerator {
         );
         Ok(Self {
             name: files.name.clone(),
-            model: Mutex::new(model),
+            model,
             tokenizer,
             template,
             end_of_sequence,
@@ -252,16 +216,6 @@ impl LlamaGenerator {
     }
 }
 
-/// candle's quantized Llama as a [`Decoder`].
-struct LlamaDecoder<'a>(&'a mut ModelWeights);
-
-impl Decoder for LlamaDecoder<'_> {
-    fn next_logits(&mut self, tokens: &[u32], position: usize) -> candle_core::Result<Tensor> {
-        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
-        self.0.forward(&input, position)?.squeeze(0)
-    }
-}
-
 impl TextGenerator for LlamaGenerator {
     fn generate(
         &self,
@@ -280,9 +234,7 @@ impl TextGenerator for LlamaGenerator {
                 self.context
             )));
         }
-        let mut model = self.model.lock().unwrap_or_else(|e| e.into_inner());
-        model.clear_kv_cache();
-        let mut decoder = LlamaDecoder(&mut model);
+        let mut decoder = self.model.state();
         decode_loop(
             &mut decoder,
             &self.tokenizer,

@@ -11,6 +11,7 @@ mod classifier;
 mod encoder_config;
 mod generation;
 mod llama;
+mod llama_cpu;
 mod sentence_transformers;
 mod t5;
 mod t5_model;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
+use crate::kernels::{Isa, WeightFormat};
 use crate::requirement::{ModelType, Precision};
 
 pub use bert::{BertEmbedder, BertTokenizer};
@@ -129,6 +131,18 @@ impl ModelBackend for CandleBackend {
             ModelType::Text2Text => Ok(LoadedModel::Generator(Box::new(T5Generator::load(
                 files, device,
             )?))),
+        }
+    }
+}
+
+/// The CPU weight format for `precision`: bf16 for `Fast` where the CPU multiplies bf16 natively.
+pub(crate) fn cpu_weight_format(precision: Precision, name: &str) -> WeightFormat {
+    match precision {
+        Precision::Exact => WeightFormat::F32,
+        Precision::Fast if Isa::detected().has_bf16() => WeightFormat::Bf16,
+        Precision::Fast => {
+            tracing::info!(model = %name, "fast precision runs as exact: this CPU has no AVX512-BF16");
+            WeightFormat::F32
         }
     }
 }

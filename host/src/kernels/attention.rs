@@ -88,6 +88,83 @@ multiversion! {
     fn sequence_attention(qkv: &[f32], context: &mut [f32], hidden: usize, heads: usize) => sequence_attention_generic
 }
 
+/// Causal grouped-query attention of `n` new tokens (at positions `first..first + n`) over a KV
+/// cache. `queries` holds one row per new token, `stride` apart, with `heads` heads of `dim`
+/// values first; `keys` and `values` hold `first + n` rows of `kv_heads` heads; `context`
+/// receives `n` rows of `heads × dim`. Heads run in parallel.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_causal(
+    queries: &[f32],
+    stride: usize,
+    keys: &[f32],
+    values: &[f32],
+    context: &mut [f32],
+    heads: usize,
+    kv_heads: usize,
+    dim: usize,
+    first: usize,
+) {
+    let n = context.len() / (heads * dim);
+    let total = first + n;
+    let kv_width = kv_heads * dim;
+    let scale = 1.0 / (dim as f32).sqrt();
+    let outputs: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let g = h / (heads / kv_heads);
+            let mut packed = PackedMatrix::new(WeightFormat::F32);
+            packed.pack_transposed(
+                Rows {
+                    data: &keys[g * dim..],
+                    stride: kv_width,
+                },
+                dim,
+                total,
+            );
+            let mut weights = vec![0.0f32; n * total];
+            let queries = Rows {
+                data: &queries[h * dim..],
+                stride,
+            };
+            packed.multiply(n, queries, &mut weights, total, None);
+            for (i, row) in weights.chunks_exact_mut(total).enumerate() {
+                let visible = first + i + 1;
+                softmax_rows(&mut row[..visible], scale);
+                row[visible..].fill(0.0);
+            }
+            packed.pack_rows(
+                Rows {
+                    data: &values[g * dim..],
+                    stride: kv_width,
+                },
+                total,
+                dim,
+            );
+            let mut out = vec![0.0f32; n * dim];
+            packed.multiply(
+                n,
+                Rows {
+                    data: &weights,
+                    stride: total,
+                },
+                &mut out,
+                dim,
+                None,
+            );
+            out
+        })
+        .collect();
+    for (h, out) in outputs.iter().enumerate() {
+        for (i, values) in out.chunks_exact(dim).enumerate() {
+            context[i * heads * dim + h * dim..][..dim].copy_from_slice(values);
+        }
+    }
+}
+
+multiversion! {
+    fn softmax_rows(row: &mut [f32], scale: f32) => softmax_generic
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -185,9 +185,13 @@ impl PackedMatrix {
         ldc: usize,
         bias: Option<&[f32]>,
     ) {
-        self.multiply_with(Isa::detected(), rows, a, out, ldc, bias);
+        let panels = 0..self.outputs.div_ceil(NR);
+        self.multiply_with(Isa::detected(), rows, a, out, ldc, bias, panels);
     }
 
+    /// [`PackedMatrix::multiply`] for the columns of `panels` only, written from column 0 of
+    /// `out`.
+    #[allow(clippy::too_many_arguments)]
     fn multiply_with(
         &self,
         isa: Isa,
@@ -196,6 +200,7 @@ impl PackedMatrix {
         out: &mut [f32],
         ldc: usize,
         bias: Option<&[f32]>,
+        panels: std::ops::Range<usize>,
     ) {
         thread_local! {
             static PACKED_ROWS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
@@ -203,10 +208,8 @@ impl PackedMatrix {
         if rows == 0 || self.outputs == 0 {
             return;
         }
-        assert!(
-            out.len() >= (rows - 1) * ldc + self.outputs,
-            "output too small"
-        );
+        let width = (panels.end * NR).min(self.outputs) - panels.start * NR;
+        assert!(out.len() >= (rows - 1) * ldc + width, "output too small");
         assert!(
             a.data.len() >= (rows - 1) * a.stride + self.inputs,
             "left-hand rows too short"
@@ -221,13 +224,13 @@ impl PackedMatrix {
                     bf16_words(&a.data[i * a.stride..][..self.inputs], words);
                 }
             }
-            for p in 0..self.outputs.div_ceil(NR) {
+            for p in panels.clone() {
                 let panel = self.panel(p);
                 let bias = bias.map_or(&NO_BIAS[..], |b| &b[p * NR..(p + 1) * NR]);
                 let cols = NR.min(self.outputs - p * NR);
                 for r0 in (0..rows).step_by(mr) {
                     let m = mr.min(rows - r0);
-                    let c = &mut out[r0 * ldc + p * NR..];
+                    let c = &mut out[r0 * ldc + (p - panels.start) * NR..];
                     match self.format {
                         WeightFormat::F32 => {
                             let tile = Tile {
@@ -314,6 +317,11 @@ impl PackedLinear {
         let rows = input.len() / inputs;
         assert_eq!(input.len(), rows * inputs, "input size");
         assert_eq!(out.len(), rows * outputs, "output size");
+        let mr = kernel_rows(Isa::detected());
+        if rows <= mr {
+            self.forward_by_columns(input, out);
+            return epilogue(out, 0);
+        }
         let block = self.block_rows(rows);
         out.par_chunks_mut(block * outputs)
             .zip(input.par_chunks(block * inputs))
@@ -328,6 +336,37 @@ impl PackedLinear {
                     .multiply(rows, input, out, outputs, Some(&self.bias));
                 epilogue(out, b * block);
             });
+    }
+
+    /// A product of a few rows (as when decoding one token), split by column panels so every
+    /// thread streams a share of the weights.
+    fn forward_by_columns(&self, input: &[f32], out: &mut [f32]) {
+        let (inputs, outputs) = (self.inputs, self.outputs());
+        let rows = input.len() / inputs;
+        let panels = outputs.div_ceil(NR);
+        let per_task = panels.div_ceil(4 * rayon::current_num_threads()).max(1);
+        let isa = Isa::detected();
+        let parts: Vec<(usize, usize, Vec<f32>)> = (0..panels.div_ceil(per_task))
+            .into_par_iter()
+            .map(|task| {
+                let range = task * per_task..((task + 1) * per_task).min(panels);
+                let first = range.start * NR;
+                let width = (range.end * NR).min(outputs) - first;
+                let mut part = vec![0.0; rows * width];
+                let a = Rows {
+                    data: input,
+                    stride: inputs,
+                };
+                self.weights
+                    .multiply_with(isa, rows, a, &mut part, width, Some(&self.bias), range);
+                (first, width, part)
+            })
+            .collect();
+        for (first, width, part) in parts {
+            for (row, values) in part.chunks_exact(width).enumerate() {
+                out[row * outputs + first..row * outputs + first + width].copy_from_slice(values);
+            }
+        }
     }
 
     /// Rows per parallel block: enough blocks for every thread, each small enough that its
@@ -391,17 +430,12 @@ mod tests {
             for isa in runnable() {
                 let ldc = outputs + 3;
                 let mut out = vec![f32::NAN; rows * ldc];
-                packed.multiply_with(
-                    isa,
-                    rows,
-                    Rows {
-                        data: &a,
-                        stride: inputs,
-                    },
-                    &mut out,
-                    ldc,
-                    Some(&padded_bias),
-                );
+                let all = 0..outputs.div_ceil(NR);
+                let rows_of_a = Rows {
+                    data: &a,
+                    stride: inputs,
+                };
+                packed.multiply_with(isa, rows, rows_of_a, &mut out, ldc, Some(&padded_bias), all);
                 for i in 0..rows {
                     for j in 0..outputs {
                         let terms = (0..inputs)

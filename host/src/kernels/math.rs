@@ -147,6 +147,42 @@ multiversion! {
     pub fn layer_norm_rows(rows: &mut [f32], width: usize, gamma: &[f32], beta: &[f32], eps: f32) => layer_norm_generic
 }
 
+#[inline(always)]
+fn rms_norm_generic(rows: &mut [f32], width: usize, weight: &[f32], eps: f32) {
+    for row in rows.chunks_exact_mut(width) {
+        let mut squares = [0.0f32; LANES];
+        let chunks = row.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for chunk in chunks {
+            for (s, v) in squares.iter_mut().zip(chunk) {
+                *s += v * v;
+            }
+        }
+        let mean = (squares.iter().sum::<f32>() + tail) / width as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * inv * w;
+        }
+    }
+}
+
+multiversion! {
+    /// RMS norm of each `width`-long row in place: `x / √(mean(x²) + eps) · weight`.
+    pub fn rms_norm_rows(rows: &mut [f32], width: usize, weight: &[f32], eps: f32) => rms_norm_generic
+}
+
+#[inline(always)]
+fn silu_mul_generic(up: &mut [f32], gate: &[f32]) {
+    for (u, &g) in up.iter_mut().zip(gate) {
+        *u *= g / (1.0 + exp(-g));
+    }
+}
+
+multiversion! {
+    /// `up = silu(gate) · up` element-wise (the SwiGLU feed-forward).
+    pub fn silu_mul(up: &mut [f32], gate: &[f32]) => silu_mul_generic
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

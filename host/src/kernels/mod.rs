@@ -12,7 +12,9 @@ mod isa;
 mod math;
 mod microkernels;
 
-pub use attention::{Sequence, attention};
+pub use attention::{Sequence, attention, attention_causal};
 pub use gemm::{PackedLinear, WeightFormat};
 pub use isa::Isa;
-pub use math::{gelu_in_place, gelu_tanh_in_place, lane_sum, layer_norm_rows};
+pub use math::{
+    gelu_in_place, gelu_tanh_in_place, lane_sum, layer_norm_rows, rms_norm_rows, silu_mul,
+};
