@@ -233,3 +233,116 @@ fn fast_precision_keeps_the_first_steps() {
         }
     }
 }
+
+/// The same model as a Hugging Face safetensors checkpoint, made from the GGUF file: tensors
+/// dequantized and renamed, and the query/key rows put back from GGUF's interleaved rotary layout
+/// into halves. It generates the reference's text.
+#[test]
+fn safetensors_checkpoints_generate_the_same_text() {
+    use candle_core::quantized::gguf_file;
+    use candle_core::{Device, Tensor};
+    use modelhost::hub::ModelStore;
+
+    let gguf_files = model_store().resolve(SMOLLM2, "main").unwrap();
+    let gguf_path = std::fs::read_dir(&gguf_files.dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .unwrap();
+    let mut file = std::fs::File::open(&gguf_path).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let meta = |key: &str| content.metadata[key].to_u32().unwrap() as usize;
+    let (heads, kv_heads) = (
+        meta("llama.attention.head_count"),
+        meta("llama.attention.head_count_kv"),
+    );
+    let d = meta("llama.embedding_length") / heads;
+    let mut tensors = std::collections::HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let tensor = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .unwrap()
+            .dequantize(&Device::Cpu)
+            .unwrap();
+        let hf = hf_name(name);
+        let tensor = match name.rsplit('.').nth(1) {
+            Some("attn_q") => halves(&tensor, heads, d),
+            Some("attn_k") => halves(&tensor, kv_heads, d),
+            _ => tensor,
+        };
+        tensors.insert(hf, tensor);
+    }
+    let store = tempfile::tempdir().unwrap();
+    let repo = store.path().join("models--local--smollm2-safetensors");
+    let snapshot = repo.join("snapshots/converted");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "converted").unwrap();
+    candle_core::safetensors::save(&tensors, snapshot.join("model.safetensors")).unwrap();
+    for companion in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(gguf_files.path(companion), snapshot.join(companion)).unwrap();
+    }
+    let files = ModelStore::new(store.path())
+        .resolve("local/smollm2-safetensors", "main")
+        .unwrap();
+    CandleBackend
+        .inspect(ModelType::TextGeneration, &files)
+        .unwrap();
+    let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Exact).unwrap();
+    let reference = &references()[1];
+    let mut text = String::new();
+    let request = greedy(&reference.prompt, reference.greedy_ids.len());
+    model
+        .generate(&request, &mut |piece| {
+            text.push_str(piece);
+            true
+        })
+        .unwrap();
+    assert_eq!(text, expected_text(reference));
+
+    /// Rows `[h][2i + j]` (GGUF) back to `[h][j·d/2 + i]` (Hugging Face) for each head.
+    fn halves(tensor: &Tensor, heads: usize, d: usize) -> Tensor {
+        let (rows, cols) = tensor.dims2().unwrap();
+        let values = tensor.to_vec2::<f32>().unwrap();
+        let mut out = vec![vec![0.0f32; cols]; rows];
+        for h in 0..heads {
+            for i in 0..d / 2 {
+                for j in 0..2 {
+                    out[h * d + j * (d / 2) + i] = values[h * d + 2 * i + j].clone();
+                }
+            }
+        }
+        Tensor::new(out, &Device::Cpu).unwrap()
+    }
+
+    /// A GGUF tensor name in Hugging Face's naming.
+    fn hf_name(gguf: &str) -> String {
+        let fixed = [
+            ("token_embd.weight", "model.embed_tokens.weight"),
+            ("output_norm.weight", "model.norm.weight"),
+            ("output.weight", "lm_head.weight"),
+        ];
+        if let Some((_, hf)) = fixed.iter().find(|(g, _)| *g == gguf) {
+            return hf.to_string();
+        }
+        let parts: Vec<&str> = gguf.split('.').collect();
+        let part = match parts[2] {
+            "attn_norm" => "input_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            other => panic!("unexpected tensor {other}"),
+        };
+        format!("model.layers.{}.{part}.weight", parts[1])
+    }
+}

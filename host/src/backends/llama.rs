@@ -1,22 +1,21 @@
-//! Llama-family causal language models from GGUF files (quantized weights; `tokenizer.json`,
-//! `tokenizer_config.json` and `generation_config.json` next to them), with a KV cache per
-//! generation.
+//! Llama-family causal language models from a GGUF file (quantized weights) or
+//! `model.safetensors` (with `tokenizer.json`, `tokenizer_config.json` and
+//! `generation_config.json` next to them), with a KV cache per generation.
 //!
 //! The weights are dequantized at load and run on the host's CPU kernels (`llama_cpu`): f32 for
 //! `exact` precision, so the logits are those of the dequantized model (what transformers
 //! computes from the same file), or bf16 for `fast` on CPUs with AVX512-BF16 (half the memory and
 //! bandwidth; the text drifts from the exact one after a few tokens).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::bert::{architecture, bert_tokenizer};
 use super::chat_template::ChatTemplate;
 use super::generation::{GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop};
+use super::llama_checkpoint::LlamaCheckpoint;
 use super::llama_cpu::LlamaCpu;
 use super::{Inspection, ModelInfo, cpu_weight_format};
 use crate::device::ComputeDevice;
@@ -24,41 +23,8 @@ use crate::error::HostError;
 use crate::hub::ModelFiles;
 use crate::requirement::{ModelType, Precision};
 
-const SUPPORTED: &str = "Llama-family models in GGUF files (config.json model_type \"llama\")";
-
-/// The single `.gguf` file of the snapshot.
-fn gguf_file(files: &ModelFiles) -> Result<PathBuf, HostError> {
-    let entries = std::fs::read_dir(&files.dir)
-        .map_err(|e| files.invalid(format!("cannot list {}: {e}", files.dir.display())))?;
-    let mut found: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .collect();
-    found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => {
-            Err(files
-                .invalid("no .gguf weights file (only GGUF text-generation models are supported)"))
-        }
-        n => Err(files.invalid(format!("{n} .gguf files; keep the one to serve"))),
-    }
-}
-
-fn read_gguf(
-    path: &PathBuf,
-    files: &ModelFiles,
-) -> Result<(gguf_file::Content, std::fs::File), HostError> {
-    let mut file =
-        std::fs::File::open(path).map_err(|e| files.invalid(format!("{}: {e}", path.display())))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| {
-        files.invalid(format!(
-            "{} is not a readable GGUF file: {e}",
-            path.display()
-        ))
-    })?;
-    Ok((content, file))
-}
+const SUPPORTED: &str =
+    "Llama-family models (config.json model_type \"llama\") in a GGUF file or model.safetensors";
 
 /// The tokens that end a sequence: `generation_config.json`'s `eos_token_id` and the
 /// tokenizer's end-of-sequence token.
@@ -103,16 +69,8 @@ fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError> {
     Ok(tokenizer)
 }
 
-/// The longest context: the GGUF's `llama.context_length`.
-fn context_length(content: &gguf_file::Content, files: &ModelFiles) -> Result<u32, HostError> {
-    content
-        .metadata
-        .get("llama.context_length")
-        .and_then(|v| v.to_u32().ok())
-        .ok_or_else(|| files.invalid("the GGUF file has no llama.context_length"))
-}
-
-/// Verifies a GGUF Llama model: architecture, weights header, tokenizer, chat template.
+/// Verifies a Llama model: architecture, weights (GGUF header or safetensors config), tokenizer,
+/// chat template.
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let (name, model_type) = architecture(files)?;
     if model_type.as_deref() != Some("llama") {
@@ -123,19 +81,18 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
             supported: SUPPORTED,
         });
     }
-    let path = gguf_file(files)?;
-    let (content, _) = read_gguf(&path, files)?;
-    let context = context_length(&content, files)?;
+    let checkpoint = LlamaCheckpoint::find(files)?;
+    checkpoint
+        .shape()
+        .map_err(|e| files.invalid(e.to_string()))?;
+    let context = checkpoint.context(files)?;
     let tokenizer = load_tokenizer(files)?;
     ChatTemplate::read(files)?;
     let info = ModelInfo {
         architecture: name,
         dimension: None,
         max_input_length: context,
-        head: format!(
-            "gguf:{}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ),
+        head: checkpoint.describe(),
         labels: Vec::new(),
     };
     Ok(Inspection {
@@ -144,7 +101,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     })
 }
 
-/// A loaded GGUF Llama model. Generations keep their KV caches apart, so the model is shared.
+/// A loaded Llama model. Generations keep their KV caches apart, so the model is shared.
 pub struct LlamaGenerator {
     name: String,
     model: LlamaCpu,
@@ -167,14 +124,14 @@ impl LlamaGenerator {
         };
         if device != ComputeDevice::Cpu {
             return Err(load_failed(format!(
-                "GGUF models run on cpu workers; {device} was picked (set \"device\": \"cpu\")"
+                "Llama models run on cpu workers; {device} was picked (set \"device\": \"cpu\")"
             )));
         }
-        let path = gguf_file(files)?;
-        let (content, mut file) = read_gguf(&path, files)?;
-        let context = context_length(&content, files)? as usize;
+        let checkpoint = LlamaCheckpoint::find(files)?;
+        let context = checkpoint.context(files)? as usize;
         let format = cpu_weight_format(precision, &files.name);
-        let model = LlamaCpu::load(&content, &mut file, format, context)
+        let model = checkpoint
+            .load(format, context)
             .map_err(|e| load_failed(e.to_string()))?;
         let tokenizer = load_tokenizer(files)?;
         let template = ChatTemplate::read(files)?;

@@ -1,25 +1,84 @@
-//! The Llama forward pass on the host's CPU kernels, from GGUF weights dequantized at load: RMS
-//! norms, a fused query/key/value projection, interleaved rotary embeddings (GGUF's layout),
+//! The Llama forward pass on the host's CPU kernels, from weights dequantized (GGUF) or read
+//! (safetensors) at load: RMS norms, a fused query/key/value projection, interleaved rotary embeddings (GGUF's layout),
 //! grouped-query causal attention over a KV cache, and the SwiGLU feed-forward, with the gate's
 //! SiLU and product fused into the up projection's epilogue. Linear layers are f32, or bf16 for
 //! fast precision.
 
 use candle_core::Device;
-use candle_core::quantized::gguf_file;
 
 use super::generation::Decoder;
 use crate::kernels::{PackedLinear, WeightFormat, attention_causal, rms_norm_rows, silu_mul};
 
-/// Sizes read from the GGUF metadata.
-struct Shape {
-    hidden: usize,
-    layers: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-    intermediate: usize,
-    rope_base: f32,
-    eps: f32,
+/// How rotary embeddings pair the values of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// `(x[2i], x[2i+1])`: GGUF files (their converters permute the query and key weights).
+    Interleaved,
+    /// `(x[i], x[i + d/2])`: Hugging Face checkpoints.
+    Halves,
+}
+
+/// A Llama model's sizes.
+#[derive(Debug, Clone)]
+pub struct LlamaShape {
+    /// Width of the hidden state.
+    pub hidden: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `heads`).
+    pub kv_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate: usize,
+    /// Rotary embedding base frequency.
+    pub rope_base: f32,
+    /// How rotary embeddings pair values.
+    pub rope: RopeStyle,
+    /// RMS norm epsilon.
+    pub eps: f32,
+}
+
+impl LlamaShape {
+    fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+}
+
+/// The tensors of a Llama checkpoint, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlamaTensor {
+    /// Token embeddings `[vocab, hidden]`.
+    Embeddings,
+    /// A layer's tensor.
+    Layer(usize, LayerPart),
+    /// The final norm.
+    Norm,
+    /// The output projection `[vocab, hidden]` (absent when tied to the embeddings).
+    Head,
+}
+
+/// The tensors of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerPart {
+    /// RMS norm before attention.
+    AttentionNorm,
+    /// Query projection.
+    Query,
+    /// Key projection.
+    Key,
+    /// Value projection.
+    Value,
+    /// Attention output projection.
+    AttentionOutput,
+    /// RMS norm before the feed-forward.
+    FfnNorm,
+    /// Feed-forward gate projection.
+    Gate,
+    /// Feed-forward up projection.
+    Up,
+    /// Feed-forward down projection.
+    Down,
 }
 
 /// One decoder layer.
@@ -35,7 +94,7 @@ struct Layer {
 
 /// A Llama model whose weights are packed for the CPU kernels.
 pub struct LlamaCpu {
-    shape: Shape,
+    shape: LlamaShape,
     embeddings: Vec<f32>,
     layers: Vec<Layer>,
     norm: Vec<f32>,
@@ -54,83 +113,71 @@ pub struct LlamaState<'a> {
 }
 
 impl LlamaCpu {
-    /// Loads the model in a GGUF file; `format` applies to the linear layers.
-    pub fn load<R: std::io::Read + std::io::Seek>(
-        content: &gguf_file::Content,
-        reader: &mut R,
+    /// Packs a model of `shape` whose tensors `tensor` reads (f32, row-major; `None` for an
+    /// absent optional tensor); `format` applies to the linear layers.
+    pub fn load(
+        shape: LlamaShape,
+        tensor: &mut dyn FnMut(LlamaTensor) -> candle_core::Result<Option<Vec<f32>>>,
         format: WeightFormat,
         context: usize,
     ) -> candle_core::Result<Self> {
-        let meta = |key: &str| -> candle_core::Result<&gguf_file::Value> {
-            content
-                .metadata
-                .get(key)
-                .ok_or_else(|| candle_core::Error::Msg(format!("the GGUF file has no {key}")))
+        let mut required = |role: LlamaTensor| -> candle_core::Result<Vec<f32>> {
+            tensor(role)?.ok_or_else(|| {
+                candle_core::Error::Msg(format!("the checkpoint has no {role:?} tensor"))
+            })
         };
-        let hidden = meta("llama.embedding_length")?.to_u32()? as usize;
-        let heads = meta("llama.attention.head_count")?.to_u32()? as usize;
-        let shape = Shape {
-            hidden,
-            layers: meta("llama.block_count")?.to_u32()? as usize,
-            heads,
-            kv_heads: meta("llama.attention.head_count_kv")?.to_u32()? as usize,
-            head_dim: hidden / heads,
-            intermediate: meta("llama.feed_forward_length")?.to_u32()? as usize,
-            rope_base: meta("llama.rope.freq_base")
-                .and_then(|v| v.to_f32())
-                .unwrap_or(10_000.0),
-            eps: meta("llama.attention.layer_norm_rms_epsilon")?.to_f32()?,
-        };
-        let mut tensor = |name: &str| -> candle_core::Result<Vec<f32>> {
-            content
-                .tensor(reader, name, &Device::Cpu)?
-                .dequantize(&Device::Cpu)?
-                .flatten_all()?
-                .to_vec1::<f32>()
-        };
-        let (h, kv, inter) = (
-            shape.hidden,
-            shape.kv_heads * shape.head_dim,
-            shape.intermediate,
-        );
+        let d = shape.head_dim();
+        let (h, kv, inter) = (shape.hidden, shape.kv_heads * d, shape.intermediate);
+        let linear =
+            |w: Vec<f32>, inputs: usize, outputs: usize| -> candle_core::Result<PackedLinear> {
+                if w.len() != inputs * outputs {
+                    candle_core::bail!(
+                        "a weight has {} values where {inputs} x {outputs} were expected",
+                        w.len()
+                    );
+                }
+                Ok(PackedLinear::new(
+                    &w,
+                    &vec![0.0; outputs],
+                    inputs,
+                    outputs,
+                    format,
+                ))
+            };
         let mut layers = Vec::with_capacity(shape.layers);
         for i in 0..shape.layers {
-            let mut name = |part: &str| tensor(&format!("blk.{i}.{part}.weight"));
-            let mut qkv = name("attn_q")?;
-            qkv.extend(name("attn_k")?);
-            qkv.extend(name("attn_v")?);
-            let linear = |w: Vec<f32>, inputs: usize, outputs: usize| {
-                PackedLinear::new(&w, &vec![0.0; outputs], inputs, outputs, format)
-            };
+            let mut part = |p: LayerPart| required(LlamaTensor::Layer(i, p));
+            let mut qkv = part(LayerPart::Query)?;
+            qkv.extend(part(LayerPart::Key)?);
+            qkv.extend(part(LayerPart::Value)?);
             layers.push(Layer {
-                attention_norm: name("attn_norm")?,
-                query_key_value: linear(qkv, h, h + 2 * kv),
-                output: linear(name("attn_output")?, h, h),
-                ffn_norm: name("ffn_norm")?,
-                gate: linear(name("ffn_gate")?, h, inter),
-                up: linear(name("ffn_up")?, h, inter),
-                down: linear(name("ffn_down")?, inter, h),
+                attention_norm: part(LayerPart::AttentionNorm)?,
+                query_key_value: linear(qkv, h, h + 2 * kv)?,
+                output: linear(part(LayerPart::AttentionOutput)?, h, h)?,
+                ffn_norm: part(LayerPart::FfnNorm)?,
+                gate: linear(part(LayerPart::Gate)?, h, inter)?,
+                up: linear(part(LayerPart::Up)?, h, inter)?,
+                down: linear(part(LayerPart::Down)?, inter, h)?,
             });
         }
-        let embeddings = tensor("token_embd.weight")?;
+        let embeddings = required(LlamaTensor::Embeddings)?;
+        let norm = required(LlamaTensor::Norm)?;
         let vocab = embeddings.len() / h;
-        let head = match content.tensor_infos.contains_key("output.weight") {
-            true => tensor("output.weight")?,
-            false => embeddings.clone(),
+        let head = match tensor(LlamaTensor::Head)? {
+            Some(head) => head,
+            None => embeddings.clone(),
         };
-        let half = shape.head_dim / 2;
         let rope = (0..context)
             .flat_map(|p| {
-                (0..half).map(move |i| {
-                    let angle =
-                        p as f32 / shape.rope_base.powf(2.0 * i as f32 / shape.head_dim as f32);
+                (0..d / 2).map(move |i| {
+                    let angle = p as f32 / shape.rope_base.powf(2.0 * i as f32 / d as f32);
                     (angle.cos(), angle.sin())
                 })
             })
             .collect();
         Ok(Self {
-            lm_head: PackedLinear::new(&head, &vec![0.0; vocab], h, vocab, format),
-            norm: tensor("output_norm.weight")?,
+            lm_head: linear(head, h, vocab)?,
+            norm,
             embeddings,
             layers,
             rope,
@@ -149,16 +196,21 @@ impl LlamaCpu {
         }
     }
 
-    /// Rotates pairs `(x[2i], x[2i+1])` of each head of `rows` (tokens from `first`) in place.
+    /// Applies the rotary embedding to the first `heads` heads of each `width`-long row of
+    /// `rows` (tokens at positions `first..`), in place.
     fn rotate(&self, rows: &mut [f32], width: usize, heads: usize, first: usize) {
-        let d = self.shape.head_dim;
+        let d = self.shape.head_dim();
         for (t, row) in rows.chunks_exact_mut(width).enumerate() {
             let table = &self.rope[(first + t) * d / 2..(first + t + 1) * d / 2];
             for head in row[..heads * d].chunks_exact_mut(d) {
-                for (pair, &(cos, sin)) in head.chunks_exact_mut(2).zip(table) {
-                    let (a, b) = (pair[0], pair[1]);
-                    pair[0] = a * cos - b * sin;
-                    pair[1] = a * sin + b * cos;
+                for (i, &(cos, sin)) in table.iter().enumerate() {
+                    let (x, y) = match self.shape.rope {
+                        RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+                        RopeStyle::Halves => (i, i + d / 2),
+                    };
+                    let (a, b) = (head[x], head[y]);
+                    head[x] = a * cos - b * sin;
+                    head[y] = a * sin + b * cos;
                 }
             }
         }
@@ -170,7 +222,7 @@ impl LlamaState<'_> {
     fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, String> {
         let model = self.model;
         let s = &model.shape;
-        let (h, d) = (s.hidden, s.head_dim);
+        let (h, d) = (s.hidden, s.head_dim());
         let kv = s.kv_heads * d;
         let n = tokens.len();
         let first = self.length;

@@ -11,6 +11,7 @@ mod classifier;
 mod encoder_config;
 mod generation;
 mod llama;
+mod llama_checkpoint;
 mod llama_cpu;
 mod sentence_transformers;
 mod t5;
