@@ -157,6 +157,27 @@ async fn a_guest_generates_streams_and_samples_reproducibly() {
     assert!(text(7).contains("Paris"), "{}", text(7));
 }
 
+/// Dropping a stream stops its generation: a 4,000-token generation abandoned after its first
+/// piece frees the worker for the next call (which would otherwise wait past the queue timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_a_stream_stops_the_generation() {
+    let prompt = "<|im_start|>user\nTell a very long story.<|im_end|>\n<|im_start|>assistant\n";
+    let commands = [
+        json!({"op": "register", "id": "lm", "requirement": {"model_type": "text-generation", "name": SMOLLM2}}),
+        json!({"op": "stream_first", "id": "lm", "prompt": prompt, "options": {"max_output_length": 4000}}),
+        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": {"max_output_length": 4}}),
+    ];
+    let started = std::time::Instant::now();
+    let (replies, _) = probe(&real_runtime(), "cancel", "", &commands)
+        .await
+        .unwrap();
+    let codes: Vec<&str> = replies.iter().map(code).collect();
+    assert_eq!(codes, ["ok", "ok", "ok"], "{replies:?}");
+    assert!(replies[1]["ok"]["first"].is_string());
+    assert_eq!(replies[2]["ok"]["tokens_generated"], 4);
+    println!("abandoned stream + next call: {:?}", started.elapsed());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_generation_input_gets_typed_errors() {
     let long_prompt = "word ".repeat(9000);

@@ -6,7 +6,8 @@
 //! `{"op": "register", "id": ID, "requirement": REQUIREMENT}`, `{"op": "release", "id": ID}`,
 //! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "classify", "id": ID, "texts": [...]}`,
 //! `{"op": "generate", "id": ID, "prompt": TEXT, "options": OPTIONS}`, the same with
-//! `"op": "stream"` (the pieces are returned too), `{"op": "chat", "id": ID, "messages": [...],
+//! `"op": "stream"` (the pieces are returned too) or `"op": "stream_first"` (one piece, then the
+//! stream is dropped), `{"op": "chat", "id": ID, "messages": [...],
 //! "options": OPTIONS}`, `{"op": "status"}`, `{"op": "trap"}`.
 
 use std::collections::BTreeMap;
@@ -76,6 +77,12 @@ enum Command {
         options: GenerationOptions,
     },
     Stream {
+        id: String,
+        prompt: String,
+        #[serde(default)]
+        options: GenerationOptions,
+    },
+    StreamFirst {
         id: String,
         prompt: String,
         #[serde(default)]
@@ -155,6 +162,16 @@ fn execute(command: Command) -> Result<Value, Error> {
             let pieces: Vec<String> = stream.by_ref().collect::<Result<_, _>>()?;
             let finish = stream.finish_reason().map(|r| format!("{r:?}"));
             json!({ "pieces": pieces, "text": pieces.concat(), "finish_reason": finish })
+        }
+        Command::StreamFirst {
+            id,
+            prompt,
+            options,
+        } => {
+            // Reads one piece and drops the stream, which stops the generation.
+            let mut stream = modelhost_guest::stream_text(&id, &prompt, &options)?;
+            let first = stream.next().transpose()?;
+            json!({ "first": first })
         }
         Command::Chat {
             id,
