@@ -33,13 +33,14 @@ struct ArchitectureFields {
     architectures: Vec<String>,
 }
 
-/// A BERT tokenizer with padding off and truncation done per call.
-pub struct BertTokenizer {
+/// A Hugging Face tokenizer with padding off and truncation done per call (keeping a final
+/// special token), used to measure and cut inputs of every model type.
+pub struct TruncatingTokenizer {
     tokenizer: Tokenizer,
     max_input_length: usize,
 }
 
-impl TextEncoder for BertTokenizer {
+impl TextEncoder for TruncatingTokenizer {
     fn encode(&self, texts: &[String], max_tokens: usize) -> Result<Vec<Vec<u32>>, HostError> {
         let limit = max_tokens.clamp(2, self.max_input_length);
         let encodings = self
@@ -68,7 +69,7 @@ enum Engine {
 /// Verifies the model folder and loads its tokenizer, without loading weights.
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let (tokenizer, info) = verify(files)?;
-    let encoder = bert_tokenizer(tokenizer, info.max_input_length);
+    let encoder = truncating_tokenizer(tokenizer, info.max_input_length);
     Ok(Inspection {
         info,
         encoder: Arc::new(encoder),
@@ -248,8 +249,11 @@ fn candle_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
 }
 
 /// A tokenizer that truncates to at most `max_input_length` tokens.
-pub(super) fn bert_tokenizer(tokenizer: Tokenizer, max_input_length: u32) -> BertTokenizer {
-    BertTokenizer {
+pub(super) fn truncating_tokenizer(
+    tokenizer: Tokenizer,
+    max_input_length: u32,
+) -> TruncatingTokenizer {
+    TruncatingTokenizer {
         tokenizer,
         max_input_length: max_input_length as usize,
     }

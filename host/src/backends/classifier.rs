@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::bert::{architecture, bert_tokenizer, load_tokenizer};
+use super::bert::{architecture, load_tokenizer, truncating_tokenizer};
 use super::bert_cpu::{CpuBertEncoder, TensorReader};
 use super::encoder_config::{EncoderConfig, Family};
 use super::{Inspection, ModelInfo, SequenceModel};
@@ -102,7 +102,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     };
     Ok(Inspection {
         info,
-        encoder: Arc::new(bert_tokenizer(tokenizer, max_input_length)),
+        encoder: Arc::new(truncating_tokenizer(tokenizer, max_input_length)),
     })
 }
 

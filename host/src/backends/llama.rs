@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::bert::{architecture, bert_tokenizer};
+use super::bert::{architecture, truncating_tokenizer};
 use super::chat_template::ChatTemplate;
 use super::generation::{GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop};
 use super::llama_checkpoint::LlamaCheckpoint;
@@ -97,7 +97,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     };
     Ok(Inspection {
         info,
-        encoder: Arc::new(bert_tokenizer(tokenizer, context)),
+        encoder: Arc::new(truncating_tokenizer(tokenizer, context)),
     })
 }
 

@@ -25,7 +25,7 @@ use crate::hub::ModelFiles;
 use crate::kernels::{Isa, WeightFormat};
 use crate::requirement::{ModelType, Precision};
 
-pub use bert::{BertEmbedder, BertTokenizer};
+pub use bert::{BertEmbedder, TruncatingTokenizer};
 pub use classifier::SequenceClassifier;
 pub use generation::{
     ChatMessage, FinishReason, GenerationRequest, GenerationSummary, Prompt, SamplingSettings,

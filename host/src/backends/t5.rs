@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::bert::{architecture, bert_tokenizer, load_tokenizer};
+use super::bert::{architecture, load_tokenizer, truncating_tokenizer};
 use super::generation::{
     Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
 };
@@ -72,7 +72,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     };
     Ok(Inspection {
         info,
-        encoder: Arc::new(bert_tokenizer(tokenizer, max_input)),
+        encoder: Arc::new(truncating_tokenizer(tokenizer, max_input)),
     })
 }
 
