@@ -321,13 +321,16 @@ mod tests {
     #[test]
     fn rejects_malformed_fields() {
         type Mutation = fn(&mut ModelRequirement);
-        let cases: [(&str, Mutation); 7] = [
+        let cases: [(&str, Mutation); 10] = [
             ("empty", |r| r.name = " ".into()),
             ("repository id", |r| r.name = "../etc".into()),
             ("repository id", |r| r.name = "a/b/c".into()),
             ("batch_size", |r| r.batch_size = Some(0)),
             ("temperature", |r| r.temperature = Some(-1.0)),
+            ("temperature", |r| r.temperature = Some(f32::NAN)),
             ("top_p", |r| r.top_p = Some(1.5)),
+            ("top_p", |r| r.top_p = Some(0.0)),
+            ("repetition_penalty", |r| r.repetition_penalty = Some(0.0)),
             ("revision", |r| r.revision = Some("../x".into())),
         ];
         for (needle, mutate) in cases {
@@ -347,5 +350,45 @@ mod tests {
         b.dimension = Some(768);
         b.device = DevicePreference::CudaOrdinal(1);
         assert_eq!(a.differing_fields(&b), ["device", "dimension"]);
+    }
+
+    #[test]
+    fn call_options_follow_the_same_rules_as_invalid_input() {
+        let bad = [
+            GenerationOptions {
+                temperature: Some(-0.1),
+                ..Default::default()
+            },
+            GenerationOptions {
+                top_p: Some(0.0),
+                ..Default::default()
+            },
+            GenerationOptions {
+                top_k: Some(0),
+                ..Default::default()
+            },
+            GenerationOptions {
+                max_output_length: Some(0),
+                ..Default::default()
+            },
+            GenerationOptions {
+                stop: vec![String::new()],
+                ..Default::default()
+            },
+        ];
+        for options in bad {
+            assert!(
+                matches!(options.validate(), Err(HostError::InvalidInput(_))),
+                "{options:?}"
+            );
+        }
+        let good = GenerationOptions {
+            temperature: Some(0.0),
+            top_p: Some(1.0),
+            repetition_penalty: Some(1.3),
+            stop: vec!["\n\n".into()],
+            ..Default::default()
+        };
+        good.validate().unwrap();
     }
 }

@@ -217,3 +217,25 @@ pub struct ServiceStatus {
     /// References per module and id, sorted.
     pub module_references: Vec<ModuleReference>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranking_sorts_labels_and_applies_the_threshold() {
+        let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let ranked = Classification::rank(&labels, &[0.2, 0.5, 0.3], None);
+        let order: Vec<&str> = ranked.scores.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(order, ["b", "c", "a"]);
+        assert_eq!((ranked.label.as_deref(), ranked.score), (Some("b"), 0.5));
+        assert_eq!(
+            Classification::rank(&labels, &[0.2, 0.5, 0.3], Some(0.5))
+                .label
+                .as_deref(),
+            Some("b")
+        );
+        let below = Classification::rank(&labels, &[0.2, 0.5, 0.3], Some(0.6));
+        assert_eq!((below.label, below.score), (None, 0.5));
+    }
+}
