@@ -49,6 +49,11 @@ impl Error {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Gated => "gated",
+            ErrorCode::NetworkUnreachable => "network-unreachable",
+            ErrorCode::DiskFull => "disk-full",
+            ErrorCode::CorruptDownload => "corrupt-download",
         }
     }
 }

@@ -30,6 +30,80 @@ pub enum HostError {
         root: PathBuf,
     },
 
+    /// The hub has no such model or revision, or none this host can read.
+    #[error(
+        "cannot download '{name}' (revision '{revision}') from {endpoint}: {reason}; check the name and revision"
+    )]
+    NotOnHub {
+        /// Hugging Face repository id.
+        name: String,
+        /// Requested revision.
+        revision: String,
+        /// The hub's address.
+        endpoint: String,
+        /// What is missing.
+        reason: String,
+    },
+
+    /// The hub wants credentials for the model.
+    #[error(
+        "the model hub at {endpoint} refused '{name}' without valid credentials (HTTP 401): set \
+         HF_TOKEN, or log in with `huggingface-cli login`"
+    )]
+    Unauthorized {
+        /// Hugging Face repository id.
+        name: String,
+        /// The hub's address.
+        endpoint: String,
+    },
+
+    /// The model is gated and the token's account has not accepted its terms.
+    #[error(
+        "model '{name}' is gated (HTTP 403 from {endpoint}): accept its terms on \
+         {endpoint}/{name} with the account of your HF_TOKEN"
+    )]
+    Gated {
+        /// Hugging Face repository id.
+        name: String,
+        /// The hub's address.
+        endpoint: String,
+    },
+
+    /// The hub could not be reached, or a transfer broke off.
+    #[error(
+        "cannot download '{name}' from {endpoint}: {reason}; check the network (or HF_ENDPOINT), \
+         or work offline with HF_HUB_OFFLINE=1 and models fetched ahead (scripts/fetch-models, \
+         `modelhost pull`)"
+    )]
+    NetworkUnreachable {
+        /// Hugging Face repository id.
+        name: String,
+        /// The hub's address.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The model store's disk is full.
+    #[error("the model store at {} is out of space while downloading '{name}': free space or point models.cache_dir elsewhere", root.display())]
+    DiskFull {
+        /// Hugging Face repository id.
+        name: String,
+        /// The model store's root folder.
+        root: PathBuf,
+    },
+
+    /// A downloaded file does not match its checksum or size; it was deleted.
+    #[error("the download of {file} of '{name}' is corrupt ({reason}); it was deleted: retry")]
+    CorruptDownload {
+        /// Hugging Face repository id.
+        name: String,
+        /// The file.
+        file: String,
+        /// What did not match.
+        reason: String,
+    },
+
     /// The model's files are present but unusable.
     #[error("the files of model '{name}' in {} are unusable: {reason}", path.display())]
     InvalidModelFiles {

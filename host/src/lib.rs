@@ -35,6 +35,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod download;
 pub mod error;
 pub mod hub;
 mod kernels;

@@ -14,6 +14,7 @@ use modelhost::runtime::{ModuleInstance, ModuleOptions, Runtime, Stdio};
 use serde_json::Value;
 
 pub mod fake;
+pub mod hub_emulator;
 
 /// Paths of the guest components compiled by `build.rs`.
 pub mod guests {

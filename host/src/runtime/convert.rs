@@ -17,7 +17,9 @@ use super::error::GuestError;
 pub fn wit_error(error: HostError) -> wit::Error {
     let code = match &error {
         HostError::InvalidRequirement(_) => wit::ErrorCode::InvalidRequirement,
-        HostError::ModelNotFound { .. } => wit::ErrorCode::ModelNotFound,
+        HostError::ModelNotFound { .. } | HostError::NotOnHub { .. } => {
+            wit::ErrorCode::ModelNotFound
+        }
         HostError::InvalidModelFiles { .. } => wit::ErrorCode::InvalidModelFiles,
         HostError::UnsupportedArchitecture { .. } => wit::ErrorCode::UnsupportedArchitecture,
         HostError::DimensionMismatch { .. } | HostError::LabelCountMismatch { .. } => {
@@ -34,6 +36,11 @@ pub fn wit_error(error: HostError) -> wit::Error {
         HostError::Overloaded(_) => wit::ErrorCode::Overloaded,
         HostError::Timeout(_) => wit::ErrorCode::Timeout,
         HostError::Internal(_) => wit::ErrorCode::Internal,
+        HostError::Unauthorized { .. } => wit::ErrorCode::Unauthorized,
+        HostError::Gated { .. } => wit::ErrorCode::Gated,
+        HostError::NetworkUnreachable { .. } => wit::ErrorCode::NetworkUnreachable,
+        HostError::DiskFull { .. } => wit::ErrorCode::DiskFull,
+        HostError::CorruptDownload { .. } => wit::ErrorCode::CorruptDownload,
     };
     wit::Error {
         code,
@@ -69,6 +76,11 @@ pub fn error_code_name(code: wit::ErrorCode) -> &'static str {
         wit::ErrorCode::Overloaded => "overloaded",
         wit::ErrorCode::Timeout => "timeout",
         wit::ErrorCode::Internal => "internal",
+        wit::ErrorCode::Unauthorized => "unauthorized",
+        wit::ErrorCode::Gated => "gated",
+        wit::ErrorCode::NetworkUnreachable => "network-unreachable",
+        wit::ErrorCode::DiskFull => "disk-full",
+        wit::ErrorCode::CorruptDownload => "corrupt-download",
     }
 }
 
@@ -332,6 +344,11 @@ mod tests {
             "overloaded",
             "timeout",
             "internal",
+            "unauthorized",
+            "gated",
+            "network-unreachable",
+            "disk-full",
+            "corrupt-download",
         ];
         let wit = include_str!("../../../wit/types.wit");
         let start = wit.find("enum error-code {").expect("error-code enum");
@@ -362,6 +379,11 @@ mod tests {
             Overloaded,
             Timeout,
             Internal,
+            Unauthorized,
+            Gated,
+            NetworkUnreachable,
+            DiskFull,
+            CorruptDownload,
         ];
         for (i, code) in codes.into_iter().enumerate() {
             assert_eq!(code as usize, i);
