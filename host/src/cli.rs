@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::backends::CandleBackend;
 use crate::config::{DEFAULT_CONFIG, HostConfig};
 use crate::device::SystemDevices;
+use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::manager::ModelManager;
 use crate::runtime::{ModuleOptions, Runtime, Stdio};
 
@@ -36,6 +37,13 @@ enum Command {
     Run(RunArgs),
     /// Prints the default configuration, with every key documented.
     Config,
+    /// Downloads a model into the model store ahead of time (Hugging Face cache layout), from
+    /// $HF_ENDPOINT with $HF_TOKEN (or the token `huggingface-cli login` saved).
+    Pull {
+        /// Repository id, optionally with a branch, tag or commit: `org/name[@revision]`.
+        #[arg(value_name = "NAME[@REVISION]")]
+        model: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -92,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pull { model } => pull(&config, &model),
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_module(config, args)),
@@ -126,6 +135,56 @@ async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCod
     let status = module.run().await?;
     module.cleanup().await?;
     Ok(ExitCode::from(u8::try_from(status).unwrap_or(1)))
+}
+
+/// `modelhost pull`: one progress bar per file, then a summary.
+fn pull(config: &HostConfig, model: &str) -> anyhow::Result<ExitCode> {
+    let (name, revision) = model.split_once('@').unwrap_or((model, "main"));
+    let store = config.model_store();
+    let downloader = Downloader::new(HubSettings::from_env());
+    let bars = indicatif::MultiProgress::new();
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:32!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",
+    )
+    .expect("a valid template");
+    let mut current: Option<indicatif::ProgressBar> = None;
+    let (mut downloaded, mut present, mut bytes) = (0, 0, 0u64);
+    let started = std::time::Instant::now();
+    let files = downloader.pull(&store, name, revision, &mut |event| match event {
+        FileProgress::Started { file, size } => {
+            let bar = bars.add(
+                indicatif::ProgressBar::new(size)
+                    .with_style(style.clone())
+                    .with_message(file),
+            );
+            bytes += size;
+            current = Some(bar);
+        }
+        FileProgress::Advanced { bytes: n, .. } => {
+            if let Some(bar) = &current {
+                bar.inc(n);
+            }
+        }
+        FileProgress::Done {
+            downloaded: true, ..
+        } => {
+            if let Some(bar) = current.take() {
+                bar.finish();
+            }
+            downloaded += 1;
+        }
+        FileProgress::Done {
+            downloaded: false, ..
+        } => present += 1,
+    })?;
+    println!(
+        "{name}@{}: {downloaded} files downloaded ({:.1} MB in {:.1} s), {present} already present, in {}",
+        files.revision,
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        files.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The settings text: inline JSON, or the contents of the file after `@`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cache::CacheSettings;
+use crate::download::HubSettings;
 use crate::hub::ModelStore;
 use crate::manager::ManagerSettings;
 use crate::requirement::DevicePreference;
@@ -69,6 +70,9 @@ pub struct ModelsConfig {
     /// Seconds an unreferenced model stays loaded.
     #[serde(default = "default_idle_unload_seconds")]
     pub idle_unload_seconds: u64,
+    /// Whether registration downloads models missing from the store.
+    #[serde(default = "default_true")]
+    pub download: bool,
 }
 
 /// The `[worker_pool]` section.
@@ -137,6 +141,7 @@ impl Default for ModelsConfig {
         Self {
             cache_dir: None,
             idle_unload_seconds: default_idle_unload_seconds(),
+            download: true,
         }
     }
 }
@@ -250,6 +255,7 @@ impl HostConfig {
         let pool = &self.worker_pool;
         ManagerSettings {
             idle_unload: Duration::from_secs(self.models.idle_unload_seconds),
+            downloads: self.models.download.then(HubSettings::from_env),
             pool: PoolSettings {
                 enabled: pool.enabled,
                 num_workers: pool.num_workers as usize,

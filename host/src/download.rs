@@ -37,7 +37,7 @@ const SMALL_FILES: &[&str] = &[
 ];
 
 /// Where and how to download.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HubSettings {
     /// The hub's address, without a trailing slash.
     pub endpoint: String,

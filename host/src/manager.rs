@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings};
 use crate::cache::{CacheSettings, EmbeddingCache};
 use crate::device::DeviceInventory;
+use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::error::HostError;
 use crate::hub::ModelStore;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
@@ -31,6 +32,8 @@ pub struct ManagerSettings {
     pub pool: PoolSettings,
     /// The embedding cache.
     pub cache: CacheSettings,
+    /// Where models missing from the store are downloaded from; `None` never downloads.
+    pub downloads: Option<HubSettings>,
 }
 
 /// The model-manager service shared by every module of a host.
@@ -41,6 +44,7 @@ pub struct ModelManager {
     cache: EmbeddingCache,
     idle_unload: Duration,
     registry: Mutex<Registry>,
+    downloader: Option<Arc<Downloader>>,
 }
 
 impl ModelManager {
@@ -62,6 +66,7 @@ impl ModelManager {
             cache: EmbeddingCache::new(settings.cache),
             idle_unload: settings.idle_unload,
             registry: Mutex::new(Registry::default()),
+            downloader: settings.downloads.map(|hub| Arc::new(Downloader::new(hub))),
         });
         tokio::spawn(reap_idle(Arc::downgrade(&manager)));
         Ok(manager)
@@ -405,7 +410,12 @@ impl ModelManager {
             requirement.name.clone(),
             requirement.revision_or_main().to_string(),
         );
-        let files = run_blocking(move || store.resolve(&name, &revision)).await?;
+        let downloader = self.downloader.clone();
+        let files = run_blocking(move || match downloader {
+            Some(downloader) => downloader.pull(&store, &name, &revision, &mut log_progress(&name)),
+            None => store.resolve(&name, &revision),
+        })
+        .await?;
         let key = WeightsKey {
             model_type,
             name: files.name.clone(),
@@ -476,6 +486,22 @@ impl ModelManager {
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().expect("registry lock poisoned")
+    }
+}
+
+/// Logs each file of a download at registration.
+fn log_progress(name: &str) -> impl FnMut(FileProgress) + '_ {
+    move |event| match event {
+        FileProgress::Started { file, size } => {
+            tracing::info!(model = %name, %file, bytes = size, "downloading");
+        }
+        FileProgress::Done {
+            file,
+            downloaded: true,
+        } => {
+            tracing::info!(model = %name, %file, "downloaded and verified");
+        }
+        FileProgress::Advanced { .. } | FileProgress::Done { .. } => {}
     }
 }
 

@@ -88,6 +88,7 @@ fn symlink(target: &Path, link: &Path) {
 pub fn test_settings(idle_unload: Duration) -> ManagerSettings {
     ManagerSettings {
         idle_unload,
+        downloads: None,
         ..HostConfig::default().manager_settings()
     }
 }

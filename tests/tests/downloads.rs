@@ -217,3 +217,93 @@ fn two_pulls_at_once_download_once() {
         hub.downloads()
     );
 }
+
+#[test]
+fn modelhost_pull_downloads_ahead_with_a_summary() {
+    let hub = emulator(|_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
+        .args([
+            "--models-dir",
+            dir.path().to_str().unwrap(),
+            "pull",
+            &format!("{REPO}@main"),
+        ])
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env("HF_HOME", dir.path().join("hf-home"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("3 files downloaded"), "{stdout}");
+    assert_eq!(snapshot_files(dir.path()).len(), 3);
+    let offline = std::process::Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
+        .args([
+            "--models-dir",
+            dir.path().to_str().unwrap(),
+            "pull",
+            "org/other",
+        ])
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(!offline.status.success());
+    assert!(String::from_utf8_lossy(&offline.stderr).contains("org/other"));
+}
+
+/// Registration downloads a missing model (and says what failed when it cannot), through a real
+/// guest.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_downloads_missing_models() {
+    use modelhost::backends::CandleBackend;
+    use modelhost::config::RuntimeConfig;
+    use modelhost::device::SystemDevices;
+    use modelhost::manager::ModelManager;
+    use modelhost::runtime::Runtime;
+    use modelhost_tests::{code, probe, test_settings};
+    use serde_json::json;
+
+    let hub = emulator(|c| {
+        c.models.insert(
+            "org/gated".into(),
+            fixtures().join("models/distilbert-tiny-random-cls"),
+        );
+        c.gated.insert("org/gated".into());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(std::time::Duration::from_secs(60));
+    settings.downloads = Some(HubSettings {
+        endpoint: hub.endpoint.clone(),
+        token: None,
+        offline: false,
+    });
+    let manager = ModelManager::new(
+        ModelStore::new(dir.path()),
+        Arc::new(CandleBackend),
+        &SystemDevices,
+        settings,
+    )
+    .unwrap();
+    let runtime = Runtime::new(manager, &RuntimeConfig::default()).unwrap();
+    let classifier = |name: &str| json!({"model_type": "classification", "name": name});
+    let commands = [
+        json!({"op": "register", "id": "c", "requirement": classifier(REPO)}),
+        json!({"op": "classify", "id": "c", "texts": ["it works"]}),
+        json!({"op": "register", "id": "g", "requirement": classifier("org/gated")}),
+        json!({"op": "register", "id": "m", "requirement": classifier("org/missing")}),
+    ];
+    let (replies, _) = probe(&runtime, "downloader", "", &commands).await.unwrap();
+    let codes: Vec<&str> = replies.iter().map(code).collect();
+    assert_eq!(
+        codes,
+        ["ok", "ok", "gated", "model-not-found"],
+        "{replies:?}"
+    );
+    assert_eq!(hub.downloads().len(), 3);
+}
