@@ -1,4 +1,5 @@
-//! The model store: model files in the Hugging Face cache layout, resolved offline.
+//! The model store: model files in the Hugging Face cache layout, resolved without the network
+//! (`download` fills it).
 //!
 //! A repository `org/name` lives in `<root>/models--org--name/`, with one folder per commit under
 //! `snapshots/` and branch or tag names mapped to commits by the files under `refs/`. This is the

@@ -307,3 +307,30 @@ async fn registration_downloads_missing_models() {
     );
     assert_eq!(hub.downloads().len(), 3);
 }
+
+#[test]
+fn the_token_file_of_huggingface_cli_login_is_used() {
+    let hub = emulator(|c| c.token = Some("hf_from_file".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("hf-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("token"), "hf_from_file\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
+        .args([
+            "--models-dir",
+            dir.path().join("store").to_str().unwrap(),
+            "pull",
+            REPO,
+        ])
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env("HF_HOME", &home)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(hub.tokens_seen().iter().all(|t| t == "hf_from_file") && !hub.tokens_seen().is_empty());
+    assert!(!stderr.contains("hf_from_file"), "the token was logged");
+}
