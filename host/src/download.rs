@@ -197,6 +197,7 @@ impl Downloader {
             }
             let reporter = Reporter {
                 file: file.clone(),
+                started: false,
                 sink: progress,
             };
             let pointer = repo
@@ -375,18 +376,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// hf-hub's progress callbacks, forwarded as [`FileProgress`].
+/// hf-hub's progress callbacks, forwarded as [`FileProgress`] (hf-hub announces a file more
+/// than once; it is reported once).
 struct Reporter<'a> {
     file: String,
+    started: bool,
     sink: &'a mut dyn FnMut(FileProgress),
 }
 
 impl hf_hub::api::Progress for Reporter<'_> {
     fn init(&mut self, size: usize, _filename: &str) {
-        (self.sink)(FileProgress::Started {
-            file: self.file.clone(),
-            size: size as u64,
-        });
+        if !std::mem::replace(&mut self.started, true) {
+            (self.sink)(FileProgress::Started {
+                file: self.file.clone(),
+                size: size as u64,
+            });
+        }
     }
 
     fn update(&mut self, bytes: usize) {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use modelhost::download::{Downloader, HubSettings};
+use modelhost::download::{Downloader, FileProgress, HubSettings};
 use modelhost::error::HostError;
 use modelhost::hub::ModelStore;
 use modelhost_tests::fixtures;
@@ -80,7 +80,11 @@ fn a_pull_fills_the_cache_layout_and_resolves_offline_later() {
         std::fs::read(files.path("model.safetensors")).unwrap(),
         original
     );
-    assert!(!events.is_empty());
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, FileProgress::Started { .. }))
+        .count();
+    assert_eq!(started, 3, "one start per file: {events:?}");
     // Offline, with the hub gone: served from the cache, nothing downloaded again.
     let offline = downloader("http://127.0.0.1:9", None, true);
     assert_eq!(pull(&offline, &store).unwrap(), files);
