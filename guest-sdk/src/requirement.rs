@@ -138,6 +138,10 @@ pub struct ModelRequirement {
     /// Workers that load the model at registration (default 0: load on first use).
     #[serde(default)]
     pub preload_workers: u32,
+    /// The weights file to use when the repository holds several, e.g. one `.gguf` of several
+    /// quantizations (default: the only one).
+    #[serde(default)]
+    pub weights_file: Option<String>,
     /// `"exact"` (default) or `"fast"`: reduced-precision matrix products where the device has
     /// fast instructions for them (see the WIT `precision`).
     #[serde(default)]
@@ -180,6 +184,7 @@ impl ModelRequirement {
             num_labels: None,
             threshold: None,
             preload_workers: 0,
+            weights_file: None,
             precision: Precision::Exact,
         }
     }
@@ -222,6 +227,7 @@ impl ModelRequirement {
             num_labels: self.num_labels,
             threshold: self.threshold,
             preload_workers: self.preload_workers,
+            weights_file: self.weights_file.clone(),
             precision: match self.precision {
                 Precision::Exact => wit::Precision::Exact,
                 Precision::Fast => wit::Precision::Fast,

@@ -43,6 +43,9 @@ enum Command {
         /// Repository id, optionally with a branch, tag or commit: `org/name[@revision]`.
         #[arg(value_name = "NAME[@REVISION]")]
         model: String,
+        /// The weights file to take when the repository holds several (e.g. one `.gguf`).
+        #[arg(long, value_name = "FILE")]
+        weights_file: Option<String>,
     },
 }
 
@@ -100,7 +103,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{DEFAULT_CONFIG}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pull { model } => pull(&config, &model),
+        Command::Pull {
+            model,
+            weights_file,
+        } => pull(&config, &model, weights_file.as_deref()),
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_module(config, args)),
@@ -138,7 +144,7 @@ async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCod
 }
 
 /// `modelhost pull`: one progress bar per file, then a summary.
-fn pull(config: &HostConfig, model: &str) -> anyhow::Result<ExitCode> {
+fn pull(config: &HostConfig, model: &str, weights_file: Option<&str>) -> anyhow::Result<ExitCode> {
     let (name, revision) = model.split_once('@').unwrap_or((model, "main"));
     let store = config.model_store();
     let downloader = Downloader::new(HubSettings::from_env());
@@ -150,33 +156,39 @@ fn pull(config: &HostConfig, model: &str) -> anyhow::Result<ExitCode> {
     let mut current: Option<indicatif::ProgressBar> = None;
     let (mut downloaded, mut present, mut bytes) = (0, 0, 0u64);
     let started = std::time::Instant::now();
-    let files = downloader.pull(&store, name, revision, &mut |event| match event {
-        FileProgress::Started { file, size } => {
-            let bar = bars.add(
-                indicatif::ProgressBar::new(size)
-                    .with_style(style.clone())
-                    .with_message(file),
-            );
-            bytes += size;
-            current = Some(bar);
-        }
-        FileProgress::Advanced { bytes: n, .. } => {
-            if let Some(bar) = &current {
-                bar.inc(n);
+    let files = downloader.pull(
+        &store,
+        name,
+        revision,
+        weights_file,
+        &mut |event| match event {
+            FileProgress::Started { file, size } => {
+                let bar = bars.add(
+                    indicatif::ProgressBar::new(size)
+                        .with_style(style.clone())
+                        .with_message(file),
+                );
+                bytes += size;
+                current = Some(bar);
             }
-        }
-        FileProgress::Done {
-            downloaded: true, ..
-        } => {
-            if let Some(bar) = current.take() {
-                bar.finish();
+            FileProgress::Advanced { bytes: n, .. } => {
+                if let Some(bar) = &current {
+                    bar.inc(n);
+                }
             }
-            downloaded += 1;
-        }
-        FileProgress::Done {
-            downloaded: false, ..
-        } => present += 1,
-    })?;
+            FileProgress::Done {
+                downloaded: true, ..
+            } => {
+                if let Some(bar) = current.take() {
+                    bar.finish();
+                }
+                downloaded += 1;
+            }
+            FileProgress::Done {
+                downloaded: false, ..
+            } => present += 1,
+        },
+    )?;
     println!(
         "{name}@{}: {downloaded} files downloaded ({:.1} MB in {:.1} s), {present} already present, in {}",
         files.revision,

@@ -117,12 +117,13 @@ impl Downloader {
     }
 
     /// The model `name` at `revision` from `store`, downloading what is missing first (unless
-    /// offline).
+    /// offline). `weights_file` names the weights to take when the repository holds several.
     pub fn pull(
         &self,
         store: &ModelStore,
         name: &str,
         revision: &str,
+        weights_file: Option<&str>,
         progress: &mut dyn FnMut(FileProgress),
     ) -> Result<ModelFiles, HostError> {
         let gate = {
@@ -134,7 +135,7 @@ impl Downloader {
         };
         let _only_one = gate.lock().unwrap_or_else(|e| e.into_inner());
         let cached = store.resolve(name, revision);
-        if self.settings.offline || cached.as_ref().is_ok_and(has_weights) {
+        if self.settings.offline || cached.as_ref().is_ok_and(|f| has_weights(f, weights_file)) {
             return cached;
         }
         // hf-hub points the ref at the commit after each file; until every file is in place the
@@ -145,7 +146,7 @@ impl Downloader {
             .join("refs")
             .join(revision);
         let previous = std::fs::read_to_string(&reference).ok();
-        if let Err(error) = self.download(store, name, revision, progress) {
+        if let Err(error) = self.download(store, name, revision, weights_file, progress) {
             let _ = match previous {
                 Some(commit) => std::fs::write(&reference, commit),
                 None => std::fs::remove_file(&reference),
@@ -160,6 +161,7 @@ impl Downloader {
         store: &ModelStore,
         name: &str,
         revision: &str,
+        weights_file: Option<&str>,
         progress: &mut dyn FnMut(FileProgress),
     ) -> Result<(), HostError> {
         let failed = |e: ApiError| self.error(name, revision, store, e);
@@ -176,12 +178,13 @@ impl Downloader {
         ));
         let info = repo.info().map_err(failed)?;
         let available: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
-        let wanted = needed_files(&available).map_err(|reason| HostError::NotOnHub {
-            name: name.to_string(),
-            revision: revision.to_string(),
-            endpoint: self.settings.endpoint.clone(),
-            reason,
-        })?;
+        let wanted =
+            needed_files(&available, weights_file).map_err(|reason| HostError::NotOnHub {
+                name: name.to_string(),
+                revision: revision.to_string(),
+                endpoint: self.settings.endpoint.clone(),
+                reason,
+            })?;
         let snapshot = store
             .root()
             .join(format!("models--{}", name.replace('/', "--")))
@@ -281,8 +284,12 @@ impl Downloader {
     }
 }
 
-/// Whether a snapshot holds weights (an interrupted download leaves configs without them).
-fn has_weights(files: &ModelFiles) -> bool {
+/// Whether a snapshot holds weights (the named file, or any; an interrupted download leaves
+/// configs without them).
+fn has_weights(files: &ModelFiles, weights_file: Option<&str>) -> bool {
+    if let Some(file) = weights_file {
+        return files.path(file).is_file();
+    }
     let Ok(entries) = std::fs::read_dir(&files.dir) else {
         return false;
     };
@@ -293,9 +300,9 @@ fn has_weights(files: &ModelFiles) -> bool {
 }
 
 /// Which of the repository's files to download: the small config and tokenizer files, the
-/// sentence-transformers module configs, and one set of weights (`model.safetensors`, a sharded
-/// index and its shards, a single `.gguf`, or `pytorch_model.bin`).
-fn needed_files(available: &[String]) -> Result<Vec<String>, String> {
+/// sentence-transformers module configs, and one set of weights (`weights_file` when given, else
+/// `model.safetensors`, a sharded index and its shards, a single `.gguf`, or `pytorch_model.bin`).
+fn needed_files(available: &[String], weights_file: Option<&str>) -> Result<Vec<String>, String> {
     let has = |f: &str| available.iter().any(|a| a == f);
     let mut wanted: Vec<String> = available
         .iter()
@@ -309,7 +316,12 @@ fn needed_files(available: &[String]) -> Result<Vec<String>, String> {
         return Err("it has no config.json".into());
     }
     let ggufs: Vec<&String> = available.iter().filter(|f| f.ends_with(".gguf")).collect();
-    if has("model.safetensors") {
+    if let Some(file) = weights_file {
+        if !has(file) {
+            return Err(format!("it has no file {file}"));
+        }
+        wanted.push(file.to_string());
+    } else if has("model.safetensors") {
         wanted.push("model.safetensors".into());
     } else if has("model.safetensors.index.json") {
         wanted.push("model.safetensors.index.json".into());
@@ -323,6 +335,11 @@ fn needed_files(available: &[String]) -> Result<Vec<String>, String> {
         wanted.push(ggufs[0].clone());
     } else if has("pytorch_model.bin") {
         wanted.push("pytorch_model.bin".into());
+    } else if ggufs.len() > 1 {
+        return Err(format!(
+            "it holds {} .gguf files; name one with the requirement's weights_file",
+            ggufs.len()
+        ));
     } else {
         return Err("it has no weights this host reads (model.safetensors, sharded safetensors, one .gguf file)".into());
     }
@@ -425,7 +442,7 @@ mod tests {
             "2_Dense/config.json",
         ]);
         assert_eq!(
-            needed_files(&repo).unwrap(),
+            needed_files(&repo, None).unwrap(),
             names(&[
                 "config.json",
                 "tokenizer.json",
@@ -441,15 +458,28 @@ mod tests {
             "model-00002-of-00002.safetensors",
             "pytorch_model.bin",
         ]);
-        assert_eq!(needed_files(&sharded).unwrap().len(), 4);
+        assert_eq!(needed_files(&sharded, None).unwrap().len(), 4);
         let gguf = names(&["config.json", "tokenizer.json", "m.Q4_1.gguf"]);
         assert!(
-            needed_files(&gguf)
+            needed_files(&gguf, None)
                 .unwrap()
                 .contains(&"m.Q4_1.gguf".to_string())
         );
-        assert!(needed_files(&names(&["config.json", "model.onnx"])).is_err());
-        assert!(needed_files(&names(&["model.safetensors"])).is_err());
+        assert!(needed_files(&names(&["config.json", "model.onnx"]), None).is_err());
+        assert!(needed_files(&names(&["model.safetensors"]), None).is_err());
+    }
+
+    #[test]
+    fn a_named_weights_file_picks_one_of_several() {
+        let repo = names(&["config.json", "m.Q4_1.gguf", "m.Q8_0.gguf"]);
+        assert!(
+            needed_files(&repo, None)
+                .unwrap_err()
+                .contains("weights_file")
+        );
+        let wanted = needed_files(&repo, Some("m.Q8_0.gguf")).unwrap();
+        assert_eq!(wanted, names(&["config.json", "m.Q8_0.gguf"]));
+        assert!(needed_files(&repo, Some("m.F16.gguf")).is_err());
     }
 
     #[test]

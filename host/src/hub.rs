@@ -26,6 +26,8 @@ pub struct ModelFiles {
     pub revision: String,
     /// The snapshot folder holding `config.json` and the rest.
     pub dir: PathBuf,
+    /// The weights file a requirement named, when the repository holds several.
+    pub weights_file: Option<String>,
 }
 
 impl ModelFiles {
@@ -101,6 +103,7 @@ impl ModelStore {
             name: name.to_string(),
             revision: commit,
             dir,
+            weights_file: None,
         })
     }
 }

@@ -411,15 +411,22 @@ impl ModelManager {
             requirement.revision_or_main().to_string(),
         );
         let downloader = self.downloader.clone();
-        let files = run_blocking(move || match downloader {
-            Some(downloader) => downloader.pull(&store, &name, &revision, &mut log_progress(&name)),
+        let weights_file = requirement.weights_file.clone();
+        let named = weights_file.clone();
+        let mut files = run_blocking(move || match downloader {
+            Some(downloader) => {
+                let mut log = log_progress(&name);
+                downloader.pull(&store, &name, &revision, named.as_deref(), &mut log)
+            }
             None => store.resolve(&name, &revision),
         })
         .await?;
+        files.weights_file = weights_file;
         let key = WeightsKey {
             model_type,
             name: files.name.clone(),
             revision: files.revision.clone(),
+            weights_file: files.weights_file.clone(),
             precision: requirement.precision,
         };
         if let Some(weights) = self.registry().weights(&key) {

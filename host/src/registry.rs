@@ -47,6 +47,8 @@ pub struct WeightsKey {
     pub name: String,
     /// Resolved commit.
     pub revision: String,
+    /// The weights file named by the requirement, if any.
+    pub weights_file: Option<String>,
     /// The arithmetic it is loaded for.
     pub precision: Precision,
 }

@@ -132,6 +132,8 @@ pub struct ModelRequirement {
     pub threshold: Option<f32>,
     /// Workers that load the model at registration.
     pub preload_workers: u32,
+    /// The weights file to use when the repository holds several.
+    pub weights_file: Option<String>,
     /// Exact or fast arithmetic.
     pub precision: Precision,
 }
@@ -157,6 +159,7 @@ impl ModelRequirement {
             num_labels: None,
             threshold: None,
             preload_workers: 0,
+            weights_file: None,
             precision: Precision::Exact,
         }
     }
@@ -187,6 +190,16 @@ impl ModelRequirement {
             && (rev.is_empty() || rev.contains("..") || rev.starts_with('/'))
         {
             return invalid(format!("`revision` '{rev}' is not a branch, tag or commit"));
+        }
+        if let Some(file) = &self.weights_file
+            && (file.is_empty()
+                || file.contains("..")
+                || file.starts_with('/')
+                || file.contains('\\'))
+        {
+            return invalid(format!(
+                "`weights_file` '{file}' is not a file name of the repository"
+            ));
         }
         for (field, value) in [
             ("dimension", self.dimension),
@@ -234,6 +247,7 @@ impl ModelRequirement {
             num_labels,
             threshold,
             preload_workers,
+            weights_file,
             precision
         );
         fields

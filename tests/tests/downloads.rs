@@ -37,7 +37,7 @@ fn pull(
     downloader: &Downloader,
     store: &ModelStore,
 ) -> Result<modelhost::hub::ModelFiles, HostError> {
-    downloader.pull(store, REPO, "main", &mut |_| {})
+    downloader.pull(store, REPO, "main", None, &mut |_| {})
 }
 
 /// Files in the snapshot folder (what the store would take for good).
@@ -61,7 +61,7 @@ fn a_pull_fills_the_cache_layout_and_resolves_offline_later() {
     let store = ModelStore::new(dir.path());
     let mut events = Vec::new();
     let files = downloader(&hub.endpoint, None, false)
-        .pull(&store, REPO, "main", &mut |e| events.push(e))
+        .pull(&store, REPO, "main", None, &mut |e| events.push(e))
         .unwrap();
     assert_eq!(files.revision, COMMIT);
     assert_eq!(
@@ -132,8 +132,13 @@ fn gated_missing_and_unreachable_models_fail_with_their_types() {
     let err = pull(&downloader(&hub.endpoint, Some("t"), false), &store).unwrap_err();
     assert!(matches!(err, HostError::Gated { .. }), "{err}");
     assert!(err.to_string().contains("accept its terms"));
-    let missing =
-        downloader(&hub.endpoint, None, false).pull(&store, "org/nothing", "main", &mut |_| {});
+    let missing = downloader(&hub.endpoint, None, false).pull(
+        &store,
+        "org/nothing",
+        "main",
+        None,
+        &mut |_| {},
+    );
     let err = missing.unwrap_err();
     assert!(matches!(err, HostError::NotOnHub { .. }), "{err}");
     let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -367,3 +367,72 @@ fn safetensors_checkpoints_generate_the_same_text() {
         format!("model.layers.{}.{part}.weight", parts[1])
     }
 }
+
+/// A repository holding several GGUF quantizations: the requirement's `weights_file` picks one;
+/// without it, registration says to name one.
+#[tokio::test(flavor = "multi_thread")]
+async fn weights_file_picks_one_of_several_gguf_files() {
+    use modelhost::backends::CandleBackend;
+    use modelhost::config::RuntimeConfig;
+    use modelhost::device::SystemDevices;
+    use modelhost::hub::ModelStore;
+    use modelhost::manager::ModelManager;
+    use modelhost::runtime::Runtime;
+    use modelhost_tests::test_settings;
+
+    let source = model_store().resolve(SMOLLM2, "main").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let repo = store.path().join("models--local--smollm2-quants");
+    let snapshot = repo.join("snapshots/quants");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "quants").unwrap();
+    for entry in std::fs::read_dir(&source.dir).unwrap().flatten() {
+        let target = std::fs::canonicalize(entry.path()).unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".gguf") {
+            for copy in ["SmolLM2.Q4_1.gguf", "SmolLM2.Q4_1-copy.gguf"] {
+                std::os::unix::fs::symlink(&target, snapshot.join(copy)).unwrap();
+            }
+        } else {
+            std::os::unix::fs::symlink(&target, snapshot.join(name)).unwrap();
+        }
+    }
+    let settings = test_settings(std::time::Duration::from_secs(60));
+    let manager = ModelManager::new(
+        ModelStore::new(store.path()),
+        std::sync::Arc::new(CandleBackend),
+        &SystemDevices,
+        settings,
+    )
+    .unwrap();
+    let runtime = Runtime::new(manager, &RuntimeConfig::default()).unwrap();
+    let lm = |extra: Value| {
+        let mut r = json!({"model_type": "text-generation", "name": "local/smollm2-quants"});
+        r.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        r
+    };
+    let reference = &references()[0];
+    let commands = [
+        json!({"op": "register", "id": "any", "requirement": lm(json!({}))}),
+        json!({"op": "register", "id": "named", "requirement": lm(json!({"weights_file": "SmolLM2.Q4_1.gguf"}))}),
+        json!({"op": "generate", "id": "named", "prompt": reference.prompt, "options": {"max_output_length": 8}}),
+        json!({"op": "register", "id": "bad", "requirement": lm(json!({"weights_file": "../escape.gguf"}))}),
+    ];
+    let (replies, _) = probe(&runtime, "quants", "", &commands).await.unwrap();
+    let codes: Vec<&str> = replies.iter().map(code).collect();
+    assert_eq!(
+        codes,
+        ["invalid-model-files", "ok", "ok", "invalid-requirement"],
+        "{replies:?}"
+    );
+    assert!(
+        replies[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("weights_file")
+    );
+    assert_eq!(replies[2]["ok"]["text"], expected_text(reference));
+}

@@ -51,17 +51,24 @@ pub enum LlamaCheckpoint {
 }
 
 impl LlamaCheckpoint {
-    /// The snapshot's single `.gguf` file, else its `model.safetensors`.
+    /// The weights file the requirement named, else the snapshot's single `.gguf` file, else
+    /// its `model.safetensors`.
     pub fn find(files: &ModelFiles) -> Result<Self, HostError> {
-        let entries = std::fs::read_dir(&files.dir)
-            .map_err(|e| files.invalid(format!("cannot list {}: {e}", files.dir.display())))?;
-        let mut ggufs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-            .collect();
+        let mut ggufs: Vec<PathBuf> = match &files.weights_file {
+            Some(named) if !files.path(named).is_file() => {
+                return Err(files.invalid(format!("the named weights file {named} is not there")));
+            }
+            Some(named) if named.ends_with(".gguf") => vec![files.path(named)],
+            Some(_) => Vec::new(),
+            None => std::fs::read_dir(&files.dir)
+                .map_err(|e| files.invalid(format!("cannot list {}: {e}", files.dir.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                .collect(),
+        };
         if ggufs.len() > 1 {
             return Err(files.invalid(format!(
-                "{} .gguf files; keep the one to serve",
+                "{} .gguf files; name one with the requirement's weights_file",
                 ggufs.len()
             )));
         }
@@ -76,7 +83,7 @@ impl LlamaCheckpoint {
             })?;
             return Ok(Self::Gguf { path, content });
         }
-        let path = files.path("model.safetensors");
+        let path = files.path(files.weights_file.as_deref().unwrap_or("model.safetensors"));
         if !path.is_file() {
             return Err(files.invalid("no weights: neither a .gguf file nor model.safetensors"));
         }

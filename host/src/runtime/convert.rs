@@ -133,6 +133,7 @@ impl From<wit::ModelRequirement> for ModelRequirement {
             top_k: r.top_k,
             top_p: r.top_p,
             repetition_penalty: r.repetition_penalty,
+            weights_file: r.weights_file,
             streaming: r.streaming,
             num_labels: r.num_labels,
             threshold: r.threshold,
