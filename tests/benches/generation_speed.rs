@@ -14,12 +14,10 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::time::Instant;
 
-use modelhost::backends::{
-    GenerationRequest, LlamaGenerator, Prompt, SamplingSettings, TextGenerator,
-};
+use modelhost::backends::{LlamaGenerator, TextGenerator};
 use modelhost::device::ComputeDevice;
 use modelhost::requirement::Precision;
-use modelhost_tests::{SMOLLM2, model_store};
+use modelhost_tests::{SMOLLM2, greedy_request, model_store};
 use serde_json::json;
 
 #[derive(serde::Deserialize)]
@@ -27,22 +25,6 @@ struct Command {
     prompt: String,
     new_tokens: usize,
     precision: String,
-}
-
-fn request(prompt: &str, new_tokens: usize) -> GenerationRequest {
-    GenerationRequest {
-        prompt: Prompt::Text(prompt.into()),
-        max_input_tokens: usize::MAX,
-        max_new_tokens: new_tokens,
-        sampling: SamplingSettings {
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            repetition_penalty: 1.0,
-            seed: 0,
-        },
-        stop: Vec::new(),
-    }
 }
 
 fn main() {
@@ -60,12 +42,15 @@ fn main() {
         });
         let started = Instant::now();
         let first = model
-            .generate(&request(&command.prompt, 1), &mut |_| true)
+            .generate(&greedy_request(&command.prompt, 1), &mut |_| true)
             .unwrap();
         let prefill_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let run = model
-            .generate(&request(&command.prompt, command.new_tokens), &mut |_| true)
+            .generate(
+                &greedy_request(&command.prompt, command.new_tokens),
+                &mut |_| true,
+            )
             .unwrap();
         let total_s = started.elapsed().as_secs_f64();
         let answer = json!({"prefill_s": prefill_s, "prompt_tokens": first.prompt_tokens,

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use modelhost::backends::{CandleBackend, ModelBackend};
+use modelhost::backends::{
+    CandleBackend, GenerationRequest, GenerationSummary, ModelBackend, Prompt, SamplingSettings,
+    TextGenerator,
+};
 use modelhost::config::{HostConfig, RuntimeConfig};
 use modelhost::device::{DeviceInventory, SystemDevices};
 use modelhost::hub::ModelStore;
@@ -224,4 +227,37 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// A greedy generation of up to `max_new_tokens` after `prompt`: no stop sequences, no
+/// repetition penalty, the model's own input limit.
+pub fn greedy_request(prompt: &str, max_new_tokens: usize) -> GenerationRequest {
+    GenerationRequest {
+        prompt: Prompt::Text(prompt.into()),
+        max_input_tokens: usize::MAX,
+        max_new_tokens,
+        sampling: SamplingSettings {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+            repetition_penalty: 1.0,
+            seed: 0,
+        },
+        stop: Vec::new(),
+    }
+}
+
+/// Runs `request` on `model`: the text it handed out, and its summary.
+pub fn generate_collecting(
+    model: &dyn TextGenerator,
+    request: &GenerationRequest,
+) -> (String, GenerationSummary) {
+    let mut text = String::new();
+    let summary = model
+        .generate(request, &mut |piece| {
+            text.push_str(piece);
+            true
+        })
+        .unwrap();
+    (text, summary)
 }

@@ -4,12 +4,13 @@
 //! sequences, chat templates and bad input through a real guest.
 
 use modelhost::backends::{
-    CandleBackend, FinishReason, GenerationRequest, LlamaGenerator, ModelBackend, Prompt,
-    SamplingSettings, TextGenerator,
+    CandleBackend, FinishReason, LlamaGenerator, ModelBackend, Prompt, TextGenerator,
 };
 use modelhost::device::ComputeDevice;
 use modelhost::requirement::{ModelType, Precision};
-use modelhost_tests::{SMOLLM2, code, fixtures, model_store, probe, real_runtime};
+use modelhost_tests::{
+    SMOLLM2, code, fixtures, generate_collecting, greedy_request, model_store, probe, real_runtime,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,22 +26,6 @@ struct Reference {
 fn references() -> Vec<Reference> {
     let path = fixtures().join("reference/smollm2-greedy.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn greedy(prompt: &str, max_new_tokens: usize) -> GenerationRequest {
-    GenerationRequest {
-        prompt: Prompt::Text(prompt.into()),
-        max_input_tokens: 8192,
-        max_new_tokens,
-        sampling: SamplingSettings {
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            repetition_penalty: 1.0,
-            seed: 0,
-        },
-        stop: Vec::new(),
-    }
 }
 
 /// The reference text without its end-of-sequence marker.
@@ -64,17 +49,11 @@ fn greedy_decoding_matches_transformers() {
             "prompt ids of {:?}",
             reference.prompt
         );
-        let request = greedy(&reference.prompt, 1);
+        let request = greedy_request(&reference.prompt, 1);
         let one = model.generate(&request, &mut |_| true).unwrap();
         assert_eq!(one.generated_tokens, 1);
-        let mut text = String::new();
-        let request = greedy(&reference.prompt, reference.greedy_ids.len());
-        let summary = model
-            .generate(&request, &mut |piece| {
-                text.push_str(piece);
-                true
-            })
-            .unwrap();
+        let request = greedy_request(&reference.prompt, reference.greedy_ids.len());
+        let (text, summary) = generate_collecting(&model, &request);
         println!("{:?} -> {text:?} ({summary:?})", reference.prompt);
         // The first greedy token is the reference's top-1 of the first step, and the first 8
         // generated ids equal the reference's (the quantized path may drift later).
@@ -240,14 +219,8 @@ fn fast_precision_keeps_the_first_steps() {
     let files = model_store().resolve(SMOLLM2, "main").unwrap();
     let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Fast).unwrap();
     for (i, reference) in references().iter().enumerate() {
-        let mut text = String::new();
-        let request = greedy(&reference.prompt, reference.greedy_ids.len());
-        let summary = model
-            .generate(&request, &mut |piece| {
-                text.push_str(piece);
-                true
-            })
-            .unwrap();
+        let request = greedy_request(&reference.prompt, reference.greedy_ids.len());
+        let (text, summary) = generate_collecting(&model, &request);
         assert_eq!(summary.tokens[0], reference.first_step_top5_ids[0]);
         if i == 0 {
             assert_eq!(text, expected_text(reference));
@@ -316,14 +289,8 @@ fn safetensors_checkpoints_generate_the_same_text() {
         .unwrap();
     let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Exact).unwrap();
     let reference = &references()[1];
-    let mut text = String::new();
-    let request = greedy(&reference.prompt, reference.greedy_ids.len());
-    model
-        .generate(&request, &mut |piece| {
-            text.push_str(piece);
-            true
-        })
-        .unwrap();
+    let request = greedy_request(&reference.prompt, reference.greedy_ids.len());
+    let (text, _) = generate_collecting(&model, &request);
     assert_eq!(text, expected_text(reference));
 
     /// Rows `[h][2i + j]` (GGUF) back to `[h][j·d/2 + i]` (Hugging Face) for each head.

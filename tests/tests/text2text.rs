@@ -2,11 +2,11 @@
 //! head; random weights, real tokenizer) against transformers' greedy ids, from the backend and
 //! through a real guest.
 
-use modelhost::backends::{
-    FinishReason, GenerationRequest, Prompt, SamplingSettings, T5Generator, TextGenerator,
-};
+use modelhost::backends::{FinishReason, Prompt, T5Generator, TextGenerator};
 use modelhost::device::ComputeDevice;
-use modelhost_tests::{FIXTURE_ORG, code, fixtures, model_store, probe, real_runtime};
+use modelhost_tests::{
+    FIXTURE_ORG, code, fixtures, greedy_request, model_store, probe, real_runtime,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -34,19 +34,7 @@ fn greedy_ids_match_transformers() {
         let prompt = Prompt::Text(reference.prompt.clone());
         assert_eq!(model.input_ids(&prompt, 512).unwrap(), reference.input_ids);
         let new_tokens = reference.greedy_ids.len() - 1;
-        let request = GenerationRequest {
-            prompt,
-            max_input_tokens: 512,
-            max_new_tokens: new_tokens,
-            sampling: SamplingSettings {
-                temperature: 0.0,
-                top_k: None,
-                top_p: None,
-                repetition_penalty: 1.0,
-                seed: 0,
-            },
-            stop: Vec::new(),
-        };
+        let request = greedy_request(&reference.prompt, new_tokens);
         let summary = model.generate(&request, &mut |_| true).unwrap();
         // The reference starts with the decoder start token.
         assert_eq!(

@@ -182,6 +182,7 @@ impl SequenceModel for BertEmbedder {
 fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
     let (config, architecture) = encoder_config(files)?;
     let tokenizer = load_tokenizer(files)?;
+    require_safetensors(files)?;
     let head = SentenceTransformerConfig::read(files)?;
     let max_input_length = head
         .max_seq_length
@@ -197,8 +198,7 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
     Ok((tokenizer, info))
 }
 
-/// `tokenizer.json` with padding and truncation off (both are done per call), after checking
-/// the safetensors weights file is there.
+/// `tokenizer.json` with padding and truncation off (both are done per call).
 pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError> {
     let mut tokenizer = Tokenizer::from_file(files.path("tokenizer.json"))
         .map_err(|e| files.invalid(format!("tokenizer.json does not load: {e}")))?;
@@ -206,12 +206,18 @@ pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError>
     tokenizer
         .with_truncation(None)
         .map_err(|e| files.invalid(format!("tokenizer.json: {e}")))?;
-    if !files.path(WEIGHTS_FILE).is_file() {
-        return Err(files.invalid(format!(
-            "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
-        )));
-    }
     Ok(tokenizer)
+}
+
+/// Checks the snapshot has `model.safetensors`, the only weights format safetensors-based
+/// backends read.
+pub(super) fn require_safetensors(files: &ModelFiles) -> Result<(), HostError> {
+    match files.path(WEIGHTS_FILE).is_file() {
+        true => Ok(()),
+        false => Err(files.invalid(format!(
+            "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
+        ))),
+    }
 }
 
 /// What `config.json` says the checkpoint is: its first architecture (or model type) and its

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::bert::{architecture, load_tokenizer, truncating_tokenizer};
+use super::bert::{architecture, load_tokenizer, require_safetensors, truncating_tokenizer};
 use super::bert_cpu::{CpuBertEncoder, TensorReader};
 use super::encoder_config::{EncoderConfig, Family};
 use super::{Inspection, ModelInfo, SequenceModel};
@@ -87,6 +87,7 @@ fn numeric_order(id2label: &BTreeMap<String, String>) -> Vec<(usize, &String)> {
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let config = ClassifierConfig::read(files)?;
     let tokenizer = load_tokenizer(files)?;
+    require_safetensors(files)?;
     let max_input_length = config.encoder.max_positions as u32;
     let info = ModelInfo {
         architecture: config.architecture,

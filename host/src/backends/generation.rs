@@ -94,11 +94,11 @@ pub trait TextGenerator: Send + Sync {
     ) -> Result<GenerationSummary, HostError>;
 }
 
-/// One step of a decoder: the logits of the next token after `tokens`, which start at
-/// `position` of the sequence (earlier positions are in the model's cache).
+/// One step of a decoder: the logits of the next token after `tokens`, which follow the tokens
+/// of earlier steps (the decoder keeps them in its cache and knows their positions).
 pub trait Decoder {
     /// Next-token logits, a 1-D tensor over the vocabulary.
-    fn next_logits(&mut self, tokens: &[u32], position: usize) -> candle_core::Result<Tensor>;
+    fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor>;
 }
 
 /// Runs the decoding loop: `prompt` (token ids) through `decoder`, then one token at a time.
@@ -115,7 +115,7 @@ pub fn decode_loop(
         LogitsProcessor::from_sampling(request.sampling.seed, sampling(&request.sampling));
     let mut text = StreamedText::new(tokenizer, &request.stop);
     let mut context: Vec<u32> = prompt.to_vec();
-    let mut logits = decoder.next_logits(prompt, 0).map_err(failed)?;
+    let mut logits = decoder.next_logits(prompt).map_err(failed)?;
     let mut finish = FinishReason::Length;
     let mut generated = 0;
     while generated < request.max_new_tokens {
@@ -147,9 +147,7 @@ pub fn decode_loop(
             }
         }
         if generated < request.max_new_tokens {
-            logits = decoder
-                .next_logits(&[token], context.len() - 1)
-                .map_err(failed)?;
+            logits = decoder.next_logits(&[token]).map_err(failed)?;
         }
     }
     if finish != FinishReason::Stop {

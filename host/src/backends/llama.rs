@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::bert::{architecture, truncating_tokenizer};
+use super::bert::{architecture, load_tokenizer, truncating_tokenizer};
 use super::chat_template::ChatTemplate;
 use super::generation::{GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop};
 use super::llama_checkpoint::LlamaCheckpoint;
@@ -57,16 +57,6 @@ fn end_of_sequence(
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError> {
-    let mut tokenizer = Tokenizer::from_file(files.path("tokenizer.json"))
-        .map_err(|e| files.invalid(format!("tokenizer.json does not load: {e}")))?;
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| files.invalid(format!("tokenizer.json: {e}")))?;
-    Ok(tokenizer)
 }
 
 /// Verifies a Llama model: architecture, weights (GGUF header or safetensors config), tokenizer,

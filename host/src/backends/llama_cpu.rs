@@ -300,11 +300,7 @@ impl LlamaState<'_> {
 }
 
 impl Decoder for LlamaState<'_> {
-    fn next_logits(
-        &mut self,
-        tokens: &[u32],
-        _position: usize,
-    ) -> candle_core::Result<candle_core::Tensor> {
+    fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<candle_core::Tensor> {
         let logits = self.forward(tokens).map_err(candle_core::Error::Msg)?;
         candle_core::Tensor::from_vec(
             logits,

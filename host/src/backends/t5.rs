@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
-use super::bert::{architecture, load_tokenizer, truncating_tokenizer};
+use super::bert::{architecture, load_tokenizer, require_safetensors, truncating_tokenizer};
 use super::generation::{
     Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
 };
@@ -62,6 +62,7 @@ fn max_input_length(files: &ModelFiles) -> u32 {
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let (_, name) = read_config(files)?;
     let tokenizer = load_tokenizer(files)?;
+    require_safetensors(files)?;
     let max_input = max_input_length(files);
     let info = ModelInfo {
         architecture: name,
@@ -141,7 +142,7 @@ struct T5Decoder<'a> {
 }
 
 impl Decoder for T5Decoder<'_> {
-    fn next_logits(&mut self, tokens: &[u32], _position: usize) -> candle_core::Result<Tensor> {
+    fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor> {
         self.model.decode(&mut self.state, tokens)
     }
 }

@@ -120,6 +120,20 @@ mod x86 {
         (bits as u16, (bits >> 16) as u16)
     }
 
+    /// Writes `M` rows of accumulators (columns 0-15 in `lo`, 16-31 in `hi`) to the tile's
+    /// valid columns.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_rows<const M: usize>(t: Tile, c: *mut f32, lo: &[__m512; M], hi: &[__m512; M]) {
+        let (mask_lo, mask_hi) = column_masks(t.cols);
+        for i in 0..M {
+            // SAFETY: the caller's tile covers `M` rows of `ldc` and `cols` columns.
+            unsafe {
+                _mm512_mask_storeu_ps(c.add(i * t.ldc), mask_lo, lo[i]);
+                _mm512_mask_storeu_ps(c.add(i * t.ldc + 16), mask_hi, hi[i]);
+            }
+        }
+    }
+
     pub unsafe fn avx512_f32(t: Tile, a: *const f32, b: *const f32, c: *mut f32, bias: *const f32) {
         by_rows!(t.m, avx512_f32_rows(t, a, b, c, bias); 1 2 3 4 5 6 7 8 9 10 11 12)
     }
@@ -144,11 +158,7 @@ mod x86 {
                     hi[i] = _mm512_fmadd_ps(av, b1, hi[i]);
                 }
             }
-            let (mask_lo, mask_hi) = column_masks(t.cols);
-            for i in 0..M {
-                _mm512_mask_storeu_ps(c.add(i * t.ldc), mask_lo, lo[i]);
-                _mm512_mask_storeu_ps(c.add(i * t.ldc + 16), mask_hi, hi[i]);
-            }
+            store_rows(t, c, &lo, &hi);
         }
     }
 
@@ -184,11 +194,7 @@ mod x86 {
                     hi[i] = _mm512_dpbf16_ps(hi[i], av, b1);
                 }
             }
-            let (mask_lo, mask_hi) = column_masks(t.cols);
-            for i in 0..M {
-                _mm512_mask_storeu_ps(c.add(i * t.ldc), mask_lo, lo[i]);
-                _mm512_mask_storeu_ps(c.add(i * t.ldc + 16), mask_hi, hi[i]);
-            }
+            store_rows(t, c, &lo, &hi);
         }
     }
 
