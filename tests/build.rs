@@ -13,6 +13,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("SENTIMENT", "sentiment"),
     ("CHAT", "chat"),
     ("SUMMARIZER", "summarizer"),
+    ("OPENAI_EMBEDDINGS", "openai-embeddings"),
     ("PROBE", "probe"),
     ("LOAD_GENERATOR", "load-generator"),
 ];
@@ -82,9 +83,13 @@ fn main() {
     std::fs::write(out, constants).unwrap();
 }
 
+/// Where cargo puts a package's component: named after the package for a binary, with
+/// underscores for a library (`cdylib`).
 fn wasm_path(target_dir: &Path, package: &str) -> PathBuf {
-    target_dir
-        .join("wasm32-wasip2")
-        .join("release")
-        .join(format!("{package}.wasm"))
+    let release = target_dir.join("wasm32-wasip2").join("release");
+    let binary = release.join(format!("{package}.wasm"));
+    match binary.is_file() {
+        true => binary,
+        false => release.join(format!("{}.wasm", package.replace('-', "_"))),
+    }
 }

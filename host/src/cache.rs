@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use crate::metrics::CacheCounts;
 use crate::results::CacheStatus;
 
 /// The cache's settings (the `[embedding_cache]` section of the configuration).
@@ -30,9 +31,18 @@ struct Key {
     text: Box<str>,
 }
 
+/// A text's vector and the number of tokens the model read for it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Embedded {
+    /// The vector.
+    pub vector: Vec<f32>,
+    /// Tokens read (after truncation).
+    pub tokens: u32,
+}
+
 /// Vectors already computed, per model and text.
 pub struct EmbeddingCache {
-    entries: Option<Cache<Key, Arc<[f32]>>>,
+    entries: Option<Cache<Key, (Arc<[f32]>, u32)>>,
     lookups: AtomicU64,
     hits: AtomicU64,
 }
@@ -59,18 +69,21 @@ impl EmbeddingCache {
     }
 
     /// The cached vector of each text, where there is one.
-    pub fn get_many(&self, model: &Arc<str>, texts: &[String]) -> Vec<Option<Vec<f32>>> {
+    pub fn get_many(&self, model: &Arc<str>, texts: &[String]) -> Vec<Option<Embedded>> {
         let Some(entries) = &self.entries else {
             return vec![None; texts.len()];
         };
-        let found: Vec<Option<Vec<f32>>> = texts
+        let found: Vec<Option<Embedded>> = texts
             .iter()
             .map(|text| {
                 let key = Key {
                     model: model.clone(),
                     text: text.as_str().into(),
                 };
-                entries.get(&key).map(|v| v.to_vec())
+                entries.get(&key).map(|(vector, tokens)| Embedded {
+                    vector: vector.to_vec(),
+                    tokens,
+                })
             })
             .collect();
         let hits = found.iter().filter(|v| v.is_some()).count() as u64;
@@ -84,16 +97,29 @@ impl EmbeddingCache {
     pub fn insert_many<'a>(
         &self,
         model: &Arc<str>,
-        pairs: impl IntoIterator<Item = (&'a String, &'a Vec<f32>)>,
+        pairs: impl IntoIterator<Item = (&'a String, &'a Embedded)>,
     ) {
         if let Some(entries) = &self.entries {
-            for (text, vector) in pairs {
+            for (text, embedded) in pairs {
                 let key = Key {
                     model: model.clone(),
                     text: text.as_str().into(),
                 };
-                entries.insert(key, Arc::from(vector.as_slice()));
+                entries.insert(
+                    key,
+                    (Arc::from(embedded.vector.as_slice()), embedded.tokens),
+                );
             }
+        }
+    }
+
+    /// Texts found and not found since the cache was created.
+    pub fn counts(&self) -> CacheCounts {
+        let lookups = self.lookups.load(Ordering::Relaxed);
+        let hits = self.hits.load(Ordering::Relaxed);
+        CacheCounts {
+            hits,
+            misses: lookups - hits,
         }
     }
 

@@ -13,6 +13,8 @@ use crate::device::SystemDevices;
 use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::manager::ModelManager;
 use crate::runtime::{ModuleOptions, Runtime, Stdio};
+use crate::serve::{HostStatus, Server};
+use crate::status_table;
 
 /// Runs AI models for sandboxed WebAssembly modules.
 #[derive(Parser)]
@@ -35,6 +37,24 @@ enum Command {
     /// Runs a module: initialize(settings), then its `wasi:cli/run` export with this process's
     /// stdin, stdout and stderr, then cleanup. Exits with the module's status.
     Run(RunArgs),
+    /// Serves the modules listed in the configuration's [[modules]]: initializes them in order,
+    /// routes HTTP requests to those with a `route`, and answers the admin API (/healthz,
+    /// /readyz, /status, /metrics) on the same address. SIGINT or SIGTERM drains in-flight
+    /// requests, cleans every module up and exits.
+    Serve {
+        /// Address to listen on; overrides `serve.address`.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+    },
+    /// Prints the status of a running `modelhost serve` (from its /status) as tables.
+    Status {
+        /// The host's address; default: `serve.address` of the configuration.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// Prints the raw JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints the default configuration, with every key documented.
     Config,
     /// Downloads a model into the model store ahead of time (Hugging Face cache layout), from
@@ -110,7 +130,77 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_module(config, args)),
+        Command::Serve { address } => {
+            if let Some(address) = address {
+                config.serve.address = address;
+            }
+            tokio::runtime::Runtime::new()
+                .context("cannot start the async runtime")?
+                .block_on(serve(config))
+        }
+        Command::Status { address, json } => status(&address.unwrap_or(config.serve.address), json),
     }
+}
+
+/// The manager and runtime a configuration describes.
+fn start_runtime(config: &HostConfig) -> anyhow::Result<Runtime> {
+    let store = config.model_store();
+    tracing::debug!(models = %store.root().display(), "model store");
+    let manager = ModelManager::new(
+        store,
+        Arc::new(CandleBackend),
+        &SystemDevices,
+        config.manager_settings(),
+    )?;
+    Ok(Runtime::new(manager, &config.runtime)?)
+}
+
+async fn serve(config: HostConfig) -> anyhow::Result<ExitCode> {
+    let runtime = Arc::new(start_runtime(&config)?);
+    let server = Server::bind(&config.serve, runtime, config.modules.clone()).await?;
+    println!("listening on http://{}", server.local_addr());
+    server.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutdown requested");
+}
+
+/// `modelhost status`: GET /status and print it.
+fn status(address: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let base = match address.contains("://") {
+        true => address.trim_end_matches('/').to_string(),
+        false => format!("http://{address}"),
+    };
+    let body = ureq::get(&format!("{base}/status"))
+        .call()
+        .with_context(|| {
+            format!("cannot reach a modelhost at {base}; is `modelhost serve` running there?")
+        })?
+        .into_string()
+        .context("cannot read the status")?;
+    if json {
+        println!("{body}");
+    } else {
+        let status: HostStatus =
+            serde_json::from_str(&body).context("the /status answer is not a modelhost status")?;
+        print!("{}", status_table::render(&status));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -126,15 +216,7 @@ async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCod
         dirs: args.dirs.iter().map(|d| parse_dir(d)).collect(),
         stdio: Stdio::Inherit,
     };
-    let store = config.model_store();
-    tracing::debug!(models = %store.root().display(), "model store");
-    let manager = ModelManager::new(
-        store,
-        Arc::new(CandleBackend),
-        &SystemDevices,
-        config.manager_settings(),
-    )?;
-    let runtime = Runtime::new(manager, &config.runtime)?;
+    let runtime = start_runtime(&config)?;
     let image = runtime.load(&args.module)?;
     let mut module = runtime.instantiate(&image, options).await?;
     module.initialize(&settings).await?;

@@ -33,6 +33,9 @@ pub enum ConfigError {
     /// A device in `worker_pool.devices` is not a device name.
     #[error("invalid config: `worker_pool.devices`: {0}")]
     Device(String),
+    /// A `[[modules]]` entry is unusable.
+    #[error("invalid config: `modules`: {0}")]
+    Module(String),
     /// A value is out of range.
     #[error("invalid config: `{key}` {problem}")]
     Value {
@@ -59,6 +62,55 @@ pub struct HostConfig {
     /// The WebAssembly runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// `modelhost serve`: address and shutdown.
+    #[serde(default)]
+    pub serve: ServeConfig,
+    /// Modules `modelhost serve` starts, in order.
+    #[serde(default)]
+    pub modules: Vec<ModuleConfig>,
+}
+
+/// The `[serve]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Address the module routes and the admin API listen on.
+    pub address: String,
+    /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
+    pub shutdown_grace_seconds: u64,
+}
+
+/// One `[[modules]]` entry.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleConfig {
+    /// The module's identity in references, the status and the metrics; unique.
+    pub id: String,
+    /// The component file; relative paths are relative to the configuration file.
+    pub path: PathBuf,
+    /// HTTP requests under this path prefix go to the module's `wasi:http/incoming-handler`,
+    /// with the prefix removed.
+    pub route: Option<String>,
+    /// Passed to `initialize` as JSON text (a string is passed as it is).
+    pub settings: Option<toml::Value>,
+    /// Whether the host refuses to start when this module fails to start; when false the module
+    /// is reported and left out.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+/// Paths the admin API answers; module routes may not shadow them.
+pub const ADMIN_PATHS: [&str; 4] = ["/healthz", "/readyz", "/status", "/metrics"];
+
+impl ModuleConfig {
+    /// The settings as the JSON text `initialize` receives (empty when none are set).
+    pub fn settings_text(&self) -> String {
+        match &self.settings {
+            None => String::new(),
+            Some(toml::Value::String(text)) => text.clone(),
+            Some(value) => serde_json::to_string(value).expect("TOML values are JSON values"),
+        }
+    }
 }
 
 /// The `[models]` section.
@@ -126,6 +178,8 @@ pub struct RuntimeConfig {
     /// Whether compiled modules are cached on disk.
     #[serde(default = "default_true")]
     pub compile_cache: bool,
+    /// Where compiled modules are cached; wasmtime's default folder when unset.
+    pub compile_cache_dir: Option<PathBuf>,
 }
 
 fn default_idle_unload_seconds() -> u64 {
@@ -171,10 +225,20 @@ impl Default for EmbeddingCacheConfig {
     }
 }
 
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            address: "127.0.0.1:8080".into(),
+            shutdown_grace_seconds: 30,
+        }
+    }
+}
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             compile_cache: default_true(),
+            compile_cache_dir: None,
         }
     }
 }
@@ -187,13 +251,18 @@ impl HostConfig {
         Ok(config)
     }
 
-    /// Reads, parses and validates a file.
+    /// Reads, parses and validates a file. Module paths are made relative to the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text)
+        let mut config = Self::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for module in &mut config.modules {
+            module.path = base.join(&module.path);
+        }
+        Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -234,6 +303,42 @@ impl HostConfig {
             return Err(ConfigError::Value { key, problem });
         }
         self.device_specs()?;
+        self.validate_modules()
+    }
+
+    fn validate_modules(&self) -> Result<(), ConfigError> {
+        let invalid = |problem| Err(ConfigError::Module(problem));
+        for (i, module) in self.modules.iter().enumerate() {
+            if module.id.is_empty() || module.id.contains(char::is_whitespace) {
+                return invalid(format!("module #{} needs an `id` without spaces", i + 1));
+            }
+            if self.modules[..i].iter().any(|m| m.id == module.id) {
+                return invalid(format!("module id '{}' is used twice", module.id));
+            }
+            let Some(route) = &module.route else { continue };
+            if !route.starts_with('/') || route.len() > 1 && route.ends_with('/') {
+                return invalid(format!(
+                    "module '{}': route '{route}' must start with '/' and not end with one",
+                    module.id
+                ));
+            }
+            if let Some(admin) = ADMIN_PATHS.iter().find(|p| route_matches(route, p)) {
+                return invalid(format!(
+                    "module '{}': route '{route}' would hide the admin path {admin}; pick a prefix \
+                     such as /{}",
+                    module.id, module.id
+                ));
+            }
+            if let Some(other) = self.modules[..i]
+                .iter()
+                .find(|m| m.route.as_deref() == Some(route))
+            {
+                return invalid(format!(
+                    "modules '{}' and '{}' both use route '{route}'",
+                    other.id, module.id
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -278,6 +383,14 @@ impl HostConfig {
     }
 }
 
+/// Whether `path` falls under the route prefix `route` (`/` takes every path).
+pub fn route_matches(route: &str, path: &str) -> bool {
+    route == "/"
+        || path
+            .strip_prefix(route)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +402,24 @@ mod tests {
             HostConfig::default()
         );
         assert_eq!(HostConfig::parse("").unwrap(), HostConfig::default());
+    }
+
+    #[test]
+    fn module_settings_become_json_and_routes_match_whole_segments() {
+        let config = HostConfig::parse(
+            "[[modules]]\nid = \"a\"\npath = \"a.wasm\"\nroute = \"/a\"\n\
+             settings = { model = \"org/name\", batch = 4 }",
+        )
+        .unwrap();
+        let settings: serde_json::Value =
+            serde_json::from_str(&config.modules[0].settings_text()).unwrap();
+        assert_eq!(
+            settings,
+            serde_json::json!({"model": "org/name", "batch": 4})
+        );
+        assert!(config.modules[0].required);
+        assert!(route_matches("/a", "/a/v1") && route_matches("/a", "/a"));
+        assert!(!route_matches("/a", "/ab") && route_matches("/", "/x"));
     }
 
     #[test]
@@ -305,6 +436,13 @@ mod tests {
         );
         let err = HostConfig::parse("[worker_pool]\nload_balancing = \"random\"").unwrap_err();
         assert!(err.to_string().contains("load_balancing"), "{err}");
+        let err =
+            HostConfig::parse("[[modules]]\nid = \"a\"\npath = \"a.wasm\"\nroute = \"/metrics\"")
+                .unwrap_err();
+        assert!(err.to_string().contains("/metrics"), "{err}");
+        let twice = "[[modules]]\nid = \"a\"\npath = \"a.wasm\"\n";
+        let err = HostConfig::parse(&twice.repeat(2)).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
         let err = HostConfig::parse("[worker_pool]\nqueue_timeout = 0").unwrap_err();
         assert!(
             err.to_string().contains("worker_pool.queue_timeout"),

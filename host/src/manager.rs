@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings};
-use crate::cache::{CacheSettings, EmbeddingCache};
+use crate::cache::{CacheSettings, Embedded, EmbeddingCache};
 use crate::device::DeviceInventory;
 use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::error::HostError;
 use crate::hub::ModelStore;
+use crate::metrics::Metrics;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
 use crate::requirement::{GenerationOptions, ModelRequirement, ModelType};
 use crate::results::{
@@ -45,6 +46,17 @@ pub struct ModelManager {
     idle_unload: Duration,
     registry: Mutex<Registry>,
     downloader: Option<Arc<Downloader>>,
+    metrics: Arc<Metrics>,
+}
+
+/// The outputs of sequences run through a model's batching queue.
+struct SequenceRun {
+    /// One output per text, in order.
+    outputs: Vec<Vec<f32>>,
+    /// The workers that ran them.
+    workers: Vec<String>,
+    /// Tokens read per text.
+    tokens: Vec<u32>,
 }
 
 impl ModelManager {
@@ -67,6 +79,7 @@ impl ModelManager {
             idle_unload: settings.idle_unload,
             registry: Mutex::new(Registry::default()),
             downloader: settings.downloads.map(|hub| Arc::new(Downloader::new(hub))),
+            metrics: Arc::new(Metrics::default()),
         });
         tokio::spawn(reap_idle(Arc::downgrade(&manager)));
         Ok(manager)
@@ -180,28 +193,41 @@ impl ModelManager {
         )
         .into();
         let use_cache = requirement.cache_embeddings && !texts.is_empty();
-        let mut vectors = match use_cache {
+        let mut embedded = match use_cache {
             true => self.cache.get_many(&cache_model, &texts),
             false => vec![None; texts.len()],
         };
-        let misses: Vec<usize> = (0..texts.len()).filter(|&i| vectors[i].is_none()).collect();
+        let misses: Vec<usize> = (0..texts.len())
+            .filter(|&i| embedded[i].is_none())
+            .collect();
         let mut workers = Vec::new();
         if !misses.is_empty() {
             let missing: Vec<String> = misses.iter().map(|&i| texts[i].clone()).collect();
-            let (computed, used) = self.run_sequences(&requirement, &weights, missing).await?;
+            let run = self.run_sequences(&requirement, &weights, missing).await?;
+            let computed: Vec<Embedded> = run
+                .outputs
+                .into_iter()
+                .zip(run.tokens)
+                .map(|(vector, tokens)| Embedded { vector, tokens })
+                .collect();
             if use_cache {
                 self.cache.insert_many(
                     &cache_model,
                     misses.iter().map(|&i| &texts[i]).zip(&computed),
                 );
             }
-            for (i, vector) in misses.iter().zip(computed) {
-                vectors[*i] = Some(vector);
+            for (i, computed) in misses.iter().zip(computed) {
+                embedded[*i] = Some(computed);
             }
-            workers = used;
+            workers = run.workers;
         }
+        let embedded: Vec<Embedded> = embedded
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
         Ok(Embeddings {
-            vectors: vectors.into_iter().map(Option::unwrap_or_default).collect(),
+            input_tokens: embedded.iter().map(|e| e.tokens).sum(),
+            vectors: embedded.into_iter().map(|e| e.vector).collect(),
             model_id: model_id.to_string(),
             dimension,
             cached: use_cache && misses.is_empty(),
@@ -222,7 +248,10 @@ impl ModelManager {
         let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Classification])?;
         let (scores, workers) = match texts.is_empty() {
             true => (Vec::new(), Vec::new()),
-            false => self.run_sequences(&requirement, &weights, texts).await?,
+            false => {
+                let run = self.run_sequences(&requirement, &weights, texts).await?;
+                (run.outputs, run.workers)
+            }
         };
         let labels = &weights.info.labels;
         Ok(Classifications {
@@ -243,17 +272,22 @@ impl ModelManager {
         requirement: &ModelRequirement,
         weights: &Weights,
         texts: Vec<String>,
-    ) -> Result<(Vec<Vec<f32>>, Vec<String>), HostError> {
+    ) -> Result<SequenceRun, HostError> {
         let encoder = weights.encoder.clone();
         let limit = max_tokens(requirement, weights) as usize;
         let tokens = run_blocking(move || encoder.encode(&texts, limit)).await?;
+        let counts = tokens.iter().map(|t| t.len() as u32).collect();
         let batch_size = requirement
             .batch_size
             .map_or(self.pool.settings().batch_size, |n| n as usize);
         let timeout = self.pool.settings().queue_timeout;
-        let served = weights.served.run(tokens, batch_size, timeout).await?;
+        let (outputs, workers) = weights.served.run(tokens, batch_size, timeout).await?;
         weights.touch();
-        Ok(served)
+        Ok(SequenceRun {
+            outputs,
+            workers,
+            tokens: counts,
+        })
     }
 
     /// Starts generating from `prompt` with the generation model `model_id` (see the WIT
@@ -365,6 +399,16 @@ impl ModelManager {
         }
     }
 
+    /// The counters of calls, HTTP requests and batches.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Every metric in the Prometheus text format, live values included.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.status(), self.cache.counts())
+    }
+
     /// Unloads the weights that no id uses and that have been idle for the configured time.
     /// Returns how many copies were unloaded. Runs periodically on its own; public for callers
     /// that want to free memory at a known point.
@@ -436,9 +480,9 @@ impl ModelManager {
             let files = files.clone();
             run_blocking(move || backend.inspect(model_type, &files)).await?
         };
-        let pool = self.pool.clone();
+        let (pool, metrics) = (self.pool.clone(), self.metrics.clone());
         Ok(self.registry().weights_or_insert(&key, || {
-            let served = ServedModel::start(key.clone(), files.clone(), pool);
+            let served = ServedModel::start(key.clone(), files.clone(), pool, metrics);
             Weights::new(key.clone(), files, inspection, served)
         }))
     }

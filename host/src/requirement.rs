@@ -7,11 +7,16 @@ use std::str::FromStr;
 use crate::error::HostError;
 
 /// The kind of work a model does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum ModelType {
     /// Text to a fixed-size vector.
+    #[default]
     Embedding,
     /// Encoder-decoder generation.
+    #[serde(rename = "text2text")]
     Text2Text,
     /// Decoder-only generation.
     TextGeneration,

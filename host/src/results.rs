@@ -40,6 +40,8 @@ pub struct Release {
 pub struct Embeddings {
     /// One vector per text, in input order.
     pub vectors: Vec<Vec<f32>>,
+    /// Tokens the model read for all texts (after truncation), cached texts included.
+    pub input_tokens: u32,
     /// The id used.
     pub model_id: String,
     /// Vector length.
@@ -125,7 +127,7 @@ pub struct Generation {
 }
 
 /// The worker pool as seen by the status call.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WorkerPoolStatus {
     /// Whether requests are merged into batches across callers on a pool of workers.
     pub enabled: bool,
@@ -142,7 +144,7 @@ pub struct WorkerPoolStatus {
 }
 
 /// One worker as seen by the status call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WorkerStatus {
     /// The worker's name, e.g. `cpu-0`.
     pub worker_id: String,
@@ -152,10 +154,12 @@ pub struct WorkerStatus {
     pub busy: u32,
     /// Models in its memory.
     pub loaded_models: u32,
+    /// Seconds spent running jobs since the host started.
+    pub busy_seconds: f64,
 }
 
 /// The embedding cache as seen by the status call.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct CacheStatus {
     /// Whether the cache is on.
     pub enabled: bool,
@@ -166,7 +170,7 @@ pub struct CacheStatus {
 }
 
 /// One registered id as seen by the status call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ModelStatus {
     /// The id.
     pub model_id: String,
@@ -193,7 +197,7 @@ pub struct ModelStatus {
 }
 
 /// References one module holds on one id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ModuleReference {
     /// The module.
     pub module_id: String,
@@ -204,7 +208,7 @@ pub struct ModuleReference {
 }
 
 /// The whole host, as the status call reports it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStatus {
     /// The worker pool.
     pub worker_pool: WorkerPoolStatus,

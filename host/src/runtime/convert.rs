@@ -15,7 +15,16 @@ use super::error::GuestError;
 /// The WIT error for a domain error. Every variant is mapped here and only here; there is no
 /// wildcard arm, so a new variant forces a decision.
 pub fn wit_error(error: HostError) -> wit::Error {
-    let code = match &error {
+    wit::Error {
+        code: wit_error_code(&error),
+        message: error.to_string(),
+        details: None,
+    }
+}
+
+/// The WIT error code of a domain error.
+pub fn wit_error_code(error: &HostError) -> wit::ErrorCode {
+    match error {
         HostError::InvalidRequirement(_) => wit::ErrorCode::InvalidRequirement,
         HostError::ModelNotFound { .. } | HostError::NotOnHub { .. } => {
             wit::ErrorCode::ModelNotFound
@@ -41,11 +50,6 @@ pub fn wit_error(error: HostError) -> wit::Error {
         HostError::NetworkUnreachable { .. } => wit::ErrorCode::NetworkUnreachable,
         HostError::DiskFull { .. } => wit::ErrorCode::DiskFull,
         HostError::CorruptDownload { .. } => wit::ErrorCode::CorruptDownload,
-    };
-    wit::Error {
-        code,
-        message: error.to_string(),
-        details: None,
     }
 }
 
@@ -179,6 +183,7 @@ impl From<results::Embeddings> for wit::Embeddings {
             cached: e.cached,
             processing_time_ms: e.processing_time.as_secs_f64() * 1000.0,
             worker_id: e.worker_id,
+            input_tokens: e.input_tokens,
         }
     }
 }

@@ -71,6 +71,14 @@ pub enum RuntimeError {
         /// The trap.
         source: wasmtime::Error,
     },
+    /// An HTTP handler ended without a response.
+    #[error("module {module} did not answer the HTTP request: {reason}")]
+    HttpHandler {
+        /// The module.
+        module: ModuleId,
+        /// What happened.
+        reason: String,
+    },
     /// The instance trapped or exited before and cannot be called again.
     #[error("module {module} has stopped and cannot be called again")]
     Stopped {

@@ -1,9 +1,12 @@
 //! The `model-manager` imports, served for one module: convert the arguments, call the
-//! [`ModelManager`](crate::manager::ModelManager) with the caller's identity, convert the result.
+//! [`ModelManager`](crate::manager::ModelManager) with the caller's identity, record the call in
+//! the metrics, convert the result.
+
+use std::time::Instant;
 
 use wasmtime::component::Resource;
 
-use super::convert::wit_error;
+use super::convert::{error_code_name, wit_error, wit_error_code};
 use super::state::ModuleState;
 use crate::backends::Prompt;
 use crate::bindings::modelhost::models::{model_manager, types as wit};
@@ -36,6 +39,28 @@ impl wit::HostTextStream for ModuleState {
 }
 
 impl ModuleState {
+    /// Records a finished call (its latency, and its error code if it failed) in the metrics.
+    fn observe<T>(
+        &self,
+        operation: &'static str,
+        model_id: &str,
+        started: Instant,
+        result: Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let error = result
+            .as_ref()
+            .err()
+            .map(|e| error_code_name(wit_error_code(e)));
+        self.manager.metrics().record_call(
+            self.module.as_str(),
+            model_id,
+            operation,
+            started.elapsed(),
+            error,
+        );
+        result
+    }
+
     /// Starts a generation and hands the guest a stream resource for it.
     async fn open_stream(
         &mut self,
@@ -44,10 +69,12 @@ impl ModuleState {
         options: Option<wit::GenerationOptions>,
     ) -> Result<Resource<GenerationStream>, HostError> {
         let options = options.map(Into::into).unwrap_or_default();
+        let started = Instant::now();
         let stream = self
             .manager
             .generate_stream(&self.module, &model_id, prompt, options)
-            .await?;
+            .await;
+        let stream = self.observe("stream", &model_id, started, stream)?;
         self.table
             .push(stream)
             .map_err(|e| HostError::Internal(format!("cannot hand out the text stream: {e}")))
@@ -60,10 +87,13 @@ impl ModuleState {
         options: Option<wit::GenerationOptions>,
     ) -> Result<wit::Generation, HostError> {
         let options = options.map(Into::into).unwrap_or_default();
-        Ok(self
+        let started = Instant::now();
+        let generation = self
             .manager
             .generate(&self.module, &model_id, prompt, options)
-            .await?
+            .await;
+        Ok(self
+            .observe("generate", &model_id, started, generation)?
             .into())
     }
 }
@@ -74,15 +104,20 @@ impl model_manager::Host for ModuleState {
         model_id: String,
         requirement: wit::ModelRequirement,
     ) -> Result<wit::Registration, HostError> {
+        let started = Instant::now();
         let registration = self
             .manager
             .register(&self.module, &model_id, requirement.into())
-            .await?;
-        Ok(registration.into())
+            .await;
+        Ok(self
+            .observe("register", &model_id, started, registration)?
+            .into())
     }
 
     async fn release_model(&mut self, model_id: String) -> Result<wit::Release, HostError> {
-        Ok(self.manager.release(&self.module, &model_id)?.into())
+        let started = Instant::now();
+        let release = self.manager.release(&self.module, &model_id);
+        Ok(self.observe("release", &model_id, started, release)?.into())
     }
 
     async fn generate_embeddings(
@@ -90,11 +125,9 @@ impl model_manager::Host for ModuleState {
         model_id: String,
         texts: Vec<String>,
     ) -> Result<wit::Embeddings, HostError> {
-        Ok(self
-            .manager
-            .embed(&self.module, &model_id, texts)
-            .await?
-            .into())
+        let started = Instant::now();
+        let result = self.manager.embed(&self.module, &model_id, texts).await;
+        Ok(self.observe("embed", &model_id, started, result)?.into())
     }
 
     async fn classify(
@@ -102,11 +135,9 @@ impl model_manager::Host for ModuleState {
         model_id: String,
         texts: Vec<String>,
     ) -> Result<wit::Classifications, HostError> {
-        Ok(self
-            .manager
-            .classify(&self.module, &model_id, texts)
-            .await?
-            .into())
+        let started = Instant::now();
+        let result = self.manager.classify(&self.module, &model_id, texts).await;
+        Ok(self.observe("classify", &model_id, started, result)?.into())
     }
 
     async fn generate_text(

@@ -7,6 +7,7 @@
 mod convert;
 mod error;
 mod host_impl;
+mod http;
 mod instance;
 mod state;
 
@@ -17,12 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Cache, CacheConfig, Config, Engine};
 
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
 use crate::bindings::FrameworkModule;
 use crate::config::RuntimeConfig;
 use crate::manager::ModelManager;
 use crate::registry::ModuleId;
 
 pub use error::{GuestError, RuntimeError};
+pub use http::HttpResponse;
 pub use instance::{ModuleInstance, ModuleOptions, Stdio};
 pub use state::ModuleState;
 
@@ -31,9 +35,18 @@ pub use state::ModuleState;
 pub struct ModuleImage {
     name: String,
     pre: InstancePre<ModuleState>,
+    proxy: Option<ProxyPre<ModuleState>>,
 }
 
-/// The engine, the linker with WASI 0.2 and `model-manager`, and the manager modules talk to.
+impl ModuleImage {
+    /// Whether the module exports `wasi:http/incoming-handler`.
+    pub fn serves_http(&self) -> bool {
+        self.proxy.is_some()
+    }
+}
+
+/// The engine, the linker with WASI 0.2 (HTTP included) and `model-manager`, and the manager
+/// modules talk to.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<ModuleState>,
@@ -47,12 +60,18 @@ impl Runtime {
         let mut config = Config::new();
         config.wasm_component_model(true);
         if settings.compile_cache {
-            let cache = Cache::new(CacheConfig::new()).map_err(RuntimeError::Engine)?;
+            let mut cache_config = CacheConfig::new();
+            if let Some(dir) = &settings.compile_cache_dir {
+                cache_config.with_directory(dir);
+            }
+            let cache = Cache::new(cache_config).map_err(RuntimeError::Engine)?;
             config.cache(Some(cache));
         }
         let engine = Engine::new(&config).map_err(RuntimeError::Engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(RuntimeError::Engine)?;
         FrameworkModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(RuntimeError::Engine)?;
         Ok(Self {
@@ -86,8 +105,10 @@ impl Runtime {
         let name = path
             .file_stem()
             .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned());
-        tracing::debug!(module = %name, elapsed_ms = started.elapsed().as_millis() as u64, "module compiled");
-        Ok(ModuleImage { name, pre })
+        let proxy = ProxyPre::new(pre.clone()).ok();
+        tracing::info!(module = %name, elapsed_ms = started.elapsed().as_millis() as u64,
+            "module compiled (or read from the compile cache)");
+        Ok(ModuleImage { name, pre, proxy })
     }
 
     /// Starts a new instance of `image` in a store of its own.
@@ -99,6 +120,17 @@ impl Runtime {
         let n = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
         let name = options.name.clone().unwrap_or_else(|| image.name.clone());
         let id = ModuleId::new(format!("{name}#{n}"));
+        self.instantiate_as(image, id, options).await
+    }
+
+    /// Starts a new instance of `image` with exactly the identity `id` (a configured module id);
+    /// the caller keeps ids unique.
+    pub async fn instantiate_as(
+        &self,
+        image: &ModuleImage,
+        id: ModuleId,
+        options: ModuleOptions,
+    ) -> Result<ModuleInstance, RuntimeError> {
         ModuleInstance::start(&self.engine, &image.pre, self.manager.clone(), id, options).await
     }
 }

@@ -1,10 +1,11 @@
 //! `ModuleState`: what each module's store carries: its identity, the shared model manager, and
-//! its WASI context.
+//! its WASI and WASI HTTP contexts.
 
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::manager::ModelManager;
 use crate::registry::ModuleId;
@@ -14,6 +15,7 @@ pub struct ModuleState {
     pub(super) module: ModuleId,
     pub(super) manager: Arc<ModelManager>,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
     pub(super) table: ResourceTable,
 }
 
@@ -23,6 +25,7 @@ impl ModuleState {
             module,
             manager,
             wasi,
+            http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
         }
     }
@@ -33,6 +36,16 @@ impl WasiView for ModuleState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ModuleState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: Default::default(),
         }
     }
 }

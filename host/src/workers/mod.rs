@@ -175,6 +175,7 @@ impl WorkerPool {
                     device: w.device.to_string(),
                     busy: w.busy() as u32,
                     loaded_models: w.loaded_models() as u32,
+                    busy_seconds: w.busy_seconds(),
                 })
                 .collect(),
             notes: self.notes.clone(),

@@ -14,6 +14,7 @@ use tokio::sync::{Notify, oneshot};
 use super::{LoadBalancing, WorkerPermit, WorkerPool};
 use crate::error::HostError;
 use crate::hub::ModelFiles;
+use crate::metrics::Metrics;
 use crate::registry::WeightsKey;
 
 /// Vectors in request order, and the workers that computed them.
@@ -82,6 +83,7 @@ pub struct ServedModel {
     pub(super) key: WeightsKey,
     pub(super) files: ModelFiles,
     pub(super) pool: Arc<WorkerPool>,
+    metrics: Arc<Metrics>,
     queue: Mutex<Queue>,
     placement: Mutex<Placement>,
     wake: Notify,
@@ -89,12 +91,19 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
-    /// Starts serving `key` on `pool`, with its scheduler running as a task.
-    pub fn start(key: WeightsKey, files: ModelFiles, pool: Arc<WorkerPool>) -> Arc<Self> {
+    /// Starts serving `key` on `pool`, with its scheduler running as a task; batch sizes go to
+    /// `metrics`.
+    pub fn start(
+        key: WeightsKey,
+        files: ModelFiles,
+        pool: Arc<WorkerPool>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         let served = Arc::new(Self {
             key,
             files,
             pool,
+            metrics,
             queue: Mutex::new(Queue::default()),
             placement: Mutex::new(Placement::default()),
             wake: Notify::new(),
@@ -384,6 +393,7 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
         .iter_mut()
         .map(|i| std::mem::take(&mut i.tokens))
         .collect();
+    served.metrics.record_batch(&served.key.name, tokens.len());
     let outcome = worker.run(&served.key, &served.files, tokens).await;
     if matches!(outcome, Err(HostError::LoadFailed { .. })) {
         served.placement().holders.retain(|&i| i != permit.index);

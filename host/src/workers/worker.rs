@@ -5,7 +5,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use tokio::sync::{mpsc as async_mpsc, oneshot};
@@ -53,6 +53,7 @@ pub struct Worker {
     jobs: mpsc::Sender<Job>,
     busy: AtomicUsize,
     loaded: Arc<AtomicUsize>,
+    busy_micros: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -60,11 +61,12 @@ impl Worker {
     pub fn spawn(id: String, device: ComputeDevice, backend: Arc<dyn ModelBackend>) -> Self {
         let (jobs, inbox) = mpsc::channel();
         let loaded = Arc::new(AtomicUsize::new(0));
-        let thread_loaded = loaded.clone();
+        let busy_micros = Arc::new(AtomicU64::new(0));
+        let counters = (loaded.clone(), busy_micros.clone());
         let thread_id = id.clone();
         std::thread::Builder::new()
             .name(format!("modelhost-{id}"))
-            .spawn(move || serve(thread_id, device, backend, inbox, thread_loaded))
+            .spawn(move || serve(thread_id, device, backend, inbox, counters))
             .expect("cannot start a worker thread");
         Self {
             id,
@@ -72,6 +74,7 @@ impl Worker {
             jobs,
             busy: AtomicUsize::new(0),
             loaded,
+            busy_micros,
         }
     }
 
@@ -83,6 +86,11 @@ impl Worker {
     /// Models in this worker's memory.
     pub fn loaded_models(&self) -> usize {
         self.loaded.load(Ordering::SeqCst)
+    }
+
+    /// Seconds this worker's thread has spent running jobs.
+    pub fn busy_seconds(&self) -> f64 {
+        self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     pub(super) fn begin(&self) {
@@ -163,7 +171,7 @@ fn serve(
     device: ComputeDevice,
     backend: Arc<dyn ModelBackend>,
     inbox: mpsc::Receiver<Job>,
-    loaded: Arc<AtomicUsize>,
+    (loaded, busy_micros): (Arc<AtomicUsize>, Arc<AtomicU64>),
 ) {
     let mut models: HashMap<WeightsKey, LoadedModel> = HashMap::new();
     let ensure_loaded = |models: &mut HashMap<WeightsKey, LoadedModel>,
@@ -181,6 +189,7 @@ fn serve(
         Ok(())
     };
     for job in inbox {
+        let started = std::time::Instant::now();
         match job {
             Job::Load { key, files, reply } => {
                 let loaded = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -247,6 +256,7 @@ fn serve(
                 }
             }
         }
+        busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 
