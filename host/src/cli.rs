@@ -1,5 +1,6 @@
 //! Command-line interface: parses arguments into one configuration and runs the chosen command.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -100,6 +101,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "modelhost=info,warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => code,
