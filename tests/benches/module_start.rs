@@ -1,0 +1,80 @@
+//! Module start costs for the modules `modelhost.toml` serves (Rust, Python, JavaScript):
+//! compiling with an empty compile cache, reading the compiled module back from the cache in a
+//! fresh engine (what a second `modelhost serve` does), and instantiating it (what every HTTP
+//! request does). Prints each figure and the cold/warm ratio.
+//!
+//! Run with `scripts/bench-module-start` (builds the modules first).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use modelhost::config::RuntimeConfig;
+use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime};
+use modelhost_tests::fake::FakeBackend;
+use modelhost_tests::{guests, manager, repo_root, test_settings};
+
+/// A runtime with its compile cache in `cache`.
+fn runtime(cache: &Path) -> Runtime {
+    let manager = manager(
+        Arc::new(FakeBackend::default()),
+        &modelhost::device::SystemDevices,
+        test_settings(Duration::from_secs(300)),
+    );
+    let config = RuntimeConfig {
+        compile_cache: true,
+        compile_cache_dir: Some(cache.to_path_buf()),
+    };
+    Runtime::new(manager, &config).expect("runtime")
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    let value = f();
+    (value, started.elapsed())
+}
+
+/// Median time to instantiate `image` (no `initialize`), over `runs` instances.
+async fn instantiate_median(runtime: &Runtime, image: &ModuleImage, runs: usize) -> Duration {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let instance = runtime
+            .instantiate(image, ModuleOptions::default())
+            .await
+            .expect("instantiate");
+        times.push(started.elapsed());
+        drop(instance);
+    }
+    times.sort();
+    times[runs / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let modules: [(&str, PathBuf); 3] = [
+        ("rust (openai-embeddings)", PathBuf::from(guests::OPENAI_EMBEDDINGS)),
+        ("python (python-embeddings)", repo_root().join("target/modules/python-embeddings.wasm")),
+        ("javascript (js-embeddings)", repo_root().join("target/modules/js-embeddings.wasm")),
+    ];
+    println!(
+        "{:<28} {:>9} {:>12} {:>16} {:>9} {:>14}",
+        "module", "size MB", "compile ms", "from cache ms", "ratio", "instance µs"
+    );
+    for (name, path) in modules {
+        assert!(path.is_file(), "{} is missing: run scripts/build-modules", path.display());
+        let cache = tempfile::tempdir().expect("temp dir");
+        let (_, cold) = timed(|| runtime(cache.path()).load(&path).expect("compile"));
+        let warm_runtime = runtime(cache.path());
+        let (image, warm) = timed(|| warm_runtime.load(&path).expect("load"));
+        let instance = instantiate_median(&warm_runtime, &image, 21).await;
+        let size = std::fs::metadata(&path).expect("module file").len() as f64 / 1e6;
+        println!(
+            "{name:<28} {size:>9.1} {:>12.0} {:>16.1} {:>8.0}x {:>14.0}",
+            cold.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3,
+            cold.as_secs_f64() / warm.as_secs_f64(),
+            instance.as_secs_f64() * 1e6
+        );
+    }
+}
