@@ -40,9 +40,12 @@ pub struct Embedded {
     pub tokens: u32,
 }
 
+/// A cached vector and its token count.
+type Stored = (Arc<[f32]>, u32);
+
 /// Vectors already computed, per model and text.
 pub struct EmbeddingCache {
-    entries: Option<Cache<Key, (Arc<[f32]>, u32)>>,
+    entries: Option<Cache<Key, Stored>>,
     lookups: AtomicU64,
     hits: AtomicU64,
 }
