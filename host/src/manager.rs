@@ -532,6 +532,7 @@ impl ModelManager {
                 .map(|&i| workers[i].id.clone())
                 .collect(),
             placement_note: placement.fallback,
+            waiting_requests: entry.weights.served.waiting_requests() as u32,
         }
     }
 

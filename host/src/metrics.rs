@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::results::ServiceStatus;
+use crate::results::{ModelStatus, ServiceStatus, WorkerStatus};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -144,73 +144,61 @@ impl Metrics {
     pub fn render(&self, status: &ServiceStatus, cache: CacheCounts) -> String {
         let mut out = String::new();
         let recorded = self.recorded();
-
-        family(
+        let call = |(module, model, op): &CallKey| {
+            labels(&[("module", module), ("model", model), ("operation", op)])
+        };
+        counters(
             &mut out,
             "modelhost_requests_total",
-            "counter",
             "model-manager calls, by module, model id and operation.",
+            recorded.calls.iter().map(|(key, h)| (call(key), h.count)),
         );
-        for ((module, model, op), h) in &recorded.calls {
-            let labels = labels(&[("module", module), ("model", model), ("operation", op)]);
-            let _ = writeln!(out, "modelhost_requests_total{{{labels}}} {}", h.count);
-        }
-        family(
+        counters(
             &mut out,
             "modelhost_request_errors_total",
-            "counter",
             "Failed model-manager calls, by module, model id and error code.",
+            recorded.errors.iter().map(|((module, model, code), n)| {
+                (
+                    labels(&[("module", module), ("model", model), ("code", code)]),
+                    *n,
+                )
+            }),
         );
-        for ((module, model, code), n) in &recorded.errors {
-            let labels = labels(&[("module", module), ("model", model), ("code", code)]);
-            let _ = writeln!(out, "modelhost_request_errors_total{{{labels}}} {n}");
-        }
-        family(
+        histograms(
             &mut out,
             "modelhost_request_duration_seconds",
-            "histogram",
             "Time spent in model-manager calls.",
+            recorded.calls.iter().map(|(key, h)| (call(key), h)),
         );
-        for ((module, model, op), h) in &recorded.calls {
-            let labels = labels(&[("module", module), ("model", model), ("operation", op)]);
-            h.render(&mut out, "modelhost_request_duration_seconds", &labels);
-        }
-        family(
+        counters(
             &mut out,
             "modelhost_http_requests_total",
-            "counter",
             "HTTP requests served by modules, by module and status code.",
+            recorded.http.iter().map(|((module, code), n)| {
+                (
+                    labels(&[("module", module), ("status", &code.to_string())]),
+                    *n,
+                )
+            }),
         );
-        for ((module, code), n) in &recorded.http {
-            let labels = labels(&[("module", module), ("status", &code.to_string())]);
-            let _ = writeln!(out, "modelhost_http_requests_total{{{labels}}} {n}");
-        }
-        family(
+        histograms(
             &mut out,
             "modelhost_http_request_duration_seconds",
-            "histogram",
-            "Time to serve HTTP requests, by module.",
+            "Time to answer HTTP requests (until the response head), by module.",
+            recorded
+                .http_latency
+                .iter()
+                .map(|(m, h)| (labels(&[("module", m)]), h)),
         );
-        for (module, h) in &recorded.http_latency {
-            h.render(
-                &mut out,
-                "modelhost_http_request_duration_seconds",
-                &labels(&[("module", module)]),
-            );
-        }
-        family(
+        histograms(
             &mut out,
             "modelhost_batch_size",
-            "histogram",
             "Texts per batch run on a worker, by model.",
+            recorded
+                .batches
+                .iter()
+                .map(|(m, h)| (labels(&[("model", m)]), h)),
         );
-        for (model, h) in &recorded.batches {
-            h.render(
-                &mut out,
-                "modelhost_batch_size",
-                &labels(&[("model", model)]),
-            );
-        }
         drop(recorded);
         render_live(&mut out, status, cache);
         out
@@ -226,113 +214,132 @@ pub struct CacheCounts {
     pub misses: u64,
 }
 
+/// The values read from the manager's state at scrape time.
 fn render_live(out: &mut String, status: &ServiceStatus, cache: CacheCounts) {
-    family(
+    let pool = &status.worker_pool;
+    let model = |m: &ModelStatus| labels(&[("model", &m.model_id), ("name", &m.model_name)]);
+    let worker = |w: &WorkerStatus| labels(&[("worker", &w.worker_id), ("device", &w.device)]);
+    let one = |value: f64| [(String::new(), value)];
+    gauges(
         out,
         "modelhost_queue_depth",
-        "gauge",
         "Requests waiting for a batch, over all models.",
+        one(pool.pending_tasks.into()),
     );
-    let _ = writeln!(
+    gauges(
         out,
-        "modelhost_queue_depth {}",
-        status.worker_pool.pending_tasks
+        "modelhost_model_queue_depth",
+        "Requests waiting in the queue of a model id's weights.",
+        status
+            .models
+            .iter()
+            .map(|m| (model(m), m.waiting_requests.into())),
     );
-    family(
+    counters(
         out,
         "modelhost_cache_hits_total",
-        "counter",
         "Texts found in the embedding cache.",
+        [(String::new(), cache.hits)],
     );
-    let _ = writeln!(out, "modelhost_cache_hits_total {}", cache.hits);
-    family(
+    counters(
         out,
         "modelhost_cache_misses_total",
-        "counter",
         "Texts looked up in the embedding cache and not found.",
+        [(String::new(), cache.misses)],
     );
-    let _ = writeln!(out, "modelhost_cache_misses_total {}", cache.misses);
-    family(
+    gauges(
         out,
         "modelhost_cache_entries",
-        "gauge",
         "Vectors held by the embedding cache.",
+        one(status.embedding_cache.cached_count as f64),
     );
-    let _ = writeln!(
-        out,
-        "modelhost_cache_entries {}",
-        status.embedding_cache.cached_count
-    );
-    family(
+    gauges(
         out,
         "modelhost_loaded_models",
-        "gauge",
         "Model weights in memory on some worker.",
+        one(status.total_loaded_models.into()),
     );
-    let _ = writeln!(
-        out,
-        "modelhost_loaded_models {}",
-        status.total_loaded_models
-    );
-    family(
+    gauges(
         out,
         "modelhost_model_loaded",
-        "gauge",
-        "Whether a registered model id's weights are loaded, by model id.",
+        "Whether a model id's weights are loaded.",
+        status
+            .models
+            .iter()
+            .map(|m| (model(m), f64::from(u8::from(m.loaded)))),
     );
-    for model in &status.models {
-        let labels = labels(&[("model", &model.model_id), ("name", &model.model_name)]);
-        let _ = writeln!(
-            out,
-            "modelhost_model_loaded{{{labels}}} {}",
-            u8::from(model.loaded)
-        );
-    }
-    family(
+    gauges(
         out,
         "modelhost_model_references",
-        "gauge",
         "References modules hold, by module and model id.",
+        status.module_references.iter().map(|r| {
+            (
+                labels(&[("module", &r.module_id), ("model", &r.model_id)]),
+                r.reference_count.into(),
+            )
+        }),
     );
-    for reference in &status.module_references {
-        let labels = labels(&[
-            ("module", &reference.module_id),
-            ("model", &reference.model_id),
-        ]);
-        let _ = writeln!(
-            out,
-            "modelhost_model_references{{{labels}}} {}",
-            reference.reference_count
-        );
-    }
-    family(
+    gauges(
         out,
         "modelhost_worker_busy",
-        "gauge",
         "Batches a worker has been given and not finished.",
+        pool.workers.iter().map(|w| (worker(w), w.busy.into())),
     );
-    for worker in &status.worker_pool.workers {
-        let labels = labels(&[("worker", &worker.worker_id), ("device", &worker.device)]);
-        let _ = writeln!(out, "modelhost_worker_busy{{{labels}}} {}", worker.busy);
-    }
-    family(
+    samples(
         out,
-        "modelhost_worker_busy_seconds_total",
         "counter",
+        "modelhost_worker_busy_seconds_total",
         "Seconds a worker spent running jobs; its rate is the worker's utilization.",
+        pool.workers.iter().map(|w| (worker(w), w.busy_seconds)),
     );
-    for worker in &status.worker_pool.workers {
-        let labels = labels(&[("worker", &worker.worker_id), ("device", &worker.device)]);
-        let _ = writeln!(
-            out,
-            "modelhost_worker_busy_seconds_total{{{labels}}} {}",
-            worker.busy_seconds
-        );
+}
+
+/// One metric family of plain samples: `(labels, value)` pairs.
+fn samples<V: std::fmt::Display>(
+    out: &mut String,
+    kind: &str,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (String, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in values {
+        match labels.is_empty() {
+            true => writeln!(out, "{name} {value}"),
+            false => writeln!(out, "{name}{{{labels}}} {value}"),
+        }
+        .expect("writing to a string");
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+fn counters(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (String, u64)>,
+) {
+    samples(out, "counter", name, help, values);
+}
+
+fn gauges(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (String, f64)>,
+) {
+    samples(out, "gauge", name, help, values);
+}
+
+fn histograms<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (String, &'a Histogram)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, histogram) in values {
+        histogram.render(out, name, &labels);
+    }
 }
 
 /// `name="value",...` with values escaped as the text format requires.

@@ -194,6 +194,8 @@ pub struct ModelStatus {
     pub workers: Vec<String>,
     /// Set when no worker matched the requested device and another one is used.
     pub placement_note: Option<String>,
+    /// Requests waiting in the queue of the id's weights (ids of the same weights share it).
+    pub waiting_requests: u32,
 }
 
 /// References one module holds on one id.

@@ -53,16 +53,29 @@ async fn instantiate_median(runtime: &Runtime, image: &ModuleImage, runs: usize)
 #[tokio::main]
 async fn main() {
     let modules: [(&str, PathBuf); 3] = [
-        ("rust (openai-embeddings)", PathBuf::from(guests::OPENAI_EMBEDDINGS)),
-        ("python (python-embeddings)", repo_root().join("target/modules/python-embeddings.wasm")),
-        ("javascript (js-embeddings)", repo_root().join("target/modules/js-embeddings.wasm")),
+        (
+            "rust (openai-embeddings)",
+            PathBuf::from(guests::OPENAI_EMBEDDINGS),
+        ),
+        (
+            "python (python-embeddings)",
+            repo_root().join("target/modules/python-embeddings.wasm"),
+        ),
+        (
+            "javascript (js-embeddings)",
+            repo_root().join("target/modules/js-embeddings.wasm"),
+        ),
     ];
     println!(
         "{:<28} {:>9} {:>12} {:>16} {:>9} {:>14}",
         "module", "size MB", "compile ms", "from cache ms", "ratio", "instance µs"
     );
     for (name, path) in modules {
-        assert!(path.is_file(), "{} is missing: run scripts/build-modules", path.display());
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/build-modules",
+            path.display()
+        );
         let cache = tempfile::tempdir().expect("temp dir");
         let (_, cold) = timed(|| runtime(cache.path()).load(&path).expect("compile"));
         let warm_runtime = runtime(cache.path());

@@ -396,6 +396,12 @@ fn sigterm_lets_in_flight_requests_finish() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    let metrics = host.get("/metrics").1;
+    let queued = ["model=\"minilm\""];
+    assert!(
+        metric(&metrics, "modelhost_model_queue_depth", &queued) >= 1.0,
+        "{metrics}"
+    );
     let exit = host.terminate();
     let (code, body) = request.join().unwrap();
     assert_eq!(code, 200, "{body}");
