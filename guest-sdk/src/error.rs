@@ -54,6 +54,8 @@ impl Error {
             ErrorCode::NetworkUnreachable => "network-unreachable",
             ErrorCode::DiskFull => "disk-full",
             ErrorCode::CorruptDownload => "corrupt-download",
+            ErrorCode::LimitExceeded => "limit-exceeded",
+            ErrorCode::NotAllowed => "not-allowed",
         }
     }
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::cache::CacheSettings;
 use crate::download::HubSettings;
 use crate::hub::ModelStore;
+use crate::limits::ModuleLimits;
 use crate::manager::ManagerSettings;
 use crate::requirement::DevicePreference;
 use crate::workers::{LoadBalancing, PoolSettings};
@@ -65,6 +66,9 @@ pub struct HostConfig {
     /// `modelhost serve`: address and shutdown.
     #[serde(default)]
     pub serve: ServeConfig,
+    /// What every module may use, unless its `[modules.limits]` says otherwise.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// Modules `modelhost serve` starts, in order.
     #[serde(default)]
     pub modules: Vec<ModuleConfig>,
@@ -97,6 +101,125 @@ pub struct ModuleConfig {
     /// is reported and left out.
     #[serde(default = "default_true")]
     pub required: bool,
+    /// This module's limits where they differ from `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsOverride,
+}
+
+/// The `[limits]` section: what each module may use.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest linear memory of one instance, in MiB.
+    pub memory_mb: u64,
+    /// Most elements in one table.
+    pub table_elements: u64,
+    /// Guest CPU seconds per export call; 0 is no limit.
+    pub cpu_seconds_per_call: f64,
+    /// Most HTTP requests a module serves at once.
+    pub max_in_flight: u64,
+    /// Most model ids a module may hold.
+    pub max_models: u64,
+    /// Most texts in one inference call.
+    pub max_texts_per_call: u64,
+    /// Most bytes of text in one inference call.
+    pub max_bytes_per_call: u64,
+    /// Most tokens one generation may produce.
+    pub max_new_tokens: u32,
+    /// Model names a module may register: exact names, `org/*`, or `*`.
+    pub allowed_models: Vec<String>,
+    /// Whether modules may send outgoing HTTP requests.
+    pub allow_outgoing_http: bool,
+}
+
+/// `[modules.limits]`: one module's limits where they differ from `[limits]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsOverride {
+    /// See [`LimitsConfig::memory_mb`].
+    pub memory_mb: Option<u64>,
+    /// See [`LimitsConfig::table_elements`].
+    pub table_elements: Option<u64>,
+    /// See [`LimitsConfig::cpu_seconds_per_call`].
+    pub cpu_seconds_per_call: Option<f64>,
+    /// See [`LimitsConfig::max_in_flight`].
+    pub max_in_flight: Option<u64>,
+    /// See [`LimitsConfig::max_models`].
+    pub max_models: Option<u64>,
+    /// See [`LimitsConfig::max_texts_per_call`].
+    pub max_texts_per_call: Option<u64>,
+    /// See [`LimitsConfig::max_bytes_per_call`].
+    pub max_bytes_per_call: Option<u64>,
+    /// See [`LimitsConfig::max_new_tokens`].
+    pub max_new_tokens: Option<u32>,
+    /// See [`LimitsConfig::allowed_models`].
+    pub allowed_models: Option<Vec<String>>,
+    /// See [`LimitsConfig::allow_outgoing_http`].
+    pub allow_outgoing_http: Option<bool>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = ModuleLimits::default();
+        Self {
+            memory_mb: (limits.memory_bytes >> 20) as u64,
+            table_elements: limits.table_elements as u64,
+            cpu_seconds_per_call: limits.cpu_time_per_call.map_or(0.0, |d| d.as_secs_f64()),
+            max_in_flight: limits.max_in_flight as u64,
+            max_models: limits.max_models as u64,
+            max_texts_per_call: limits.max_texts_per_call as u64,
+            max_bytes_per_call: limits.max_bytes_per_call as u64,
+            max_new_tokens: limits.max_new_tokens,
+            allowed_models: limits.allowed_models,
+            allow_outgoing_http: limits.allow_outgoing_http,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// These limits with `changes` applied.
+    fn with(&self, changes: &LimitsOverride) -> Self {
+        Self {
+            memory_mb: changes.memory_mb.unwrap_or(self.memory_mb),
+            table_elements: changes.table_elements.unwrap_or(self.table_elements),
+            cpu_seconds_per_call: changes
+                .cpu_seconds_per_call
+                .unwrap_or(self.cpu_seconds_per_call),
+            max_in_flight: changes.max_in_flight.unwrap_or(self.max_in_flight),
+            max_models: changes.max_models.unwrap_or(self.max_models),
+            max_texts_per_call: changes
+                .max_texts_per_call
+                .unwrap_or(self.max_texts_per_call),
+            max_bytes_per_call: changes
+                .max_bytes_per_call
+                .unwrap_or(self.max_bytes_per_call),
+            max_new_tokens: changes.max_new_tokens.unwrap_or(self.max_new_tokens),
+            allowed_models: changes
+                .allowed_models
+                .clone()
+                .unwrap_or_else(|| self.allowed_models.clone()),
+            allow_outgoing_http: changes
+                .allow_outgoing_http
+                .unwrap_or(self.allow_outgoing_http),
+        }
+    }
+
+    fn to_limits(&self) -> ModuleLimits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        ModuleLimits {
+            memory_bytes: size(self.memory_mb.saturating_mul(1 << 20)),
+            table_elements: size(self.table_elements),
+            cpu_time_per_call: (self.cpu_seconds_per_call > 0.0)
+                .then(|| Duration::from_secs_f64(self.cpu_seconds_per_call)),
+            max_in_flight: size(self.max_in_flight),
+            max_models: size(self.max_models),
+            max_texts_per_call: size(self.max_texts_per_call),
+            max_bytes_per_call: size(self.max_bytes_per_call),
+            max_new_tokens: self.max_new_tokens,
+            allowed_models: self.allowed_models.clone(),
+            allow_outgoing_http: self.allow_outgoing_http,
+        }
+    }
 }
 
 /// Paths the admin API answers; module routes may not shadow them.
@@ -348,6 +471,15 @@ impl HostConfig {
             .iter()
             .map(|d| d.parse().map_err(ConfigError::Device))
             .collect()
+    }
+
+    /// The limits of `module` (its `[modules.limits]` over `[limits]`), or of a module started
+    /// by `modelhost run` (`[limits]`) when `None`.
+    pub fn module_limits(&self, module: Option<&ModuleConfig>) -> ModuleLimits {
+        match module {
+            Some(module) => self.limits.with(&module.limits).to_limits(),
+            None => self.limits.to_limits(),
+        }
     }
 
     /// The model store this configuration names.

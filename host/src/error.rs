@@ -218,6 +218,22 @@ pub enum HostError {
         reason: String,
     },
 
+    /// A call goes beyond one of the module's limits; the message names it.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+
+    /// The module's configuration does not allow the model.
+    #[error(
+        "module '{module}' may not use model '{name}': add it to the module's \
+         `limits.allowed_models` in the host configuration"
+    )]
+    NotAllowed {
+        /// The module.
+        module: String,
+        /// The model's repository id.
+        name: String,
+    },
+
     /// The model's queue is full.
     #[error("overloaded: {0}")]
     Overloaded(String),

@@ -39,6 +39,7 @@ pub mod download;
 pub mod error;
 pub mod hub;
 mod kernels;
+pub mod limits;
 pub mod manager;
 pub mod metrics;
 pub mod registry;

@@ -3,6 +3,7 @@
 //! embeddings from the cache or through the batching queues, and unloads weights nobody has used
 //! for the idle time.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -12,6 +13,7 @@ use crate::device::DeviceInventory;
 use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::error::HostError;
 use crate::hub::ModelStore;
+use crate::limits::ModuleLimits;
 use crate::metrics::Metrics;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
 use crate::requirement::{GenerationOptions, ModelRequirement, ModelType};
@@ -47,6 +49,7 @@ pub struct ModelManager {
     registry: Mutex<Registry>,
     downloader: Option<Arc<Downloader>>,
     metrics: Arc<Metrics>,
+    limits: Mutex<HashMap<ModuleId, Arc<ModuleLimits>>>,
 }
 
 /// The outputs of sequences run through a model's batching queue.
@@ -80,6 +83,7 @@ impl ModelManager {
             registry: Mutex::new(Registry::default()),
             downloader: settings.downloads.map(|hub| Arc::new(Downloader::new(hub))),
             metrics: Arc::new(Metrics::default()),
+            limits: Mutex::new(HashMap::new()),
         });
         tokio::spawn(reap_idle(Arc::downgrade(&manager)));
         Ok(manager)
@@ -96,6 +100,24 @@ impl ModelManager {
             return Err(HostError::InvalidInput("the model id is empty".into()));
         }
         requirement.validate()?;
+        let limits = self.limits(module);
+        if !limits.allows(&requirement.name) {
+            return Err(HostError::NotAllowed {
+                module: module.to_string(),
+                name: requirement.name.clone(),
+            });
+        }
+        let held = {
+            let registry = self.registry();
+            let held = registry.ids_held_by(module);
+            (!held.contains(&model_id)).then_some(held.len())
+        };
+        if let Some(held) = held.filter(|&n| n >= limits.max_models) {
+            return Err(HostError::LimitExceeded(format!(
+                "module holds {held} model ids; its limit is {} (limits.max_models): release one first",
+                limits.max_models
+            )));
+        }
         let existing = self
             .registry()
             .add_reference(module, model_id, &requirement)?;
@@ -162,9 +184,24 @@ impl ModelManager {
         })
     }
 
-    /// Drops every reference `module` holds; used when a module is cleaned up, traps or is dropped.
-    /// Returns how many references were dropped.
+    /// Sets the limits `module`'s calls are held to (the defaults until set).
+    pub fn set_limits(&self, module: &ModuleId, limits: ModuleLimits) {
+        self.limits_map().insert(module.clone(), Arc::new(limits));
+    }
+
+    /// The limits of `module`.
+    pub fn limits(&self, module: &ModuleId) -> Arc<ModuleLimits> {
+        self.limits_map().get(module).cloned().unwrap_or_default()
+    }
+
+    fn limits_map(&self) -> MutexGuard<'_, HashMap<ModuleId, Arc<ModuleLimits>>> {
+        self.limits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops every reference `module` holds and forgets its limits; used when a module is cleaned
+    /// up, traps or is dropped. Returns how many references were dropped.
     pub fn release_module(&self, module: &ModuleId) -> u32 {
+        self.limits_map().remove(module);
         let released = self.registry().release_module(module);
         for (model_id, count) in &released {
             tracing::info!(%module, model_id, references = count, "released references of departing module");
@@ -181,6 +218,8 @@ impl ModelManager {
         texts: Vec<String>,
     ) -> Result<Embeddings, HostError> {
         let started = Instant::now();
+        self.limits(module)
+            .check_input(texts.len(), texts.iter().map(String::len).sum())?;
         let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Embedding])?;
         let dimension = weights.info.dimension.unwrap_or(0);
         let cache_model: Arc<str> = format!(
@@ -245,6 +284,8 @@ impl ModelManager {
         texts: Vec<String>,
     ) -> Result<Classifications, HostError> {
         let started = Instant::now();
+        self.limits(module)
+            .check_input(texts.len(), texts.iter().map(String::len).sum())?;
         let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Classification])?;
         let (scores, workers) = match texts.is_empty() {
             true => (Vec::new(), Vec::new()),
@@ -301,6 +342,22 @@ impl ModelManager {
         options: GenerationOptions,
     ) -> Result<GenerationStream, HostError> {
         options.validate()?;
+        if matches!(&prompt, Prompt::Chat(messages) if messages.is_empty()) {
+            return Err(HostError::InvalidInput(
+                "a chat needs at least one message".into(),
+            ));
+        }
+        let limits = self.limits(module);
+        limits.check_input(1, prompt.text_bytes())?;
+        if let Some(wanted) = options
+            .max_output_length
+            .filter(|&n| n > limits.max_new_tokens)
+        {
+            return Err(HostError::LimitExceeded(format!(
+                "max-output-length {wanted}; the module's limit is {} (limits.max_new_tokens)",
+                limits.max_new_tokens
+            )));
+        }
         let types: &[ModelType] = match prompt {
             Prompt::Text(_) => &[ModelType::TextGeneration, ModelType::Text2Text],
             Prompt::Chat(_) => &[ModelType::TextGeneration],
@@ -312,7 +369,8 @@ impl ModelManager {
             max_new_tokens: options
                 .max_output_length
                 .or(requirement.max_output_length)
-                .unwrap_or(DEFAULT_MAX_NEW_TOKENS) as usize,
+                .unwrap_or(DEFAULT_MAX_NEW_TOKENS)
+                .min(limits.max_new_tokens) as usize,
             sampling: SamplingSettings {
                 temperature: options
                     .temperature
@@ -465,6 +523,13 @@ impl ModelManager {
             None => store.resolve(&name, &revision),
         })
         .await?;
+        if let Some(file) = weights_file.as_deref()
+            && !files.path(file).is_file()
+        {
+            return Err(files.invalid(format!(
+                "the requirement's weights_file '{file}' is not in the snapshot"
+            )));
+        }
         files.weights_file = weights_file;
         let key = WeightsKey {
             model_type,

@@ -270,6 +270,15 @@ impl Registry {
             .collect()
     }
 
+    /// The ids `module` holds references to.
+    pub fn ids_held_by(&self, module: &ModuleId) -> Vec<&str> {
+        self.ids
+            .iter()
+            .filter(|(_, entry)| entry.holders.contains_key(module))
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
     /// Every registered id with its entry.
     pub fn ids(&self) -> impl Iterator<Item = (&String, &IdEntry)> {
         self.ids.iter()

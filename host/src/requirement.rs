@@ -6,6 +6,9 @@ use std::str::FromStr;
 
 use crate::error::HostError;
 
+/// The largest `batch_size` a requirement may ask for.
+pub const MAX_BATCH_SIZE: u32 = 4096;
+
 /// The kind of work a model does.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
@@ -217,6 +220,9 @@ impl ModelRequirement {
             if value == Some(0) {
                 return invalid(format!("`{field}` must be at least 1 when given"));
             }
+        }
+        if self.batch_size.is_some_and(|n| n > MAX_BATCH_SIZE) {
+            return invalid(format!("`batch_size` must be at most {MAX_BATCH_SIZE}"));
         }
         check_sampling(self.temperature, self.top_p, self.repetition_penalty)
             .map_err(HostError::InvalidRequirement)?;

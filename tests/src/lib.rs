@@ -12,6 +12,7 @@ use modelhost::backends::{
 use modelhost::config::{HostConfig, RuntimeConfig};
 use modelhost::device::{DeviceInventory, SystemDevices};
 use modelhost::hub::ModelStore;
+use modelhost::limits::ModuleLimits;
 use modelhost::manager::{ManagerSettings, ModelManager};
 use modelhost::runtime::{ModuleInstance, ModuleOptions, Runtime, Stdio};
 use serde_json::Value;
@@ -127,10 +128,31 @@ pub async fn start(
     settings: &str,
     stdin: Vec<u8>,
 ) -> anyhow::Result<ModuleInstance> {
+    start_limited(
+        runtime,
+        guest,
+        name,
+        settings,
+        stdin,
+        ModuleLimits::default(),
+    )
+    .await
+}
+
+/// [`start`] with `limits`.
+pub async fn start_limited(
+    runtime: &Runtime,
+    guest: &str,
+    name: &str,
+    settings: &str,
+    stdin: Vec<u8>,
+    limits: ModuleLimits,
+) -> anyhow::Result<ModuleInstance> {
     let image = runtime.load(Path::new(guest))?;
     let options = ModuleOptions {
         name: Some(name.into()),
         stdio: Stdio::Capture { stdin },
+        limits,
         ..ModuleOptions::default()
     };
     let mut instance = runtime.instantiate(&image, options).await?;
@@ -146,8 +168,20 @@ pub async fn probe(
     settings: &str,
     commands: &[Value],
 ) -> anyhow::Result<(Vec<Value>, ModuleInstance)> {
+    probe_limited(runtime, name, settings, commands, ModuleLimits::default()).await
+}
+
+/// [`probe`] with `limits`.
+pub async fn probe_limited(
+    runtime: &Runtime,
+    name: &str,
+    settings: &str,
+    commands: &[Value],
+    limits: ModuleLimits,
+) -> anyhow::Result<(Vec<Value>, ModuleInstance)> {
     let stdin: String = commands.iter().map(|c| format!("{c}\n")).collect();
-    let mut instance = start(runtime, guests::PROBE, name, settings, stdin.into_bytes()).await?;
+    let stdin = stdin.into_bytes();
+    let mut instance = start_limited(runtime, guests::PROBE, name, settings, stdin, limits).await?;
     let status = instance.run().await?;
     let stdout = String::from_utf8(instance.stdout().unwrap_or_default())?;
     anyhow::ensure!(

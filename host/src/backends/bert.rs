@@ -212,12 +212,46 @@ pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError>
 /// Checks the snapshot has `model.safetensors`, the only weights format safetensors-based
 /// backends read.
 pub(super) fn require_safetensors(files: &ModelFiles) -> Result<(), HostError> {
-    match files.path(WEIGHTS_FILE).is_file() {
+    let path = files.path(WEIGHTS_FILE);
+    if !path.is_file() {
+        return Err(files.invalid(format!(
+            "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
+        )));
+    }
+    let (size, needed) = safetensors_extent(&path)
+        .map_err(|reason| files.invalid(format!("{WEIGHTS_FILE} is unreadable: {reason}")))?;
+    match size >= needed {
         true => Ok(()),
         false => Err(files.invalid(format!(
-            "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
+            "{WEIGHTS_FILE} is truncated: {size} bytes, its header describes {needed}; fetch it again"
         ))),
     }
+}
+
+/// The size of a safetensors file and the size its header describes (header plus tensor data),
+/// read without loading the tensors.
+fn safetensors_extent(path: &std::path::Path) -> Result<(u64, u64), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut length = [0u8; 8];
+    file.read_exact(&mut length).map_err(|e| e.to_string())?;
+    let header_length = u64::from_le_bytes(length);
+    if header_length > size.saturating_sub(8) || header_length > 100 << 20 {
+        return Err(format!(
+            "a header of {header_length} bytes in a {size}-byte file"
+        ));
+    }
+    let mut header = vec![0u8; header_length as usize];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| format!("the header does not parse: {e}"))?;
+    let data_end = header
+        .values()
+        .filter_map(|tensor| tensor.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    Ok((size, 8 + header_length + data_end))
 }
 
 /// What `config.json` says the checkpoint is: its first architecture (or model type) and its

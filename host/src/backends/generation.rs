@@ -28,6 +28,19 @@ pub enum Prompt {
     Chat(Vec<ChatMessage>),
 }
 
+impl Prompt {
+    /// Bytes of text in the prompt (every message's content for a chat).
+    pub fn text_bytes(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Chat(messages) => messages
+                .iter()
+                .map(|m| m.role.len() + m.content.len())
+                .sum(),
+        }
+    }
+}
+
 /// How tokens are picked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingSettings {

@@ -50,6 +50,8 @@ pub fn wit_error_code(error: &HostError) -> wit::ErrorCode {
         HostError::NetworkUnreachable { .. } => wit::ErrorCode::NetworkUnreachable,
         HostError::DiskFull { .. } => wit::ErrorCode::DiskFull,
         HostError::CorruptDownload { .. } => wit::ErrorCode::CorruptDownload,
+        HostError::LimitExceeded(_) => wit::ErrorCode::LimitExceeded,
+        HostError::NotAllowed { .. } => wit::ErrorCode::NotAllowed,
     }
 }
 
@@ -85,6 +87,8 @@ pub fn error_code_name(code: wit::ErrorCode) -> &'static str {
         wit::ErrorCode::NetworkUnreachable => "network-unreachable",
         wit::ErrorCode::DiskFull => "disk-full",
         wit::ErrorCode::CorruptDownload => "corrupt-download",
+        wit::ErrorCode::LimitExceeded => "limit-exceeded",
+        wit::ErrorCode::NotAllowed => "not-allowed",
     }
 }
 
@@ -355,6 +359,8 @@ mod tests {
             "network-unreachable",
             "disk-full",
             "corrupt-download",
+            "limit-exceeded",
+            "not-allowed",
         ];
         let wit = include_str!("../../../wit/types.wit");
         let start = wit.find("enum error-code {").expect("error-code enum");
@@ -390,6 +396,8 @@ mod tests {
             NetworkUnreachable,
             DiskFull,
             CorruptDownload,
+            LimitExceeded,
+            NotAllowed,
         ];
         for (i, code) in codes.into_iter().enumerate() {
             assert_eq!(code as usize, i);

@@ -5,14 +5,13 @@
 
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
-use wasmtime::Store;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::error::RuntimeError;
-use super::state::ModuleState;
+use super::state::sandboxed_store;
 use super::{ModuleImage, Runtime};
 use crate::registry::ModuleId;
 
@@ -45,8 +44,7 @@ impl Runtime {
             .inherit_stdout()
             .inherit_stderr()
             .build();
-        let state = ModuleState::new(module.clone(), self.manager.clone(), wasi);
-        let mut store = Store::new(&self.engine, state);
+        let mut store = sandboxed_store(&self.engine, module.clone(), self.manager.clone(), wasi);
         let (sender, receiver) = oneshot::channel();
         let request = store
             .data_mut()
@@ -58,20 +56,25 @@ impl Runtime {
             .http()
             .new_response_outparam(sender)
             .map_err(failed)?;
-        let task = tokio::spawn(async move {
+        // If the client goes away before the response, the instance is stopped with it.
+        let mut task = AbortOnDrop(Some(tokio::spawn(async move {
             let instance = proxy.instantiate_async(&mut store).await?;
             instance
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, response_out)
                 .await
-        });
+        })));
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                // The instance goes on writing the body.
+                task.0 = None;
+                Ok(response)
+            }
             Ok(Err(code)) => Err(RuntimeError::HttpHandler {
                 module: module.clone(),
                 reason: format!("the handler answered with error {code:?}"),
             }),
-            Err(_) => Err(match task.await {
+            Err(_) => Err(match task.0.take().expect("the task is held").await {
                 Ok(Ok(())) => RuntimeError::HttpHandler {
                     module: module.clone(),
                     reason: "the handler returned without setting a response".into(),
@@ -89,6 +92,17 @@ impl Runtime {
                     reason: format!("the handler task failed: {join}"),
                 },
             }),
+        }
+    }
+}
+
+/// A request's task, aborted if the request is dropped while it is still held.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<wasmtime::Result<()>>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }

@@ -13,8 +13,9 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder};
 
 use super::convert::guest_error;
 use super::error::RuntimeError;
-use super::state::ModuleState;
+use super::state::{ModuleState, sandboxed_store};
 use crate::bindings::FrameworkModule;
+use crate::limits::ModuleLimits;
 use crate::manager::ModelManager;
 use crate::registry::ModuleId;
 
@@ -48,6 +49,8 @@ pub struct ModuleOptions {
     pub dirs: Vec<(PathBuf, String)>,
     /// Standard streams.
     pub stdio: Stdio,
+    /// What the module may use; they apply to every instance with the module's identity.
+    pub limits: ModuleLimits,
 }
 
 /// A module instance with its own store.
@@ -74,7 +77,8 @@ impl ModuleInstance {
             source,
         };
         let (wasi, captured) = wasi_context(&options).map_err(instantiate_failed)?;
-        let mut store = Store::new(engine, ModuleState::new(id.clone(), manager.clone(), wasi));
+        manager.set_limits(&id, options.limits);
+        let mut store = sandboxed_store(engine, id.clone(), manager.clone(), wasi);
         let instance = pre
             .instantiate_async(&mut store)
             .await
@@ -108,6 +112,7 @@ impl ModuleInstance {
                 false => Err(self.missing("modelhost:models/lifecycle (needed for settings)")),
             };
         };
+        self.store.data_mut().begin_call();
         let result = lifecycle
             .modelhost_models_lifecycle()
             .call_initialize(&mut self.store, settings)
@@ -128,6 +133,7 @@ impl ModuleInstance {
         let Some(command) = &self.command else {
             return Err(self.missing("wasi:cli/run"));
         };
+        self.store.data_mut().begin_call();
         match command.wasi_cli_run().call_run(&mut self.store).await {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
@@ -149,6 +155,7 @@ impl ModuleInstance {
             return Ok(());
         }
         if let Some(lifecycle) = &self.lifecycle {
+            self.store.data_mut().begin_call();
             let result = lifecycle
                 .modelhost_models_lifecycle()
                 .call_cleanup(&mut self.store)

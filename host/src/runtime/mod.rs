@@ -59,6 +59,7 @@ impl Runtime {
     pub fn new(manager: Arc<ModelManager>, settings: &RuntimeConfig) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         if settings.compile_cache {
             let mut cache_config = CacheConfig::new();
             if let Some(dir) = &settings.compile_cache_dir {
@@ -74,6 +75,7 @@ impl Runtime {
             .map_err(RuntimeError::Engine)?;
         FrameworkModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(RuntimeError::Engine)?;
+        start_epoch_ticker(&engine);
         Ok(Self {
             engine,
             linker,
@@ -133,4 +135,20 @@ impl Runtime {
     ) -> Result<ModuleInstance, RuntimeError> {
         ModuleInstance::start(&self.engine, &image.pre, self.manager.clone(), id, options).await
     }
+}
+
+/// Advances `engine`'s epoch every [`state::EPOCH_TICK`] until the engine is dropped: running
+/// guests yield at each tick and are stopped past their CPU limit.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("modelhost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(state::EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
 }

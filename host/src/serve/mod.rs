@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::config::{ModuleConfig, ServeConfig};
+use crate::config::HostConfig;
 use crate::runtime::{HttpResponse, Runtime, RuntimeError};
 
 pub use admin::HostStatus;
@@ -51,12 +51,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `settings.address` for `modules`. Port 0 picks a free port ([`Server::local_addr`]).
-    pub async fn bind(
-        settings: &ServeConfig,
-        runtime: Arc<Runtime>,
-        modules: Vec<ModuleConfig>,
-    ) -> Result<Self, ServeError> {
+    /// Binds `serve.address` for the `[[modules]]` of `config`. Port 0 picks a free port
+    /// ([`Server::local_addr`]).
+    pub async fn bind(config: &HostConfig, runtime: Arc<Runtime>) -> Result<Self, ServeError> {
+        let settings = &config.serve;
+        let modules = config
+            .modules
+            .iter()
+            .map(|m| (m.clone(), config.module_limits(Some(m))))
+            .collect();
         let listener = TcpListener::bind(&settings.address)
             .await
             .map_err(|source| ServeError::Bind {
@@ -163,13 +166,13 @@ impl Service {
             );
         };
         let started = Instant::now();
-        let response = match route.image {
+        let response = match route.target {
             Err(reason) => admin::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 &format!("{}: {reason}", route.id),
             ),
-            Ok(image) => {
+            Ok((image, _in_flight)) => {
                 let request = with_path(request, &route.path);
                 match self.runtime.handle_http(&image, &route.id, request).await {
                     Ok(response) => response,

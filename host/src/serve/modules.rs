@@ -1,12 +1,14 @@
 //! The configured modules of a serving host: started in order (compile, instantiate with the
 //! configured id, `initialize`), looked up by route for HTTP requests, and cleaned up at shutdown.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::config::{ModuleConfig, route_matches};
+use crate::limits::ModuleLimits;
 use crate::registry::ModuleId;
 use crate::runtime::{ModuleImage, ModuleInstance, ModuleOptions, Runtime, RuntimeError, Stdio};
 
@@ -44,6 +46,8 @@ struct Started {
 
 struct Entry {
     config: ModuleConfig,
+    limits: ModuleLimits,
+    in_flight: Arc<AtomicUsize>,
     id: ModuleId,
     state: ModuleState,
     started: Option<Arc<Started>>,
@@ -59,20 +63,44 @@ pub struct Modules {
 pub struct Route {
     /// The module's identity.
     pub id: ModuleId,
-    /// The module's compiled image, or `None` while it is not serving (with the reason).
-    pub image: Result<ModuleImage, String>,
+    /// The module's compiled image and a slot among its requests in flight, or why it cannot
+    /// take the request now.
+    pub target: Result<(ModuleImage, InFlight), String>,
     /// The request path with the route prefix removed.
     pub path: String,
 }
 
+/// One of a module's requests in flight; the slot frees when this is dropped.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Takes a slot unless `limit` requests are in flight already.
+    fn take(counter: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(counter.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Modules {
-    /// The modules of `configs`, none started yet.
-    pub fn new(runtime: Arc<Runtime>, configs: Vec<ModuleConfig>) -> Self {
+    /// The modules of `configs` with their limits, none started yet.
+    pub fn new(runtime: Arc<Runtime>, configs: Vec<(ModuleConfig, ModuleLimits)>) -> Self {
         let entries = configs
             .into_iter()
-            .map(|config| Entry {
+            .map(|(config, limits)| Entry {
                 id: ModuleId::new(config.id.as_str()),
                 config,
+                limits,
+                in_flight: Arc::new(AtomicUsize::new(0)),
                 state: ModuleState::Starting,
                 started: None,
             })
@@ -96,12 +124,12 @@ impl Modules {
     pub async fn start_all(&self) -> Result<(), RuntimeError> {
         let count = self.entries().len();
         for index in 0..count {
-            let (config, id) = {
-                let entries = self.entries();
-                (entries[index].config.clone(), entries[index].id.clone())
+            let (config, limits, id) = {
+                let entry = &self.entries()[index];
+                (entry.config.clone(), entry.limits.clone(), entry.id.clone())
             };
             let started = std::time::Instant::now();
-            let outcome = self.start(&config, id).await;
+            let outcome = self.start(&config, limits, id).await;
             let mut entries = self.entries_mut();
             match outcome {
                 Ok(module) => {
@@ -123,7 +151,12 @@ impl Modules {
         Ok(())
     }
 
-    async fn start(&self, config: &ModuleConfig, id: ModuleId) -> Result<Started, RuntimeError> {
+    async fn start(
+        &self,
+        config: &ModuleConfig,
+        limits: ModuleLimits,
+        id: ModuleId,
+    ) -> Result<Started, RuntimeError> {
         let path = config.path.clone();
         let runtime = self.runtime.clone();
         // Compiling a large component takes seconds: keep it off the threads serving requests.
@@ -139,6 +172,7 @@ impl Modules {
         let options = ModuleOptions {
             name: Some(config.id.clone()),
             stdio: Stdio::Inherit,
+            limits,
             ..ModuleOptions::default()
         };
         let mut instance = self.runtime.instantiate_as(&image, id, options).await?;
@@ -174,15 +208,24 @@ impl Modules {
         } else {
             &path[route.len()..]
         };
-        let image = match (&entry.started, &entry.state) {
-            (Some(started), ModuleState::Ready) => Ok(started.image.clone()),
+        let target = match (&entry.started, &entry.state) {
+            (Some(started), ModuleState::Ready) => {
+                match InFlight::take(&entry.in_flight, entry.limits.max_in_flight) {
+                    Some(slot) => Ok((started.image.clone(), slot)),
+                    None => Err(format!(
+                        "module has {} requests in flight, its limit (limits.max_in_flight); \
+                         retry shortly",
+                        entry.limits.max_in_flight
+                    )),
+                }
+            }
             (_, ModuleState::Failed(reason)) => Err(format!("module failed to start: {reason}")),
             (_, ModuleState::Stopped) => Err("module has stopped".into()),
             _ => Err("module is starting".into()),
         };
         Some(Route {
             id: entry.id.clone(),
-            image,
+            target,
             path: if rest.is_empty() {
                 "/".into()
             } else {

@@ -9,6 +9,11 @@
 //! `"op": "stream"` (the pieces are returned too) or `"op": "stream_first"` (one piece, then the
 //! stream is dropped), `{"op": "chat", "id": ID, "messages": [...],
 //! "options": OPTIONS}`, `{"op": "status"}`, `{"op": "trap"}`.
+//!
+//! Faults and sandbox checks: `{"op": "spin"}` (loops forever), `{"op": "allocate", "mb": N}`
+//! (grows memory by N MiB, 1 MiB at a time), `{"op": "register_many", "count": N,
+//! "requirement": REQUIREMENT}` (ids `m0`..), `{"op": "env"}` (the variables it sees),
+//! `{"op": "read_file", "path": PATH}`, `{"op": "connect", "address": "HOST:PORT"}`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -96,6 +101,21 @@ enum Command {
     },
     Status,
     Trap,
+    Spin,
+    Allocate {
+        mb: usize,
+    },
+    RegisterMany {
+        count: usize,
+        requirement: ModelRequirement,
+    },
+    Env,
+    ReadFile {
+        path: String,
+    },
+    Connect {
+        address: String,
+    },
 }
 
 fn main() {
@@ -191,7 +211,35 @@ fn execute(command: Command) -> Result<Value, Error> {
             json!({ "models": models, "total_loaded_models": s.total_loaded_models })
         }
         Command::Trap => panic!("probe asked to trap"),
+        Command::Spin => spin(),
+        Command::Allocate { mb } => {
+            let blocks: Vec<Vec<u8>> = (0..mb).map(|i| vec![i as u8; 1 << 20]).collect();
+            json!({ "allocated_mb": blocks.len() })
+        }
+        Command::RegisterMany { count, requirement } => {
+            for i in 0..count {
+                modelhost_guest::register_model(&format!("m{i}"), &requirement)?;
+            }
+            json!({ "registered": count })
+        }
+        Command::Env => json!(std::env::vars().collect::<BTreeMap<_, _>>()),
+        Command::ReadFile { path } => match std::fs::read(&path) {
+            Ok(bytes) => json!({ "read": bytes.len() }),
+            Err(e) => json!({ "denied": e.to_string() }),
+        },
+        Command::Connect { address } => match std::net::TcpStream::connect(&address) {
+            Ok(_) => json!({ "connected": address }),
+            Err(e) => json!({ "denied": e.to_string() }),
+        },
     })
+}
+
+/// Never returns: only the host's CPU limit stops it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
 }
 
 fn generation_json(g: &Generation) -> Value {
