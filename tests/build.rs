@@ -16,6 +16,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("OPENAI_EMBEDDINGS", "openai-embeddings"),
     ("PROBE", "probe"),
     ("LOAD_GENERATOR", "load-generator"),
+    ("HTTP_FAULTS", "http-faults"),
 ];
 
 fn main() {

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 pub mod fake;
 pub mod hub_emulator;
+pub mod served;
 
 /// Paths of the guest components compiled by `build.rs`.
 pub mod guests {

@@ -4,158 +4,15 @@
 //!
 //! The Python and JavaScript components come from `scripts/build-modules` (run by `scripts/test`).
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use modelhost_tests::{guests, max_abs_diff, model_store, reference_embeddings, repo_root};
+use modelhost_tests::served::{Served, built_module, metric, module_entry, reply};
+use modelhost_tests::{guests, max_abs_diff, reference_embeddings};
 use serde_json::{Value, json};
 
-/// A `modelhost serve` process; killed if a test fails before it stops.
-struct Served {
-    child: Child,
-    base: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `modelhost serve` on a free port with `modules` (TOML `[[modules]]` entries) and
-    /// the compile cache in `cache`.
-    fn start(dir: &Path, cache: &Path, modules: &str) -> Self {
-        let config = dir.join("modelhost.toml");
-        let text = format!(
-            "[models]\ndownload = false\n[serve]\naddress = \"127.0.0.1:0\"\n\
-             shutdown_grace_seconds = 60\n[runtime]\ncompile_cache_dir = {cache:?}\n{modules}"
-        );
-        std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
-            .args(["--models-dir", model_store().root().to_str().unwrap()])
-            .args(["--config", config.to_str().unwrap(), "serve"])
-            .env("RUST_LOG", "modelhost=info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("modelhost-cli");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no address in {line:?}: {}", stderr.lock().unwrap()))
-            .to_string();
-        Self {
-            child,
-            base,
-            stderr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        reply(ureq::get(&self.url(path)).call())
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (status, text) = reply(
-            ureq::post(&self.url(path))
-                .set("content-type", "application/json")
-                .send_string(&body.to_string()),
-        );
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{path} answered {status} with non-JSON {text:?}: {e}"));
-        (status, value)
-    }
-
-    /// Waits until `/readyz` answers 200.
-    fn wait_ready(&self) -> Duration {
-        let started = Instant::now();
-        while self.get("/readyz").0 != 200 {
-            assert!(
-                started.elapsed() < Duration::from_secs(300),
-                "not ready: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        started.elapsed()
-    }
-
-    fn status(&self) -> Value {
-        serde_json::from_str(&self.get("/status").1).unwrap()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Sends SIGTERM and waits for the process to exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
-fn reply(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
-    match result {
-        Ok(response) => (response.status(), response.into_string().unwrap()),
-        Err(ureq::Error::Status(code, response)) => (code, response.into_string().unwrap()),
-        Err(error) => panic!("request failed: {error}"),
-    }
-}
-
-/// A built component of `scripts/build-modules`.
-fn built_module(file: &str) -> PathBuf {
-    let path = repo_root().join("target/modules").join(file);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build-modules (scripts/test does)",
-        path.display()
-    );
-    path
-}
-
-fn module_entry(id: &str, path: &Path, route: &str, settings: &str) -> String {
-    format!("[[modules]]\nid = {id:?}\npath = {path:?}\nroute = {route:?}\nsettings = {settings}\n")
-}
+const MODELHOST: &str = env!("CARGO_BIN_EXE_modelhost-cli");
 
 const MINILM_SETTINGS: &str =
     r#"{ model = "sentence-transformers/all-MiniLM-L6-v2", dimension = 384 }"#;
@@ -171,15 +28,6 @@ fn assert_matches_reference(got: &[Vec<f32>], reference: &[(String, Vec<f32>)], 
         let diff = max_abs_diff(vector, expected);
         assert!(diff <= 1e-4, "{who}: '{text}' differs by {diff}");
     }
-}
-
-/// The value of the first sample of `name` whose labels include every one of `labels`.
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| labels.iter().all(|label| l.contains(label)))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 #[test]
@@ -207,7 +55,7 @@ fn serves_rust_python_and_javascript_modules_over_http() {
         ),
     ]
     .concat();
-    let mut host = Served::start(dir.path(), &cache, &modules);
+    let mut host = Served::start(MODELHOST, dir.path(), &cache, &modules);
 
     // Compiling the Python module takes seconds: the host answers, but is not ready.
     assert_eq!(host.get("/healthz").0, 200);
@@ -350,7 +198,7 @@ fn serves_rust_python_and_javascript_modules_over_http() {
     assert!(log.contains("stopped references_left=0"), "{log}");
 
     // The second start reads the compiled modules back from the cache.
-    let host = Served::start(dir.path(), &cache, &modules);
+    let host = Served::start(MODELHOST, dir.path(), &cache, &modules);
     let warm = host.wait_ready();
     eprintln!(
         "start until ready: cold compile {:.2} s, from the compile cache {:.2} s",
@@ -369,7 +217,12 @@ fn sigterm_lets_in_flight_requests_finish() {
         "/openai",
         OPENAI_SETTINGS,
     );
-    let mut host = Served::start(dir.path(), &dir.path().join("compiled"), &modules);
+    let mut host = Served::start(
+        MODELHOST,
+        dir.path(),
+        &dir.path().join("compiled"),
+        &modules,
+    );
     host.wait_ready();
     // Long texts, distinct so that none is cached: seconds of work on two cores.
     let texts: Vec<String> = (0..400)
@@ -418,7 +271,7 @@ fn a_failing_module_stops_the_start_unless_it_is_optional() {
     let broken = r#"{ models = { "minilm" = { model_type = "embedding", name = "sentence-transformers/all-MiniLM-L6-v2", dimension = 512 } } }"#;
     let rust = Path::new(guests::OPENAI_EMBEDDINGS);
     let required = module_entry("broken", rust, "/broken", broken);
-    let mut host = Served::start(dir.path(), &cache, &required);
+    let mut host = Served::start(MODELHOST, dir.path(), &cache, &required);
     let started = Instant::now();
     let exit = loop {
         if let Some(exit) = host.child.try_wait().unwrap() {
@@ -439,7 +292,7 @@ fn a_failing_module_stops_the_start_unless_it_is_optional() {
         module_entry("broken", rust, "/broken", broken),
         module_entry("openai", rust, "/openai", OPENAI_SETTINGS)
     );
-    let host = Served::start(dir.path(), &cache, &optional);
+    let host = Served::start(MODELHOST, dir.path(), &cache, &optional);
     host.wait_ready();
     let status = host.status();
     assert_eq!(status["modules"][0]["state"], "failed", "{status}");
