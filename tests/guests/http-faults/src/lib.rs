@@ -54,8 +54,11 @@ impl incoming_handler::Guest for Faults {
                 }
             }
             "/allocate" => {
-                let blocks: Vec<Vec<u8>> = (0..).map(|i| vec![i as u8; 1 << 20]).collect();
-                respond(out, 200, &blocks.len().to_string());
+                // Only the host's memory limit stops it.
+                let mut blocks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    blocks.push(vec![blocks.len() as u8; 1 << 20]);
+                }
             }
             _ => respond(out, 404, "unknown path"),
         }
