@@ -241,3 +241,59 @@ fn overload_is_refused_fast_and_nothing_is_lost() {
     let (status, body, _) = embed(&host.base, "tight", &texts[..2]);
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn a_client_that_goes_away_stops_its_work_and_shared_batches_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}{}[embedding_cache]\nenabled = false\n",
+        openai("a"),
+        openai("b")
+    );
+    let host = Served::start(MODELHOST, dir.path(), &dir.path().join("compiled"), &config);
+    host.wait_ready();
+    let long: Vec<String> = (0..600)
+        .map(|i| {
+            format!(
+                "text {i}: {}",
+                "a long sentence about nothing in particular ".repeat(10)
+            )
+        })
+        .collect();
+    let url = format!("{}/a/v1/embeddings", host.base);
+    let body = json!({ "model": "minilm", "input": long }).to_string();
+    let reference = reference_embeddings();
+    let expected: Vec<&(String, Vec<f32>)> = reference.iter().take(8).collect();
+    let texts: Vec<&str> = expected.iter().map(|(t, _)| t.as_str()).collect();
+    std::thread::scope(|scope| {
+        // Module a's client gives up after 500 ms, long before its 600 texts are done.
+        let impatient = scope.spawn(|| {
+            ureq::post(&url)
+                .timeout(Duration::from_millis(500))
+                .set("content-type", "application/json")
+                .send_string(&body)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        // Module b's request is queued behind and alongside it, and completes.
+        let (status, answer, _) = embed(&host.base, "b", &texts);
+        assert_eq!(status, 200, "{answer}");
+        check(&answer, &expected);
+        assert!(
+            impatient.join().unwrap().is_err(),
+            "the impatient client got an answer"
+        );
+    });
+    // The abandoned texts leave the queue instead of running.
+    let started = Instant::now();
+    while host.status()["worker_pool"]["pending_tasks"] != 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the queue never drained"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = host.status();
+    assert_eq!(status["module_references"].as_array().unwrap().len(), 2);
+    let (status, _, _) = embed(&host.base, "a", &texts);
+    assert_eq!(status, 200);
+}
