@@ -56,6 +56,7 @@ impl Error {
             ErrorCode::CorruptDownload => "corrupt-download",
             ErrorCode::LimitExceeded => "limit-exceeded",
             ErrorCode::NotAllowed => "not-allowed",
+            ErrorCode::OutOfMemory => "out-of-memory",
         }
     }
 }

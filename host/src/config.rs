@@ -12,7 +12,7 @@ use crate::hub::ModelStore;
 use crate::limits::ModuleLimits;
 use crate::manager::ManagerSettings;
 use crate::requirement::DevicePreference;
-use crate::workers::{LoadBalancing, PoolSettings};
+use crate::workers::{LoadBalancing, MemorySettings, PoolSettings};
 
 /// The documented default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
@@ -270,6 +270,15 @@ pub struct WorkerPoolConfig {
     pub queue_timeout: f64,
     /// "round_robin" or "least_busy".
     pub load_balancing: LoadBalancingConfig,
+    /// Where models go whose requirement says "auto": "auto", "cpu", "cuda" or "cuda:N".
+    pub device_preference: String,
+    /// Share of each GPU's memory models may use.
+    pub gpu_memory_fraction: f64,
+    /// Share of the system's RAM models on the CPU workers may use.
+    pub cpu_memory_fraction: f64,
+    /// Whether a model's working memory is left to grow on a GPU (true) or accounted with its
+    /// weights when it is placed (false).
+    pub allow_gpu_growth: bool,
 }
 
 /// How batches are spread over the workers holding a model.
@@ -334,6 +343,10 @@ impl Default for WorkerPoolConfig {
             max_queue_length: 1024,
             queue_timeout: 30.0,
             load_balancing: LoadBalancingConfig::LeastBusy,
+            device_preference: "auto".into(),
+            gpu_memory_fraction: 0.8,
+            cpu_memory_fraction: 0.8,
+            allow_gpu_growth: true,
         }
     }
 }
@@ -426,6 +439,21 @@ impl HostConfig {
             return Err(ConfigError::Value { key, problem });
         }
         self.device_specs()?;
+        self.worker_pool
+            .device_preference
+            .parse::<DevicePreference>()
+            .map_err(|e| ConfigError::Device(format!("device_preference: {e}")))?;
+        for (fraction, key) in [
+            (pool.gpu_memory_fraction, "worker_pool.gpu_memory_fraction"),
+            (pool.cpu_memory_fraction, "worker_pool.cpu_memory_fraction"),
+        ] {
+            if !(fraction > 0.0 && fraction <= 1.0) {
+                return Err(ConfigError::Value {
+                    key,
+                    problem: "must be in (0, 1]",
+                });
+            }
+        }
         self.validate_modules()
     }
 
@@ -505,6 +533,12 @@ impl HostConfig {
                 },
                 max_batch_tokens: pool.max_batch_tokens as usize,
                 max_queue_length: pool.max_queue_length as usize,
+                memory: MemorySettings {
+                    gpu_fraction: pool.gpu_memory_fraction,
+                    cpu_fraction: pool.cpu_memory_fraction,
+                    gpu_growth: pool.allow_gpu_growth,
+                },
+                device_preference: pool.device_preference.parse().expect("validated at load"),
             },
             cache: CacheSettings {
                 enabled: self.embedding_cache.enabled,

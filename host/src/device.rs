@@ -26,10 +26,13 @@ impl fmt::Display for ComputeDevice {
     }
 }
 
-/// Which GPUs this machine has.
+/// Which GPUs this machine has, and how much memory each device has.
 pub trait DeviceInventory: Send + Sync {
     /// The ordinals of the usable CUDA devices.
     fn cuda_devices(&self) -> Vec<u32>;
+
+    /// The total memory of `device` in bytes (system RAM for the CPU), when known.
+    fn memory_bytes(&self, device: ComputeDevice) -> Option<u64>;
 }
 
 /// The real machine: CUDA devices when built with the `cuda` feature, none otherwise.
@@ -43,6 +46,27 @@ impl DeviceInventory for SystemDevices {
         (0u32..)
             .take_while(|&n| candle_core::Device::new_cuda(n as usize).is_ok())
             .collect()
+    }
+
+    /// RAM from `/proc/meminfo`; a GPU's memory from `nvidia-smi`.
+    fn memory_bytes(&self, device: ComputeDevice) -> Option<u64> {
+        match device {
+            ComputeDevice::Cpu => {
+                let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+                let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            }
+            ComputeDevice::Cuda(n) => {
+                let output = std::process::Command::new("nvidia-smi")
+                    .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+                    .arg(format!("--id={n}"))
+                    .output()
+                    .ok()?;
+                let mib: u64 = String::from_utf8(output.stdout).ok()?.trim().parse().ok()?;
+                Some(mib << 20)
+            }
+        }
     }
 }
 
@@ -105,6 +129,16 @@ mod tests {
         fn cuda_devices(&self) -> Vec<u32> {
             self.0.clone()
         }
+
+        fn memory_bytes(&self, _: ComputeDevice) -> Option<u64> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_machine_reports_its_ram() {
+        let ram = SystemDevices.memory_bytes(ComputeDevice::Cpu).unwrap();
+        assert!(ram > 256 << 20, "{ram}");
     }
 
     fn specs(list: &[&str]) -> Vec<DevicePreference> {

@@ -234,6 +234,21 @@ pub enum HostError {
         name: String,
     },
 
+    /// The model does not fit in the memory budget of any device it may run on.
+    #[error(
+        "out of memory: model '{name}' needs {needed} and does not fit ({free}, after evicting \
+         every model no module uses); release models, raise the memory fraction in \
+         [worker_pool], or use a smaller model"
+    )]
+    OutOfMemory {
+        /// The model's repository id.
+        name: String,
+        /// What it needs, e.g. `87.3 MiB`.
+        needed: String,
+        /// What each device had free.
+        free: String,
+    },
+
     /// The model's queue is full.
     #[error("overloaded: {0}")]
     Overloaded(String),

@@ -41,6 +41,7 @@ pub mod hub;
 mod kernels;
 pub mod limits;
 pub mod manager;
+pub mod memory;
 pub mod metrics;
 pub mod registry;
 pub mod requirement;

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::memory::DeviceMemoryStatus;
 use crate::results::{ModelStatus, ServiceStatus, WorkerStatus};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
@@ -278,6 +279,38 @@ fn render_live(out: &mut String, status: &ServiceStatus, cache: CacheCounts) {
                 r.reference_count.into(),
             )
         }),
+    );
+    let device = |d: &DeviceMemoryStatus| labels(&[("device", &d.device)]);
+    gauges(
+        out,
+        "modelhost_device_memory_budget_bytes",
+        "Bytes models may use on a device (absent when its size is unknown).",
+        pool.devices
+            .iter()
+            .filter_map(|d| Some((device(d), d.budget_bytes? as f64))),
+    );
+    gauges(
+        out,
+        "modelhost_device_memory_used_bytes",
+        "Bytes accounted to the models placed on a device.",
+        pool.devices
+            .iter()
+            .map(|d| (device(d), d.used_bytes as f64)),
+    );
+    counters(
+        out,
+        "modelhost_evictions_total",
+        "Unreferenced models evicted from a device to make room.",
+        pool.devices.iter().map(|d| (device(d), d.evictions)),
+    );
+    gauges(
+        out,
+        "modelhost_model_memory_bytes",
+        "Bytes accounted to a model id's weights, over its devices.",
+        status
+            .models
+            .iter()
+            .map(|m| (model(m), m.accounted_bytes as f64)),
     );
     gauges(
         out,

@@ -270,6 +270,20 @@ impl Registry {
             .collect()
     }
 
+    /// Removes the least recently used of `keys` whose weights no id uses, and returns it, so the
+    /// caller can unload it to make room.
+    pub fn take_least_recently_used(&mut self, keys: &[WeightsKey]) -> Option<Arc<Weights>> {
+        let in_use: Vec<&WeightsKey> = self.ids.values().map(|e| &e.weights.key).collect();
+        let key = keys
+            .iter()
+            .filter(|key| !in_use.contains(key))
+            .filter_map(|key| Some((self.weights.get(key)?.last_used().0, key)))
+            .min_by_key(|(used, _)| *used)?
+            .1
+            .clone();
+        self.weights.remove(&key)
+    }
+
     /// The ids `module` holds references to.
     pub fn ids_held_by(&self, module: &ModuleId) -> Vec<&str> {
         self.ids

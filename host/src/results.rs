@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::backends::FinishReason;
+use crate::memory::{DeviceMemoryStatus, MemoryEstimate};
 use crate::requirement::ModelType;
 
 /// The outcome of a registration.
@@ -141,6 +142,8 @@ pub struct WorkerPoolStatus {
     pub workers: Vec<WorkerStatus>,
     /// What the pool substituted for its configuration (e.g. no GPU for `auto`).
     pub notes: Vec<String>,
+    /// Each device's memory budget and use.
+    pub devices: Vec<DeviceMemoryStatus>,
 }
 
 /// One worker as seen by the status call.
@@ -196,6 +199,10 @@ pub struct ModelStatus {
     pub placement_note: Option<String>,
     /// Requests waiting in the queue of the id's weights (ids of the same weights share it).
     pub waiting_requests: u32,
+    /// What the weights need in memory, estimated before loading.
+    pub estimated_bytes: MemoryEstimate,
+    /// Bytes accounted to the weights, over the devices they are placed on.
+    pub accounted_bytes: u64,
 }
 
 /// References one module holds on one id.

@@ -12,6 +12,7 @@ use modelhost::backends::{
 use modelhost::device::{ComputeDevice, DeviceInventory};
 use modelhost::error::HostError;
 use modelhost::hub::ModelFiles;
+use modelhost::memory::MemoryEstimate;
 use modelhost::requirement::{ModelType, Precision};
 
 /// A text that makes the fake model panic.
@@ -27,9 +28,18 @@ pub struct FakeBackend {
     loads: Mutex<Vec<ComputeDevice>>,
     live: Arc<AtomicUsize>,
     batches: Arc<Mutex<Vec<usize>>>,
+    sizes: Vec<(String, MemoryEstimate)>,
 }
 
 impl FakeBackend {
+    /// A backend whose models named in `sizes` report those memory estimates (others: none).
+    pub fn with_sizes(sizes: &[(&str, MemoryEstimate)]) -> Self {
+        Self {
+            sizes: sizes.iter().map(|(n, e)| (n.to_string(), *e)).collect(),
+            ..Self::default()
+        }
+    }
+
     /// A backend whose batches each take `delay`.
     pub fn with_delay(delay: Duration) -> Self {
         Self {
@@ -68,6 +78,12 @@ impl ModelBackend for FakeBackend {
                 max_input_length: 512,
                 head: "fake".into(),
                 labels: Vec::new(),
+                memory: self
+                    .sizes
+                    .iter()
+                    .find(|(name, _)| *name == files.name)
+                    .map(|(_, estimate)| *estimate)
+                    .unwrap_or_default(),
             },
             encoder: Arc::new(FakeEncoder),
         })
@@ -143,11 +159,36 @@ pub fn fake_vector(text: &str) -> Vec<f32> {
     vector_of(&fake_tokens(text, usize::MAX))
 }
 
-/// A machine with the given CUDA ordinals (and a CPU).
+/// A machine with the given CUDA ordinals (and a CPU), of unknown memory sizes.
 pub struct SimulatedDevices(pub Vec<u32>);
 
 impl DeviceInventory for SimulatedDevices {
     fn cuda_devices(&self) -> Vec<u32> {
         self.0.clone()
+    }
+
+    fn memory_bytes(&self, _: ComputeDevice) -> Option<u64> {
+        None
+    }
+}
+
+/// A machine with CUDA devices of the given memory sizes, and a CPU with `cpu` bytes.
+pub struct SimulatedMemory {
+    /// RAM.
+    pub cpu: u64,
+    /// Each GPU's memory, by ordinal.
+    pub gpus: Vec<u64>,
+}
+
+impl DeviceInventory for SimulatedMemory {
+    fn cuda_devices(&self) -> Vec<u32> {
+        (0..self.gpus.len() as u32).collect()
+    }
+
+    fn memory_bytes(&self, device: ComputeDevice) -> Option<u64> {
+        match device {
+            ComputeDevice::Cpu => Some(self.cpu),
+            ComputeDevice::Cuda(n) => self.gpus.get(n as usize).copied(),
+        }
     }
 }

@@ -272,6 +272,7 @@ fn a_client_that_goes_away_stops_its_work_and_shared_batches_complete() {
                 .timeout(Duration::from_millis(500))
                 .set("content-type", "application/json")
                 .send_string(&body)
+                .is_ok()
         });
         std::thread::sleep(Duration::from_millis(100));
         // Module b's request is queued behind and alongside it, and completes.
@@ -279,7 +280,7 @@ fn a_client_that_goes_away_stops_its_work_and_shared_batches_complete() {
         assert_eq!(status, 200, "{answer}");
         check(&answer, &expected);
         assert!(
-            impatient.join().unwrap().is_err(),
+            !impatient.join().unwrap(),
             "the impatient client got an answer"
         );
     });

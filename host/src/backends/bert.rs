@@ -13,6 +13,7 @@ use tokenizers::{Encoding, Tokenizer};
 use super::bert_cpu::{CpuBertEncoder, TensorReader};
 use super::cpu_weight_format;
 use super::encoder_config::{EncoderConfig, Family};
+use super::memory_estimate::{self, SafetensorsHeader};
 use super::{
     Inspection, ModelInfo, Pooling, SentenceTransformerConfig, SequenceModel, TextEncoder,
 };
@@ -182,7 +183,7 @@ impl SequenceModel for BertEmbedder {
 fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
     let (config, architecture) = encoder_config(files)?;
     let tokenizer = load_tokenizer(files)?;
-    require_safetensors(files)?;
+    let weights = require_safetensors(files)?;
     let head = SentenceTransformerConfig::read(files)?;
     let max_input_length = head
         .max_seq_length
@@ -194,6 +195,13 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
         max_input_length: max_input_length as u32,
         head: head.describe(),
         labels: Vec::new(),
+        memory: memory_estimate::encoder(
+            weights,
+            config.hidden_size,
+            config.intermediate_size,
+            config.heads,
+            max_input_length,
+        ),
     };
     Ok((tokenizer, info))
 }
@@ -211,47 +219,23 @@ pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError>
 
 /// Checks the snapshot has `model.safetensors`, the only weights format safetensors-based
 /// backends read.
-pub(super) fn require_safetensors(files: &ModelFiles) -> Result<(), HostError> {
+/// Checks that the safetensors weights are there and whole; returns their size as f32.
+pub(super) fn require_safetensors(files: &ModelFiles) -> Result<u64, HostError> {
     let path = files.path(WEIGHTS_FILE);
     if !path.is_file() {
         return Err(files.invalid(format!(
             "{WEIGHTS_FILE} is missing (only safetensors weights are supported)"
         )));
     }
-    let (size, needed) = safetensors_extent(&path)
+    let header = SafetensorsHeader::read(&path)
         .map_err(|reason| files.invalid(format!("{WEIGHTS_FILE} is unreadable: {reason}")))?;
+    let (size, needed) = header.extent();
     match size >= needed {
-        true => Ok(()),
+        true => Ok(header.f32_bytes()),
         false => Err(files.invalid(format!(
             "{WEIGHTS_FILE} is truncated: {size} bytes, its header describes {needed}; fetch it again"
         ))),
     }
-}
-
-/// The size of a safetensors file and the size its header describes (header plus tensor data),
-/// read without loading the tensors.
-fn safetensors_extent(path: &std::path::Path) -> Result<(u64, u64), String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let size = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length).map_err(|e| e.to_string())?;
-    let header_length = u64::from_le_bytes(length);
-    if header_length > size.saturating_sub(8) || header_length > 100 << 20 {
-        return Err(format!(
-            "a header of {header_length} bytes in a {size}-byte file"
-        ));
-    }
-    let mut header = vec![0u8; header_length as usize];
-    file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&header).map_err(|e| format!("the header does not parse: {e}"))?;
-    let data_end = header
-        .values()
-        .filter_map(|tensor| tensor.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0);
-    Ok((size, 8 + header_length + data_end))
 }
 
 /// What `config.json` says the checkpoint is: its first architecture (or model type) and its

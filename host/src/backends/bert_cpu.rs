@@ -113,12 +113,21 @@ impl TensorReader {
     }
 
     fn read_named(&self, name: &str, len: usize) -> candle_core::Result<Vec<f32>> {
-        let values = self
-            .file
-            .load(name, &Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let view = self.file.get(name)?;
+        // f32 tensors are copied straight out of the mapping: one allocation, no temporaries.
+        let values = match view.dtype() {
+            safetensors::Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            _ => self
+                .file
+                .load(name, &Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        };
         if values.len() != len {
             candle_core::bail!(
                 "{name} has {} values, the config implies {len}",

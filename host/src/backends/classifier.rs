@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::bert::{architecture, load_tokenizer, require_safetensors, truncating_tokenizer};
 use super::bert_cpu::{CpuBertEncoder, TensorReader};
 use super::encoder_config::{EncoderConfig, Family};
+use super::memory_estimate;
 use super::{Inspection, ModelInfo, SequenceModel};
 use crate::device::ComputeDevice;
 use crate::error::HostError;
@@ -87,8 +88,9 @@ fn numeric_order(id2label: &BTreeMap<String, String>) -> Vec<(usize, &String)> {
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let config = ClassifierConfig::read(files)?;
     let tokenizer = load_tokenizer(files)?;
-    require_safetensors(files)?;
+    let weights = require_safetensors(files)?;
     let max_input_length = config.encoder.max_positions as u32;
+    let encoder = &config.encoder;
     let info = ModelInfo {
         architecture: config.architecture,
         dimension: None,
@@ -99,6 +101,13 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
             "softmax"
         }
         .into(),
+        memory: memory_estimate::encoder(
+            weights,
+            encoder.hidden_size,
+            encoder.intermediate_size,
+            encoder.heads,
+            encoder.max_positions,
+        ),
         labels: config.labels,
     };
     Ok(Inspection {

@@ -17,6 +17,7 @@ use super::chat_template::ChatTemplate;
 use super::generation::{GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop};
 use super::llama_checkpoint::LlamaCheckpoint;
 use super::llama_cpu::LlamaCpu;
+use super::memory_estimate::{self, DecoderShape};
 use super::{Inspection, ModelInfo, cpu_weight_format};
 use crate::device::ComputeDevice;
 use crate::error::HostError;
@@ -72,11 +73,20 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
         });
     }
     let checkpoint = LlamaCheckpoint::find(files)?;
-    checkpoint
+    let shape = checkpoint
         .shape()
         .map_err(|e| files.invalid(e.to_string()))?;
     let context = checkpoint.context(files)?;
     let tokenizer = load_tokenizer(files)?;
+    let memory = memory_estimate::decoder(&DecoderShape {
+        vocab: tokenizer.get_vocab_size(true) as u64,
+        hidden: shape.hidden as u64,
+        layers: shape.layers as u64,
+        heads: shape.heads as u64,
+        kv_heads: shape.kv_heads as u64,
+        intermediate: shape.intermediate as u64,
+        context: context as u64,
+    });
     ChatTemplate::read(files)?;
     let info = ModelInfo {
         architecture: name,
@@ -84,6 +94,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
         max_input_length: context,
         head: checkpoint.describe(),
         labels: Vec::new(),
+        memory,
     };
     Ok(Inspection {
         info,

@@ -13,6 +13,7 @@ mod generation;
 mod llama;
 mod llama_checkpoint;
 mod llama_cpu;
+mod memory_estimate;
 mod sentence_transformers;
 mod t5;
 mod t5_model;
@@ -23,6 +24,7 @@ use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
 use crate::kernels::{Isa, WeightFormat};
+use crate::memory::MemoryEstimate;
 use crate::requirement::{ModelType, Precision};
 
 pub use bert::{BertEmbedder, TruncatingTokenizer};
@@ -49,6 +51,8 @@ pub struct ModelInfo {
     pub head: String,
     /// Classification models: the label of each output, in order (`id2label`).
     pub labels: Vec<String>,
+    /// What the model needs in memory once loaded.
+    pub memory: MemoryEstimate,
 }
 
 /// A model's tokenizer. It is loaded at registration, with verification, so that requests can

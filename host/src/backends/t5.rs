@@ -18,6 +18,7 @@ use super::{Inspection, ModelInfo};
 use crate::device::ComputeDevice;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
+use crate::memory::MemoryEstimate;
 use crate::requirement::ModelType;
 
 const SUPPORTED: &str = "T5ForConditionalGeneration (T5, flan-T5)";
@@ -62,7 +63,7 @@ fn max_input_length(files: &ModelFiles) -> u32 {
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let (_, name) = read_config(files)?;
     let tokenizer = load_tokenizer(files)?;
-    require_safetensors(files)?;
+    let weights = require_safetensors(files)?;
     let max_input = max_input_length(files);
     let info = ModelInfo {
         architecture: name,
@@ -70,6 +71,11 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
         max_input_length: max_input,
         head: "t5".into(),
         labels: Vec::new(),
+        // Generation state is small next to the weights; only the weights are estimated.
+        memory: MemoryEstimate {
+            weights,
+            working: 0,
+        },
     };
     Ok(Inspection {
         info,

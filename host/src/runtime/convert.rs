@@ -52,6 +52,7 @@ pub fn wit_error_code(error: &HostError) -> wit::ErrorCode {
         HostError::CorruptDownload { .. } => wit::ErrorCode::CorruptDownload,
         HostError::LimitExceeded(_) => wit::ErrorCode::LimitExceeded,
         HostError::NotAllowed { .. } => wit::ErrorCode::NotAllowed,
+        HostError::OutOfMemory { .. } => wit::ErrorCode::OutOfMemory,
     }
 }
 
@@ -89,6 +90,7 @@ pub fn error_code_name(code: wit::ErrorCode) -> &'static str {
         wit::ErrorCode::CorruptDownload => "corrupt-download",
         wit::ErrorCode::LimitExceeded => "limit-exceeded",
         wit::ErrorCode::NotAllowed => "not-allowed",
+        wit::ErrorCode::OutOfMemory => "out-of-memory",
     }
 }
 
@@ -361,6 +363,7 @@ mod tests {
             "corrupt-download",
             "limit-exceeded",
             "not-allowed",
+            "out-of-memory",
         ];
         let wit = include_str!("../../../wit/types.wit");
         let start = wit.find("enum error-code {").expect("error-code enum");
@@ -398,6 +401,7 @@ mod tests {
             CorruptDownload,
             LimitExceeded,
             NotAllowed,
+            OutOfMemory,
         ];
         for (i, code) in codes.into_iter().enumerate() {
             assert_eq!(code as usize, i);

@@ -17,6 +17,8 @@ use tokio::sync::Notify;
 
 use crate::backends::ModelBackend;
 use crate::device::{self, ComputeDevice, DeviceInventory};
+use crate::memory::{DeviceMemory, mib};
+use crate::registry::WeightsKey;
 use crate::requirement::DevicePreference;
 use crate::results::{WorkerPoolStatus, WorkerStatus};
 
@@ -52,11 +54,38 @@ pub struct PoolSettings {
     pub max_batch_tokens: usize,
     /// Most requests waiting in one model's queue; more are refused as `overloaded`.
     pub max_queue_length: usize,
+    /// Device memory budgets.
+    pub memory: MemorySettings,
+    /// Where models go whose requirement says `auto`.
+    pub device_preference: DevicePreference,
+}
+
+/// How much of each device's memory models may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemorySettings {
+    /// Share of each GPU's memory.
+    pub gpu_fraction: f64,
+    /// Share of the system's RAM, for the CPU workers together.
+    pub cpu_fraction: f64,
+    /// When false, a model's working memory is accounted on a GPU with its weights, at placement;
+    /// when true only its weights are (the working memory grows as batches run).
+    pub gpu_growth: bool,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            gpu_fraction: 0.8,
+            cpu_fraction: 0.8,
+            gpu_growth: true,
+        }
+    }
 }
 
 /// The workers and how work is spread over them.
 pub struct WorkerPool {
     workers: Vec<Worker>,
+    memory: Vec<Arc<DeviceMemory>>,
     settings: PoolSettings,
     notes: Vec<String>,
     freed: Notify,
@@ -88,12 +117,27 @@ impl WorkerPool {
                 Worker::spawn(id, device, backend.clone())
             })
             .collect();
+        let mut memory: Vec<Arc<DeviceMemory>> = Vec::new();
+        for worker in &workers {
+            if memory.iter().all(|m| m.device != worker.device) {
+                let fraction = match worker.device {
+                    ComputeDevice::Cpu => settings.memory.cpu_fraction,
+                    ComputeDevice::Cuda(_) => settings.memory.gpu_fraction,
+                };
+                let budget = inventory
+                    .memory_bytes(worker.device)
+                    .map(|total| (total as f64 * fraction) as u64);
+                tracing::info!(device = %worker.device, budget = ?budget.map(mib), "device memory budget");
+                memory.push(Arc::new(DeviceMemory::new(worker.device, budget)));
+            }
+        }
         for note in &notes {
             tracing::warn!("{note}");
         }
         tracing::info!(workers = ?workers.iter().map(|w| &w.id).collect::<Vec<_>>(), "worker pool started");
         Ok(Arc::new(Self {
             workers,
+            memory,
             settings,
             notes,
             freed: Notify::new(),
@@ -160,6 +204,26 @@ impl WorkerPool {
         candidates.min_by_key(|&i| (self.workers[i].busy(), i))
     }
 
+    /// The memory account of `device`.
+    pub fn memory(&self, device: ComputeDevice) -> &Arc<DeviceMemory> {
+        self.memory
+            .iter()
+            .find(|m| m.device == device)
+            .expect("every worker's device has a memory account")
+    }
+
+    /// Every device's memory account, in the order of the workers.
+    pub fn memories(&self) -> &[Arc<DeviceMemory>] {
+        &self.memory
+    }
+
+    /// Stops accounting `key` on every device (its weights were unloaded).
+    pub fn release_memory(&self, key: &WeightsKey) {
+        for memory in &self.memory {
+            memory.release(key);
+        }
+    }
+
     /// What the status call reports about the pool.
     pub fn status(&self) -> WorkerPoolStatus {
         WorkerPoolStatus {
@@ -179,6 +243,7 @@ impl WorkerPool {
                 })
                 .collect(),
             notes: self.notes.clone(),
+            devices: self.memory.iter().map(|m| m.status()).collect(),
         }
     }
 }

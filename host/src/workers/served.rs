@@ -225,6 +225,7 @@ impl ServedModel {
     /// Stops the scheduler and unloads the model from every worker.
     pub fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+        self.pool.release_memory(&self.key);
         self.wake.notify_one();
         self.pool.freed.notify_waiters();
         let holders = std::mem::take(&mut self.placement().holders);

@@ -180,7 +180,9 @@ fn serve(
      -> Result<(), HostError> {
         if !models.contains_key(key) {
             let started = std::time::Instant::now();
-            let model = backend.load(key.model_type, files, device, key.precision)?;
+            let model = backend
+                .load(key.model_type, files, device, key.precision)
+                .map_err(|error| out_of_memory(error, device))?;
             models.insert(key.clone(), model);
             loaded.store(models.len(), Ordering::SeqCst);
             tracing::info!(worker = %id, model = %key.name, revision = %key.revision,
@@ -257,6 +259,23 @@ fn serve(
             }
         }
         busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A load failure that is a real allocation failure (CUDA or the allocator reporting that memory
+/// ran out), reported as `out-of-memory`.
+fn out_of_memory(error: HostError, device: ComputeDevice) -> HostError {
+    match error {
+        HostError::LoadFailed { name, reason }
+            if reason.to_lowercase().contains("out of memory") =>
+        {
+            HostError::OutOfMemory {
+                name,
+                needed: "more than was free".into(),
+                free: format!("{device} failed to allocate: {reason}"),
+            }
+        }
+        other => other,
     }
 }
 

@@ -1,0 +1,124 @@
+//! Device memory as the host accounts it: each device's budget (a fraction of its memory), and
+//! the bytes accounted to each model placed on it, from the model's estimate. Placement checks
+//! that a model fits before it is loaded; see `ModelManager::register`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::ComputeDevice;
+use crate::registry::WeightsKey;
+
+/// What a model needs in memory, estimated before it is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemoryEstimate {
+    /// The weights as loaded (for example f32 after dequantizing a GGUF file).
+    pub weights: u64,
+    /// Working memory at the model's largest batch and input (activations, KV cache).
+    pub working: u64,
+}
+
+/// The memory of one device, as the status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DeviceMemoryStatus {
+    /// The device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    /// Bytes models may use; `None` when the device's size is unknown (no limit).
+    pub budget_bytes: Option<u64>,
+    /// Bytes accounted to the models placed on it.
+    pub used_bytes: u64,
+    /// `budget - used`, when there is a budget.
+    pub free_bytes: Option<u64>,
+    /// Models evicted from it to make room.
+    pub evictions: u64,
+}
+
+/// One device's budget and the models accounted on it.
+pub struct DeviceMemory {
+    /// The device.
+    pub device: ComputeDevice,
+    budget: Option<u64>,
+    accounted: Mutex<HashMap<WeightsKey, u64>>,
+    evictions: AtomicU64,
+}
+
+impl DeviceMemory {
+    /// A device with `budget` bytes for models (`None`: no limit).
+    pub fn new(device: ComputeDevice, budget: Option<u64>) -> Self {
+        Self {
+            device,
+            budget,
+            accounted: Mutex::new(HashMap::new()),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    fn accounted(&self) -> std::sync::MutexGuard<'_, HashMap<WeightsKey, u64>> {
+        self.accounted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes accounted to models.
+    pub fn used(&self) -> u64 {
+        self.accounted().values().sum()
+    }
+
+    /// Bytes left in the budget (`None`: no limit).
+    pub fn free(&self) -> Option<u64> {
+        self.budget.map(|b| b.saturating_sub(self.used()))
+    }
+
+    /// Bytes accounted to `key` here, if it is placed here.
+    pub fn accounted_to(&self, key: &WeightsKey) -> Option<u64> {
+        self.accounted().get(key).copied()
+    }
+
+    /// Accounts `bytes` to `key` if they fit (or `key` is accounted already); otherwise returns
+    /// the free bytes.
+    pub fn try_account(&self, key: &WeightsKey, bytes: u64) -> Result<(), u64> {
+        let mut accounted = self.accounted();
+        if accounted.contains_key(key) {
+            return Ok(());
+        }
+        let used: u64 = accounted.values().sum();
+        match self.budget {
+            Some(budget) if used + bytes > budget => Err(budget.saturating_sub(used)),
+            _ => {
+                accounted.insert(key.clone(), bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops accounting `key` (it was unloaded).
+    pub fn release(&self, key: &WeightsKey) {
+        self.accounted().remove(key);
+    }
+
+    /// The models accounted here.
+    pub fn keys(&self) -> Vec<WeightsKey> {
+        self.accounted().keys().cloned().collect()
+    }
+
+    /// Counts a model evicted to make room here.
+    pub fn count_eviction(&self) {
+        self.evictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Budget, use and evictions.
+    pub fn status(&self) -> DeviceMemoryStatus {
+        DeviceMemoryStatus {
+            device: self.device.to_string(),
+            budget_bytes: self.budget,
+            used_bytes: self.used(),
+            free_bytes: self.free(),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `bytes` in MiB with one decimal, for messages.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}

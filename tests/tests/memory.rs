@@ -1,0 +1,214 @@
+//! Device memory budgets on a simulated machine with small budgets (the fake backend reports the
+//! estimates): models are placed where they fit, unreferenced models are evicted least recently
+//! used first, `auto` falls back from the GPUs to the CPU, and what does not fit anywhere fails
+//! with `out-of-memory`, saying what it needs and what is free.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use modelhost::error::HostError;
+use modelhost::manager::{ManagerSettings, ModelManager};
+use modelhost::memory::MemoryEstimate;
+use modelhost::registry::ModuleId;
+use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
+use modelhost_tests::fake::{FakeBackend, SimulatedMemory};
+use modelhost_tests::{FIXTURE_ORG, MINILM, manager, test_settings};
+
+const MIB: u64 = 1 << 20;
+
+/// Four models of the test store, each with its estimate.
+fn models() -> [(String, MemoryEstimate); 4] {
+    let sized = |weights: u64, working: u64| MemoryEstimate {
+        weights: weights * MIB,
+        working: working * MIB,
+    };
+    [
+        (MINILM.to_string(), sized(400, 300)),
+        (
+            format!("{FIXTURE_ORG}/categorium-bert-cls-en"),
+            sized(400, 0),
+        ),
+        (
+            format!("{FIXTURE_ORG}/distilbert-tiny-random-cls"),
+            sized(400, 0),
+        ),
+        (
+            format!("{FIXTURE_ORG}/t5-tiny-random-realvocab"),
+            sized(100, 0),
+        ),
+    ]
+}
+
+/// A manager on a machine with `cpu` MiB of RAM and GPUs of `gpus` MiB, all usable by models.
+fn machine(cpu: u64, gpus: &[u64], change: impl FnOnce(&mut ManagerSettings)) -> Arc<ModelManager> {
+    let sizes = models();
+    let sizes: Vec<(&str, MemoryEstimate)> = sizes.iter().map(|(n, e)| (n.as_str(), *e)).collect();
+    let mut settings = test_settings(Duration::from_secs(3600));
+    settings.pool.memory.cpu_fraction = 1.0;
+    settings.pool.memory.gpu_fraction = 1.0;
+    change(&mut settings);
+    let inventory = SimulatedMemory {
+        cpu: cpu * MIB,
+        gpus: gpus.iter().map(|g| g * MIB).collect(),
+    };
+    manager(
+        Arc::new(FakeBackend::with_sizes(&sizes)),
+        &inventory,
+        settings,
+    )
+}
+
+fn requirement(model: usize, device: DevicePreference) -> ModelRequirement {
+    ModelRequirement {
+        device,
+        ..ModelRequirement::new(ModelType::Embedding, models()[model].0.clone())
+    }
+}
+
+/// (device, budget MiB, used MiB, evictions) of every device.
+fn devices(manager: &ModelManager) -> Vec<(String, u64, u64, u64)> {
+    let status = manager.status();
+    status
+        .worker_pool
+        .devices
+        .iter()
+        .map(|d| {
+            let budget = d.budget_bytes.unwrap_or(0) / MIB;
+            (d.device.clone(), budget, d.used_bytes / MIB, d.evictions)
+        })
+        .collect()
+}
+
+fn placed_on(manager: &ModelManager, id: &str) -> String {
+    let status = manager.status();
+    let model = status.models.iter().find(|m| m.model_id == id).unwrap();
+    model.device.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first() {
+    let manager = machine(1000, &[], |_| {});
+    let m = ModuleId::new("m");
+    let auto = DevicePreference::Auto;
+    manager
+        .register(&m, "a", requirement(0, auto))
+        .await
+        .unwrap();
+    manager
+        .register(&m, "b", requirement(1, auto))
+        .await
+        .unwrap();
+    assert_eq!(devices(&manager), [("cpu".into(), 1000, 800, 0)]);
+    let status = manager.status();
+    assert_eq!(status.models[0].accounted_bytes, 400 * MIB);
+    assert_eq!(status.models[0].estimated_bytes.working, 300 * MIB);
+
+    // Both are referenced: the third does not fit, and nothing is evicted.
+    let err = manager
+        .register(&m, "c", requirement(2, auto))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HostError::OutOfMemory { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("needs 400.0 MiB") && text.contains("cpu: 200.0 MiB free of 1000.0 MiB"),
+        "{text}"
+    );
+    assert_eq!(devices(&manager)[0].2, 800);
+
+    // Unreferenced, b is evicted before a would be (a was used more recently).
+    manager.embed(&m, "a", vec!["x".into()]).await.unwrap();
+    manager.release(&m, "b").unwrap();
+    manager
+        .register(&m, "keep", requirement(3, auto))
+        .await
+        .unwrap();
+    manager.release(&m, "a").unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    manager.embed(&m, "keep", vec!["x".into()]).await.unwrap();
+    // 900 used: a (400, unreferenced, used second), b (400, unreferenced, used first), keep (100).
+    assert_eq!(devices(&manager)[0].2, 900);
+    manager
+        .register(&m, "c", requirement(2, auto))
+        .await
+        .unwrap();
+    assert_eq!(devices(&manager), [("cpu".into(), 1000, 900, 1)]);
+    let status = manager.status();
+    let loaded: Vec<&str> = status.models.iter().map(|m| m.model_id.as_str()).collect();
+    assert_eq!(loaded, ["c", "keep"]);
+    // a is still accounted (evicted only when needed), b is gone.
+    manager
+        .register(&m, "a-again", requirement(0, auto))
+        .await
+        .unwrap();
+    assert_eq!(devices(&manager)[0].2, 900, "a was still in memory");
+
+    // Everything released and unloaded: the accounts return to zero.
+    for id in ["c", "keep", "a-again"] {
+        manager.release(&m, id).unwrap();
+    }
+    let fresh = machine(1000, &[], |s| s.idle_unload = Duration::ZERO);
+    fresh.register(&m, "a", requirement(0, auto)).await.unwrap();
+    fresh.release(&m, "a").unwrap();
+    fresh.unload_idle();
+    assert_eq!(devices(&fresh)[0].2, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_falls_back_from_full_gpus_to_the_cpu_and_explicit_devices_do_not() {
+    let gpu = |settings: &mut ManagerSettings| {
+        settings.pool.devices = vec![DevicePreference::Auto, DevicePreference::Cpu];
+    };
+    let manager = machine(2000, &[500], gpu);
+    let m = ModuleId::new("m");
+    let auto = DevicePreference::Auto;
+    manager
+        .register(&m, "a", requirement(0, auto))
+        .await
+        .unwrap();
+    assert_eq!(placed_on(&manager, "a"), "cuda:0");
+    manager
+        .register(&m, "b", requirement(1, auto))
+        .await
+        .unwrap();
+    assert_eq!(placed_on(&manager, "b"), "cpu");
+    let on_gpu = requirement(2, DevicePreference::CudaOrdinal(0));
+    let err = manager.register(&m, "c", on_gpu).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cuda:0: 100.0 MiB free of 500.0 MiB"),
+        "{err}"
+    );
+    assert_eq!(
+        devices(&manager),
+        [("cuda:0".into(), 500, 400, 0), ("cpu".into(), 2000, 400, 0)]
+    );
+
+    // A host-wide preference for the cpu sends `auto` there even with room on the GPU.
+    let manager = machine(2000, &[500], |s| {
+        gpu(s);
+        s.pool.device_preference = DevicePreference::Cpu;
+    });
+    manager
+        .register(&m, "t5", requirement(3, auto))
+        .await
+        .unwrap();
+    assert_eq!(placed_on(&manager, "t5"), "cpu");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_gpu_growth_working_memory_is_accounted_at_placement() {
+    let m = ModuleId::new("m");
+    let auto = DevicePreference::Auto;
+    for (growth, used) in [(true, 400), (false, 700)] {
+        let manager = machine(2000, &[1000], |s| {
+            s.pool.devices = vec![DevicePreference::Auto];
+            s.pool.memory.gpu_growth = growth;
+        });
+        manager
+            .register(&m, "a", requirement(0, auto))
+            .await
+            .unwrap();
+        assert_eq!(devices(&manager)[0], ("cuda:0".into(), 1000, used, 0));
+    }
+}
