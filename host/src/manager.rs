@@ -654,8 +654,9 @@ impl ModelManager {
             run_blocking(move || backend.inspect(model_type, &files)).await?
         };
         let (pool, metrics) = (self.pool.clone(), self.metrics.clone());
+        let per_token = inspection.info.memory.per_token;
         Ok(self.registry().weights_or_insert(&key, || {
-            let served = ServedModel::start(key.clone(), files.clone(), pool, metrics);
+            let served = ServedModel::start(key.clone(), files.clone(), pool, metrics, per_token);
             Weights::new(key.clone(), files, inspection, served)
         }))
     }

@@ -3,8 +3,8 @@
 //! that a model fits before it is loaded; see `ModelManager::register`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,8 @@ pub struct MemoryEstimate {
     pub weights: u64,
     /// Working memory at the model's largest batch and input (activations, KV cache).
     pub working: u64,
+    /// Working memory per token in flight (a batch's padded tokens, a generation's context).
+    pub per_token: u64,
 }
 
 /// The memory of one device, as the status reports it.
@@ -27,8 +29,10 @@ pub struct DeviceMemoryStatus {
     pub device: String,
     /// Bytes models may use; `None` when the device's size is unknown (no limit).
     pub budget_bytes: Option<u64>,
-    /// Bytes accounted to the models placed on it.
+    /// Bytes accounted to the models placed on it, working memory of running batches included.
     pub used_bytes: u64,
+    /// Of which working memory of the batches and generations running now.
+    pub working_bytes: u64,
     /// `budget - used`, when there is a budget.
     pub free_bytes: Option<u64>,
     /// Models evicted from it to make room.
@@ -41,7 +45,20 @@ pub struct DeviceMemory {
     pub device: ComputeDevice,
     budget: Option<u64>,
     accounted: Mutex<HashMap<WeightsKey, u64>>,
+    working: Arc<AtomicU64>,
     evictions: AtomicU64,
+}
+
+/// Working memory held while a batch or generation runs; given back when dropped.
+pub struct WorkingMemory {
+    bytes: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl Drop for WorkingMemory {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl DeviceMemory {
@@ -51,6 +68,7 @@ impl DeviceMemory {
             device,
             budget,
             accounted: Mutex::new(HashMap::new()),
+            working: Arc::new(AtomicU64::new(0)),
             evictions: AtomicU64::new(0),
         }
     }
@@ -59,9 +77,19 @@ impl DeviceMemory {
         self.accounted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Bytes accounted to models.
+    /// Bytes accounted to models, and to the work running on them.
     pub fn used(&self) -> u64 {
-        self.accounted().values().sum()
+        self.accounted().values().sum::<u64>() + self.working.load(Ordering::Relaxed)
+    }
+
+    /// Accounts `bytes` of working memory until the returned guard is dropped. Growth is
+    /// allowed: the bytes are accounted even past the budget, which later placements see.
+    pub fn hold(&self, bytes: u64) -> WorkingMemory {
+        self.working.fetch_add(bytes, Ordering::Relaxed);
+        WorkingMemory {
+            bytes,
+            counter: self.working.clone(),
+        }
     }
 
     /// Bytes left in the budget (`None`: no limit).
@@ -81,7 +109,7 @@ impl DeviceMemory {
         if accounted.contains_key(key) {
             return Ok(());
         }
-        let used: u64 = accounted.values().sum();
+        let used = accounted.values().sum::<u64>() + self.working.load(Ordering::Relaxed);
         match self.budget {
             Some(budget) if used + bytes > budget => Err(budget.saturating_sub(used)),
             _ => {
@@ -112,6 +140,7 @@ impl DeviceMemory {
             device: self.device.to_string(),
             budget_bytes: self.budget,
             used_bytes: self.used(),
+            working_bytes: self.working.load(Ordering::Relaxed),
             free_bytes: self.free(),
             evictions: self.evictions.load(Ordering::Relaxed),
         }

@@ -71,6 +71,27 @@ pub fn render(status: &HostStatus) -> String {
         &["WORKER", "DEVICE", "BUSY", "MODELS", "BUSY SECONDS"],
         &workers,
     );
+    let mib = |bytes: u64| format!("{:.1}", bytes as f64 / (1 << 20) as f64);
+    let devices: Vec<Vec<String>> = service
+        .worker_pool
+        .devices
+        .iter()
+        .map(|d| {
+            let unknown = || "-".to_string();
+            vec![
+                d.device.clone(),
+                d.budget_bytes.map_or_else(unknown, mib),
+                mib(d.used_bytes),
+                d.free_bytes.map_or_else(unknown, mib),
+                d.evictions.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["DEVICE", "BUDGET MIB", "USED MIB", "FREE MIB", "EVICTIONS"],
+        &devices,
+    );
     let models: Vec<Vec<String>> = service
         .models
         .iter()
@@ -83,13 +104,14 @@ pub fn render(status: &HostStatus) -> String {
                 m.reference_count.to_string(),
                 m.device.clone(),
                 m.workers.join(","),
+                mib(m.accounted_bytes),
             ]
         })
         .collect();
     table(
         &mut out,
         &[
-            "MODEL ID", "TYPE", "NAME", "LOADED", "REFS", "DEVICE", "WORKERS",
+            "MODEL ID", "TYPE", "NAME", "LOADED", "REFS", "DEVICE", "WORKERS", "MIB",
         ],
         &models,
     );

@@ -32,6 +32,11 @@ pub struct FakeBackend {
 }
 
 impl FakeBackend {
+    /// This backend with batches that each take `delay`.
+    pub fn delayed(self, delay: Duration) -> Self {
+        Self { delay, ..self }
+    }
+
     /// A backend whose models named in `sizes` report those memory estimates (others: none).
     pub fn with_sizes(sizes: &[(&str, MemoryEstimate)]) -> Self {
         Self {

@@ -21,6 +21,7 @@ fn models() -> [(String, MemoryEstimate); 4] {
     let sized = |weights: u64, working: u64| MemoryEstimate {
         weights: weights * MIB,
         working: working * MIB,
+        per_token: MIB,
     };
     [
         (MINILM.to_string(), sized(400, 300)),
@@ -51,11 +52,8 @@ fn machine(cpu: u64, gpus: &[u64], change: impl FnOnce(&mut ManagerSettings)) ->
         cpu: cpu * MIB,
         gpus: gpus.iter().map(|g| g * MIB).collect(),
     };
-    manager(
-        Arc::new(FakeBackend::with_sizes(&sizes)),
-        &inventory,
-        settings,
-    )
+    let backend = FakeBackend::with_sizes(&sizes).delayed(Duration::from_millis(300));
+    manager(Arc::new(backend), &inventory, settings)
 }
 
 fn requirement(model: usize, device: DevicePreference) -> ModelRequirement {
@@ -211,4 +209,26 @@ async fn without_gpu_growth_working_memory_is_accounted_at_placement() {
             .unwrap();
         assert_eq!(devices(&manager)[0], ("cuda:0".into(), 1000, used, 0));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn working_memory_is_accounted_while_a_batch_runs() {
+    let manager = machine(2000, &[], |_| {});
+    let m = ModuleId::new("m");
+    manager
+        .register(&m, "a", requirement(0, DevicePreference::Auto))
+        .await
+        .unwrap();
+    let running = {
+        let manager = manager.clone();
+        let m = m.clone();
+        tokio::spawn(async move { manager.embed(&m, "a", vec!["one two three".into()]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let during = manager.status().worker_pool.devices[0].clone();
+    running.await.unwrap().unwrap();
+    let after = manager.status().worker_pool.devices[0].clone();
+    assert!(during.working_bytes >= MIB, "{during:?}");
+    assert_eq!(during.used_bytes, 400 * MIB + during.working_bytes);
+    assert_eq!((after.working_bytes, after.used_bytes), (0, 400 * MIB));
 }

@@ -81,10 +81,11 @@ pub fn encoder(
         heads as u64,
         sequence as u64,
     );
-    let per_token = 6 * hidden + intermediate + heads * sequence;
+    let per_token = (6 * hidden + intermediate + heads * sequence) * 4;
     MemoryEstimate {
         weights,
-        working: ESTIMATED_BATCH * sequence * per_token * 4,
+        working: ESTIMATED_BATCH * sequence * per_token,
+        per_token,
     }
 }
 
@@ -115,8 +116,10 @@ pub fn decoder(shape: &DecoderShape) -> MemoryEstimate {
         + 3 * shape.hidden * shape.intermediate
         + 2 * shape.hidden;
     let parameters = shape.vocab * shape.hidden + shape.layers * per_layer + shape.hidden;
+    let per_token = 2 * shape.layers * kv_width * 4;
     MemoryEstimate {
         weights: parameters * 4,
-        working: 2 * shape.layers * kv_width * shape.context * 4,
+        working: per_token * shape.context,
+        per_token,
     }
 }

@@ -74,7 +74,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
         // Generation state is small next to the weights; only the weights are estimated.
         memory: MemoryEstimate {
             weights,
-            working: 0,
+            ..MemoryEstimate::default()
         },
     };
     Ok(Inspection {

@@ -70,7 +70,12 @@ impl ServedModel {
         let (chunk_sender, chunks) = mpsc::unbounded_channel();
         let (reply, done) = oneshot::channel();
         let (key, files) = (self.key.clone(), self.files.clone());
+        let context = request.max_input_tokens;
+        let working =
+            self.pool
+                .hold_working(permit.worker().device, context, self.working_per_token);
         tokio::spawn(async move {
+            let _working = working;
             // The permit keeps the worker reserved until the generation ends.
             let outcome = permit
                 .worker()

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use crate::backends::ModelBackend;
 use crate::device::{self, ComputeDevice, DeviceInventory};
-use crate::memory::{DeviceMemory, mib};
+use crate::memory::{DeviceMemory, WorkingMemory, mib};
 use crate::registry::WeightsKey;
 use crate::requirement::DevicePreference;
 use crate::results::{WorkerPoolStatus, WorkerStatus};
@@ -215,6 +215,18 @@ impl WorkerPool {
     /// Every device's memory account, in the order of the workers.
     pub fn memories(&self) -> &[Arc<DeviceMemory>] {
         &self.memory
+    }
+
+    /// Accounts the working memory of `tokens` in flight on `device` while the guard lives, unless
+    /// it was accounted with the weights (a GPU without growth).
+    pub fn hold_working(
+        &self,
+        device: ComputeDevice,
+        tokens: usize,
+        per_token: u64,
+    ) -> Option<WorkingMemory> {
+        let reserved = matches!(device, ComputeDevice::Cuda(_)) && !self.settings.memory.gpu_growth;
+        (!reserved).then(|| self.memory(device).hold(tokens as u64 * per_token))
     }
 
     /// Stops accounting `key` on every device (its weights were unloaded).

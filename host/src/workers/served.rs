@@ -84,6 +84,8 @@ pub struct ServedModel {
     pub(super) files: ModelFiles,
     pub(super) pool: Arc<WorkerPool>,
     metrics: Arc<Metrics>,
+    /// Working memory per token in flight, accounted while batches run.
+    pub(super) working_per_token: u64,
     queue: Mutex<Queue>,
     placement: Mutex<Placement>,
     wake: Notify,
@@ -92,18 +94,20 @@ pub struct ServedModel {
 
 impl ServedModel {
     /// Starts serving `key` on `pool`, with its scheduler running as a task; batch sizes go to
-    /// `metrics`.
+    /// `metrics`; `working_per_token` bytes per token in flight are accounted while work runs.
     pub fn start(
         key: WeightsKey,
         files: ModelFiles,
         pool: Arc<WorkerPool>,
         metrics: Arc<Metrics>,
+        working_per_token: u64,
     ) -> Arc<Self> {
         let served = Arc::new(Self {
             key,
             files,
             pool,
             metrics,
+            working_per_token,
             queue: Mutex::new(Queue::default()),
             placement: Mutex::new(Placement::default()),
             wake: Notify::new(),
@@ -395,7 +399,12 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
         .map(|i| std::mem::take(&mut i.tokens))
         .collect();
     served.metrics.record_batch(&served.key.name, tokens.len());
+    let padded = tokens.len() * tokens.iter().map(Vec::len).max().unwrap_or(0);
+    let working = served
+        .pool
+        .hold_working(worker.device, padded, served.working_per_token);
     let outcome = worker.run(&served.key, &served.files, tokens).await;
+    drop(working);
     if matches!(outcome, Err(HostError::LoadFailed { .. })) {
         served.placement().holders.retain(|&i| i != permit.index);
     }

@@ -226,7 +226,7 @@ fn serve(
                         },
                     )
                 });
-                let _ = reply.send(result);
+                let _ = reply.send(result.map_err(|error| out_of_memory(error, device)));
             }
             Job::Generate {
                 key,
@@ -262,11 +262,11 @@ fn serve(
     }
 }
 
-/// A load failure that is a real allocation failure (CUDA or the allocator reporting that memory
+/// A load or inference failure that is a real allocation failure (CUDA or the allocator reporting that memory
 /// ran out), reported as `out-of-memory`.
 fn out_of_memory(error: HostError, device: ComputeDevice) -> HostError {
     match error {
-        HostError::LoadFailed { name, reason }
+        HostError::LoadFailed { name, reason } | HostError::InferenceFailed { name, reason }
             if reason.to_lowercase().contains("out of memory") =>
         {
             HostError::OutOfMemory {
