@@ -3,22 +3,22 @@
 //! embeddings from the cache or through the batching queues, and unloads weights nobody has used
 //! for the idle time.
 
+mod placement;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings};
 use crate::cache::{CacheSettings, Embedded, EmbeddingCache};
-use crate::device::ComputeDevice;
 use crate::device::DeviceInventory;
 use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::error::HostError;
 use crate::hub::ModelStore;
 use crate::limits::ModuleLimits;
-use crate::memory::mib;
 use crate::metrics::Metrics;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
-use crate::requirement::{DevicePreference, GenerationOptions, ModelRequirement, ModelType};
+use crate::requirement::{GenerationOptions, ModelRequirement, ModelType};
 use crate::results::{
     Classification, Classifications, Embeddings, Generation, ModelStatus, ModuleReference,
     Registration, Release, ServiceStatus,
@@ -184,112 +184,6 @@ impl ModelManager {
             reference_count: remaining.module,
             total_reference_count: remaining.total,
         })
-    }
-
-    /// The workers `weights` may run on: the matching devices where the model fits, GPUs before
-    /// the CPU for `auto` (which means `worker_pool.device_preference`). Where it fits nowhere,
-    /// models no id uses are evicted from the first device that can make room, least recently
-    /// used first; then the next devices are tried; then the call fails with `out-of-memory`.
-    /// The model's estimate is accounted on the devices it is placed on.
-    fn place(
-        &self,
-        weights: &Arc<Weights>,
-        device: DevicePreference,
-    ) -> Result<(Vec<usize>, Option<String>), HostError> {
-        let preference = match device {
-            DevicePreference::Auto => self.pool.settings().device_preference,
-            device => device,
-        };
-        let (matching, fallback) = self.pool.matching(preference);
-        let mut classes = vec![matching];
-        if preference == DevicePreference::Auto {
-            let (cpu, none) = self.pool.matching(DevicePreference::Cpu);
-            if none.is_none() && cpu != classes[0] {
-                classes.push(cpu);
-            }
-        }
-        let workers = self.pool.workers();
-        let mut shortfalls = Vec::new();
-        for class in &classes {
-            let mut devices: Vec<ComputeDevice> =
-                class.iter().map(|&i| workers[i].device).collect();
-            devices.dedup();
-            let mut fitting: Vec<ComputeDevice> = devices
-                .iter()
-                .copied()
-                .filter(|&d| self.account(weights, d, false).is_ok())
-                .collect();
-            if fitting.is_empty() {
-                for &device in &devices {
-                    match self.account(weights, device, true) {
-                        Ok(()) => {
-                            fitting.push(device);
-                            break;
-                        }
-                        Err(free) => shortfalls.push((device, free)),
-                    }
-                }
-            }
-            if !fitting.is_empty() {
-                let placed = class
-                    .iter()
-                    .copied()
-                    .filter(|&i| fitting.contains(&workers[i].device))
-                    .collect();
-                return Ok((placed, fallback));
-            }
-        }
-        let free = shortfalls
-            .iter()
-            .map(|(device, free)| {
-                let budget = self.pool.memory(*device).status().budget_bytes.unwrap_or(0);
-                format!("{device}: {} free of {}", mib(*free), mib(budget))
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(HostError::OutOfMemory {
-            name: weights.key.name.clone(),
-            needed: mib(self.needed(
-                weights,
-                shortfalls.first().map_or(ComputeDevice::Cpu, |s| s.0),
-            )),
-            free,
-        })
-    }
-
-    /// Bytes `weights` are accounted for on `device`: the weights, plus the working memory on a
-    /// GPU without `allow_gpu_growth`.
-    fn needed(&self, weights: &Weights, device: ComputeDevice) -> u64 {
-        let estimate = weights.info.memory;
-        let reserve_working =
-            matches!(device, ComputeDevice::Cuda(_)) && !self.pool.settings().memory.gpu_growth;
-        estimate.weights + if reserve_working { estimate.working } else { 0 }
-    }
-
-    /// Accounts `weights` on `device`; with `evict`, unloads models no id uses from it, least
-    /// recently used first, until they fit. Returns the free bytes when they do not.
-    fn account(&self, weights: &Weights, device: ComputeDevice, evict: bool) -> Result<(), u64> {
-        let memory = self.pool.memory(device);
-        let needed = self.needed(weights, device);
-        loop {
-            let free = match memory.try_account(&weights.key, needed) {
-                Ok(()) => return Ok(()),
-                Err(free) if !evict => return Err(free),
-                Err(free) => free,
-            };
-            let others: Vec<WeightsKey> = memory
-                .keys()
-                .into_iter()
-                .filter(|k| k != &weights.key)
-                .collect();
-            let Some(victim) = self.registry().take_least_recently_used(&others) else {
-                return Err(free);
-            };
-            tracing::info!(model = %victim.key.name, %device, needed = %mib(needed),
-                "evicting an unreferenced model to make room");
-            victim.served.close();
-            memory.count_eviction();
-        }
     }
 
     /// Sets the limits `module`'s calls are held to (the defaults until set).
