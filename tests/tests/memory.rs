@@ -131,6 +131,14 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
         .await
         .unwrap();
     assert_eq!(devices(&manager), [("cpu".into(), 1000, 900, 1)]);
+    let metrics = manager.metrics_text();
+    for line in [
+        "modelhost_evictions_total{device=\"cpu\"} 1",
+        "modelhost_device_memory_budget_bytes{device=\"cpu\"} 1048576000",
+        "modelhost_device_memory_used_bytes{device=\"cpu\"} 943718400",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     let status = manager.status();
     let loaded: Vec<&str> = status.models.iter().map(|m| m.model_id.as_str()).collect();
     assert_eq!(loaded, ["c", "keep"]);
