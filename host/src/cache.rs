@@ -128,8 +128,8 @@ impl EmbeddingCache {
 
     /// Entries, hit rate and whether the cache is on.
     pub fn status(&self) -> CacheStatus {
-        let lookups = self.lookups.load(Ordering::Relaxed);
-        let hits = self.hits.load(Ordering::Relaxed);
+        let CacheCounts { hits, misses } = self.counts();
+        let lookups = hits + misses;
         CacheStatus {
             enabled: self.enabled(),
             cached_count: self.entries.as_ref().map_or(0, |e| {

@@ -63,6 +63,15 @@ fn requirement(model: usize, device: DevicePreference) -> ModelRequirement {
     }
 }
 
+/// Registers `id` for module `m` with model number `model` and device `auto`.
+async fn place(manager: &ModelManager, id: &str, model: usize) {
+    let requirement = requirement(model, DevicePreference::Auto);
+    manager
+        .register(&ModuleId::new("m"), id, requirement)
+        .await
+        .unwrap();
+}
+
 /// (device, budget MiB, used MiB, evictions) of every device.
 fn devices(manager: &ModelManager) -> Vec<(String, u64, u64, u64)> {
     let status = manager.status();
@@ -88,14 +97,8 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
     let manager = machine(1000, &[], |_| {});
     let m = ModuleId::new("m");
     let auto = DevicePreference::Auto;
-    manager
-        .register(&m, "a", requirement(0, auto))
-        .await
-        .unwrap();
-    manager
-        .register(&m, "b", requirement(1, auto))
-        .await
-        .unwrap();
+    place(&manager, "a", 0).await;
+    place(&manager, "b", 1).await;
     assert_eq!(devices(&manager), [("cpu".into(), 1000, 800, 0)]);
     let status = manager.status();
     assert_eq!(status.models[0].accounted_bytes, 400 * MIB);
@@ -117,19 +120,13 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
     // Unreferenced, b is evicted before a would be (a was used more recently).
     manager.embed(&m, "a", vec!["x".into()]).await.unwrap();
     manager.release(&m, "b").unwrap();
-    manager
-        .register(&m, "keep", requirement(3, auto))
-        .await
-        .unwrap();
+    place(&manager, "keep", 3).await;
     manager.release(&m, "a").unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     manager.embed(&m, "keep", vec!["x".into()]).await.unwrap();
     // 900 used: a (400, unreferenced, used second), b (400, unreferenced, used first), keep (100).
     assert_eq!(devices(&manager)[0].2, 900);
-    manager
-        .register(&m, "c", requirement(2, auto))
-        .await
-        .unwrap();
+    place(&manager, "c", 2).await;
     assert_eq!(devices(&manager), [("cpu".into(), 1000, 900, 1)]);
     let metrics = manager.metrics_text();
     for line in [
@@ -143,10 +140,7 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
     let loaded: Vec<&str> = status.models.iter().map(|m| m.model_id.as_str()).collect();
     assert_eq!(loaded, ["c", "keep"]);
     // a is still accounted (evicted only when needed), b is gone.
-    manager
-        .register(&m, "a-again", requirement(0, auto))
-        .await
-        .unwrap();
+    place(&manager, "a-again", 0).await;
     assert_eq!(devices(&manager)[0].2, 900, "a was still in memory");
 
     // Everything released and unloaded: the accounts return to zero.
@@ -154,7 +148,7 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
         manager.release(&m, id).unwrap();
     }
     let fresh = machine(1000, &[], |s| s.idle_unload = Duration::ZERO);
-    fresh.register(&m, "a", requirement(0, auto)).await.unwrap();
+    place(&fresh, "a", 0).await;
     fresh.release(&m, "a").unwrap();
     fresh.unload_idle();
     assert_eq!(devices(&fresh)[0].2, 0);
@@ -167,16 +161,9 @@ async fn auto_falls_back_from_full_gpus_to_the_cpu_and_explicit_devices_do_not()
     };
     let manager = machine(2000, &[500], gpu);
     let m = ModuleId::new("m");
-    let auto = DevicePreference::Auto;
-    manager
-        .register(&m, "a", requirement(0, auto))
-        .await
-        .unwrap();
+    place(&manager, "a", 0).await;
     assert_eq!(placed_on(&manager, "a"), "cuda:0");
-    manager
-        .register(&m, "b", requirement(1, auto))
-        .await
-        .unwrap();
+    place(&manager, "b", 1).await;
     assert_eq!(placed_on(&manager, "b"), "cpu");
     let on_gpu = requirement(2, DevicePreference::CudaOrdinal(0));
     let err = manager.register(&m, "c", on_gpu).await.unwrap_err();
@@ -195,26 +182,18 @@ async fn auto_falls_back_from_full_gpus_to_the_cpu_and_explicit_devices_do_not()
         gpu(s);
         s.pool.device_preference = DevicePreference::Cpu;
     });
-    manager
-        .register(&m, "t5", requirement(3, auto))
-        .await
-        .unwrap();
+    place(&manager, "t5", 3).await;
     assert_eq!(placed_on(&manager, "t5"), "cpu");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_gpu_growth_working_memory_is_accounted_at_placement() {
-    let m = ModuleId::new("m");
-    let auto = DevicePreference::Auto;
     for (growth, used) in [(true, 400), (false, 700)] {
         let manager = machine(2000, &[1000], |s| {
             s.pool.devices = vec![DevicePreference::Auto];
             s.pool.memory.gpu_growth = growth;
         });
-        manager
-            .register(&m, "a", requirement(0, auto))
-            .await
-            .unwrap();
+        place(&manager, "a", 0).await;
         assert_eq!(devices(&manager)[0], ("cuda:0".into(), 1000, used, 0));
     }
 }
@@ -223,10 +202,7 @@ async fn without_gpu_growth_working_memory_is_accounted_at_placement() {
 async fn working_memory_is_accounted_while_a_batch_runs() {
     let manager = machine(2000, &[], |_| {});
     let m = ModuleId::new("m");
-    manager
-        .register(&m, "a", requirement(0, DevicePreference::Auto))
-        .await
-        .unwrap();
+    place(&manager, "a", 0).await;
     let running = {
         let manager = manager.clone();
         let m = m.clone();

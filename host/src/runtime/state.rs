@@ -28,7 +28,6 @@ pub struct ModuleState {
     pub(super) table: ResourceTable,
     store_limits: StoreLimits,
     cpu_ticks: u64,
-    cpu_budget_ticks: Option<u64>,
     cpu_limit: Option<Duration>,
 }
 
@@ -39,7 +38,6 @@ impl ModuleState {
         wasi: WasiCtx,
         limits: &ModuleLimits,
     ) -> Self {
-        let ticks = |d: Duration| (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         Self {
             module,
             manager,
@@ -54,7 +52,6 @@ impl ModuleState {
                 .table_elements(limits.table_elements)
                 .build(),
             cpu_ticks: 0,
-            cpu_budget_ticks: limits.cpu_time_per_call.map(ticks),
             cpu_limit: limits.cpu_time_per_call,
         }
     }
@@ -67,15 +64,14 @@ impl ModuleState {
     /// One epoch tick passed while the guest ran: trap past the CPU budget, else yield.
     fn on_tick(&mut self) -> wasmtime::Result<UpdateDeadline> {
         self.cpu_ticks += 1;
-        match (self.cpu_budget_ticks, self.cpu_limit) {
-            (Some(budget), Some(limit)) if self.cpu_ticks > budget => {
-                Err(wasmtime::Error::msg(format!(
-                    "module {} ran for more than {:.1} s of CPU in one call \
+        let budget = |limit: Duration| (limit.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        match self.cpu_limit {
+            Some(limit) if self.cpu_ticks > budget(limit) => Err(wasmtime::Error::msg(format!(
+                "module {} ran for more than {:.1} s of CPU in one call \
                      (limits.cpu_seconds_per_call)",
-                    self.module,
-                    limit.as_secs_f64()
-                )))
-            }
+                self.module,
+                limit.as_secs_f64()
+            ))),
             _ => Ok(UpdateDeadline::Yield(1)),
         }
     }
