@@ -39,17 +39,21 @@ enum Command {
     /// stdin, stdout and stderr, then cleanup. Exits with the module's status.
     Run(RunArgs),
     /// Serves the modules listed in the configuration's [[modules]]: initializes them in order,
-    /// routes HTTP requests to those with a `route`, and answers the admin API (/healthz,
-    /// /readyz, /status, /metrics) on the same address. SIGINT or SIGTERM drains in-flight
-    /// requests, cleans every module up and exits.
+    /// routes HTTP requests to those with a `route` (plus /healthz and /readyz), and answers the
+    /// admin API (/healthz, /readyz, /status, /metrics) on `serve.admin_address`. SIGINT or
+    /// SIGTERM drains in-flight requests, cleans every module up and exits.
     Serve {
         /// Address to listen on; overrides `serve.address`.
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
+        /// Address of the admin API; overrides `serve.admin_address` ("" disables it).
+        #[arg(long, value_name = "HOST:PORT")]
+        admin_address: Option<String>,
     },
-    /// Prints the status of a running `modelhost serve` (from its /status) as tables.
+    /// Prints the status of a running `modelhost serve` (from its admin API's /status) as
+    /// tables. Sends the token of `serve.admin_token_env` when the configuration names one.
     Status {
-        /// The host's address; default: `serve.address` of the configuration.
+        /// The admin API's address; default: `serve.admin_address` of the configuration.
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
         /// Prints the raw JSON instead of tables.
@@ -132,15 +136,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_module(config, args)),
-        Command::Serve { address } => {
+        Command::Serve {
+            address,
+            admin_address,
+        } => {
             if let Some(address) = address {
                 config.serve.address = address;
+            }
+            if let Some(address) = admin_address {
+                config.serve.admin_address = address;
             }
             tokio::runtime::Runtime::new()
                 .context("cannot start the async runtime")?
                 .block_on(serve(config))
         }
-        Command::Status { address, json } => status(&address.unwrap_or(config.serve.address), json),
+        Command::Status { address, json } => {
+            let address = address.unwrap_or_else(|| config.serve.admin_address.clone());
+            if address.is_empty() {
+                bail!("the admin API is disabled (`serve.admin_address` is empty); pass --address");
+            }
+            let token = match &config.serve.admin_token_env {
+                None => None,
+                Some(name) => Some(std::env::var(name).with_context(|| {
+                    format!("`serve.admin_token_env` names {name}, which is not set")
+                })?),
+            };
+            status(&address, token.as_deref(), json)
+        }
     }
 }
 
@@ -161,6 +183,10 @@ async fn serve(config: HostConfig) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(start_runtime(&config)?);
     let server = Server::bind(&config, runtime).await?;
     println!("listening on http://{}", server.local_addr());
+    match server.admin_addr() {
+        Some(admin) => println!("admin API on http://{admin}"),
+        None => println!("admin API disabled"),
+    }
     server.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -182,17 +208,35 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// `modelhost status`: GET /status and print it.
-fn status(address: &str, json: bool) -> anyhow::Result<ExitCode> {
+/// `modelhost status`: GET /status from the admin API and print it.
+fn status(address: &str, token: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let base = match address.contains("://") {
         true => address.trim_end_matches('/').to_string(),
         false => format!("http://{address}"),
     };
-    let body = ureq::get(&format!("{base}/status"))
-        .call()
-        .with_context(|| {
-            format!("cannot reach a modelhost at {base}; is `modelhost serve` running there?")
-        })?
+    let mut request = ureq::get(&format!("{base}/status"));
+    if let Some(token) = token {
+        request = request.set("authorization", &format!("Bearer {token}"));
+    }
+    let response = match request.call() {
+        Ok(response) => response,
+        Err(ureq::Error::Status(code, _)) => bail!(
+            "the admin API at {base} answered {code}{}",
+            match code {
+                401 => " (unauthorized): set the variable `serve.admin_token_env` names",
+                _ => "",
+            }
+        ),
+        Err(error) => {
+            return Err(error).with_context(|| {
+                format!(
+                    "cannot reach a modelhost admin API at {base}; is `modelhost serve` running \
+                     there (see `serve.admin_address`)?"
+                )
+            });
+        }
+    };
+    let body = response
         .into_string()
         .context("cannot read the status")?;
     if json {

@@ -45,6 +45,73 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: &'static str,
     },
+    /// A number is out of its range (or not a number: NaN, infinite).
+    #[error("invalid config: `{key}` = {value}: must be {expected}")]
+    Range {
+        /// The offending key, e.g. `limits.memory_mb` or `modules[embed].limits.max_in_flight`.
+        key: String,
+        /// The value as configured.
+        value: String,
+        /// The range it must fall in.
+        expected: String,
+    },
+}
+
+/// Longest duration any `*_seconds` key (and `worker_pool.queue_timeout`) accepts: ten years.
+/// Larger values would overflow the clocks they are added to.
+pub const MAX_SECONDS: f64 = 315_360_000.0;
+
+/// The values a configured number may take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Range {
+    /// From the first to the second bound, both included.
+    Within(f64, f64),
+    /// Above 0 and at most the bound.
+    Positive(f64),
+}
+
+impl Range {
+    /// Whether `value` is in the range (NaN never is).
+    pub fn contains(self, value: f64) -> bool {
+        match self {
+            Self::Within(min, max) => value >= min && value <= max,
+            Self::Positive(max) => value > 0.0 && value <= max,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Self::Within(min, max) => format!("a number from {min} to {max}"),
+            Self::Positive(max) => format!("a number above 0 and at most {max}"),
+        }
+    }
+}
+
+/// Checks every `(key, value, range)`; the first value out of its range is the error.
+fn check_ranges<K: std::fmt::Display>(
+    numbers: impl IntoIterator<Item = (K, f64, Range)>,
+) -> Result<(), ConfigError> {
+    for (key, value, range) in numbers {
+        if !range.contains(value) {
+            return Err(ConfigError::Range {
+                key: key.to_string(),
+                value: value.to_string(),
+                expected: range.describe(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `seconds` as a duration, 0 (or anything not a positive number) as `None`; values past
+/// [`MAX_SECONDS`] are capped. Never panics.
+pub fn optional_seconds(seconds: f64) -> Option<Duration> {
+    (seconds > 0.0).then(|| duration(seconds))
+}
+
+/// `seconds` as a duration, capped to `0..=MAX_SECONDS` (NaN is 0). Never panics.
+pub fn duration(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds.clamp(0.0, MAX_SECONDS)).unwrap_or(Duration::ZERO)
 }
 
 /// The whole host configuration.
@@ -75,13 +142,24 @@ pub struct HostConfig {
 }
 
 /// The `[serve]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
-    /// Address the module routes and the admin API listen on.
+    /// Address the module routes (and `/healthz`, `/readyz`) listen on.
     pub address: String,
+    /// Address the admin API (`/healthz`, `/readyz`, `/status`, `/metrics`) listens on; empty
+    /// disables it.
+    pub admin_address: String,
+    /// Name of an environment variable holding a bearer token the admin API requires.
+    pub admin_token_env: Option<String>,
     /// Seconds in-flight requests get to finish after SIGINT or SIGTERM.
     pub shutdown_grace_seconds: u64,
+    /// Connections open at once per listener; at the cap, the next waits to be accepted.
+    pub max_connections: u64,
+    /// Seconds a client has to send a request's headers (and an idle connection stays open).
+    pub header_read_timeout_seconds: f64,
+    /// Seconds one request may take, response body included; 0 is no limit.
+    pub request_timeout_seconds: f64,
 }
 
 /// One `[[modules]]` entry.
@@ -110,9 +188,9 @@ pub struct ModuleConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Largest linear memory of one instance, in MiB.
+    /// MiB of all linear memories of one instance together.
     pub memory_mb: u64,
-    /// Most elements in one table.
+    /// Elements of all tables of one instance together.
     pub table_elements: u64,
     /// Guest CPU seconds per export call; 0 is no limit.
     pub cpu_seconds_per_call: f64,
@@ -209,8 +287,7 @@ impl LimitsConfig {
         ModuleLimits {
             memory_bytes: size(self.memory_mb.saturating_mul(1 << 20)),
             table_elements: size(self.table_elements),
-            cpu_time_per_call: (self.cpu_seconds_per_call > 0.0)
-                .then(|| Duration::from_secs_f64(self.cpu_seconds_per_call)),
+            cpu_time_per_call: optional_seconds(self.cpu_seconds_per_call),
             max_in_flight: size(self.max_in_flight),
             max_models: size(self.max_models),
             max_texts_per_call: size(self.max_texts_per_call),
@@ -220,10 +297,44 @@ impl LimitsConfig {
             allow_outgoing_http: self.allow_outgoing_http,
         }
     }
+
+    /// Every number of these limits with its key (relative to `[limits]`) and range. A new
+    /// numeric limit is range-checked, in `[limits]` and every `[modules.limits]`, once listed
+    /// here.
+    fn numbers(&self) -> Vec<(&'static str, f64, Range)> {
+        let count = |max: f64| Range::Within(1.0, max);
+        vec![
+            ("memory_mb", self.memory_mb as f64, count(65_536.0)),
+            ("table_elements", self.table_elements as f64, count(1e9)),
+            (
+                "cpu_seconds_per_call",
+                self.cpu_seconds_per_call,
+                Range::Within(0.0, MAX_SECONDS),
+            ),
+            ("max_in_flight", self.max_in_flight as f64, count(1e6)),
+            ("max_models", self.max_models as f64, count(1e6)),
+            (
+                "max_texts_per_call",
+                self.max_texts_per_call as f64,
+                count(16_777_216.0),
+            ),
+            (
+                "max_bytes_per_call",
+                self.max_bytes_per_call as f64,
+                count(4_294_967_296.0),
+            ),
+            (
+                "max_new_tokens",
+                f64::from(self.max_new_tokens),
+                count(16_777_216.0),
+            ),
+        ]
+    }
 }
 
-/// Paths the admin API answers; module routes may not shadow them.
-pub const ADMIN_PATHS: [&str; 4] = ["/healthz", "/readyz", "/status", "/metrics"];
+/// Paths the public listener answers itself (for load balancers; they reveal nothing); module
+/// routes may not shadow them. `/status` and `/metrics` are only on the admin listener.
+pub const ADMIN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 impl ModuleConfig {
     /// The settings as the JSON text `initialize` receives (empty when none are set).
@@ -237,7 +348,7 @@ impl ModuleConfig {
 }
 
 /// The `[models]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
     /// Folder of model files in the Hugging Face cache layout.
@@ -248,6 +359,13 @@ pub struct ModelsConfig {
     /// Whether registration downloads models missing from the store.
     #[serde(default = "default_true")]
     pub download: bool,
+    /// Most GiB one download may fetch (checked against the hub's listing before the first byte).
+    #[serde(default = "default_max_download_gb")]
+    pub max_download_gb: f64,
+}
+
+fn default_max_download_gb() -> f64 {
+    (crate::download::DEFAULT_MAX_DOWNLOAD_BYTES >> 30) as f64
 }
 
 /// The `[worker_pool]` section.
@@ -299,19 +417,27 @@ pub struct EmbeddingCacheConfig {
     pub enabled: bool,
     /// Most vectors held.
     pub max_cache_size: u64,
+    /// Most MiB held (vectors and keys; texts are kept only as hashes).
+    pub max_cache_mb: u64,
     /// Seconds a vector stays.
     pub ttl_seconds: u64,
 }
 
 /// The `[runtime]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Whether compiled modules are cached on disk.
     #[serde(default = "default_true")]
     pub compile_cache: bool,
     /// Where compiled modules are cached; wasmtime's default folder when unset.
     pub compile_cache_dir: Option<PathBuf>,
+    /// Wall-clock seconds a module's `initialize` may take; 0 is no limit.
+    pub initialize_timeout_seconds: f64,
+    /// Wall-clock seconds a module's `cleanup` may take; 0 is no limit.
+    pub cleanup_timeout_seconds: f64,
+    /// Wall-clock seconds a module's `wasi:cli/run` may take (`modelhost run`); 0 is no limit.
+    pub run_timeout_seconds: f64,
 }
 
 fn default_idle_unload_seconds() -> u64 {
@@ -328,6 +454,7 @@ impl Default for ModelsConfig {
             cache_dir: None,
             idle_unload_seconds: default_idle_unload_seconds(),
             download: true,
+            max_download_gb: default_max_download_gb(),
         }
     }
 }
@@ -356,6 +483,7 @@ impl Default for EmbeddingCacheConfig {
         Self {
             enabled: true,
             max_cache_size: 10_000,
+            max_cache_mb: 256,
             ttl_seconds: 3600,
         }
     }
@@ -365,7 +493,12 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             address: "127.0.0.1:8080".into(),
+            admin_address: "127.0.0.1:9090".into(),
+            admin_token_env: None,
             shutdown_grace_seconds: 30,
+            max_connections: 1024,
+            header_read_timeout_seconds: 10.0,
+            request_timeout_seconds: 300.0,
         }
     }
 }
@@ -375,6 +508,9 @@ impl Default for RuntimeConfig {
         Self {
             compile_cache: default_true(),
             compile_cache_dir: None,
+            initialize_timeout_seconds: 300.0,
+            cleanup_timeout_seconds: 30.0,
+            run_timeout_seconds: 0.0,
         }
     }
 }
@@ -401,59 +537,152 @@ impl HostConfig {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let pool = &self.worker_pool;
-        let problems: [(bool, &'static str, &'static str); 6] = [
+    /// Every number of the configuration with its key and range, each `[modules.limits]`
+    /// included. A new numeric key is range-checked once listed here (or, for a limit, in
+    /// `LimitsConfig::numbers`).
+    fn numbers(&self) -> Vec<(String, f64, Range)> {
+        let (pool, cache) = (&self.worker_pool, &self.embedding_cache);
+        let (serve, runtime) = (&self.serve, &self.runtime);
+        let seconds = Range::Within(0.0, MAX_SECONDS);
+        let at_least = |min: f64, max: f64| Range::Within(min, max);
+        let cache_min = if cache.enabled { 1.0 } else { 0.0 };
+        let global: Vec<(&str, f64, Range)> = vec![
             (
-                pool.batch_size == 0,
+                "models.idle_unload_seconds",
+                self.models.idle_unload_seconds as f64,
+                seconds,
+            ),
+            (
+                "models.max_download_gb",
+                self.models.max_download_gb,
+                Range::Positive(1_048_576.0),
+            ),
+            (
+                "worker_pool.num_workers",
+                f64::from(pool.num_workers),
+                at_least(0.0, 1024.0),
+            ),
+            (
                 "worker_pool.batch_size",
-                "must be at least 1",
+                f64::from(pool.batch_size),
+                at_least(1.0, 65_536.0),
             ),
             (
-                pool.max_batch_tokens == 0,
                 "worker_pool.max_batch_tokens",
-                "must be at least 1",
+                f64::from(pool.max_batch_tokens),
+                at_least(1.0, 67_108_864.0),
             ),
             (
-                pool.max_queue_length == 0,
                 "worker_pool.max_queue_length",
-                "must be at least 1",
+                f64::from(pool.max_queue_length),
+                at_least(1.0, 16_777_216.0),
             ),
             (
-                !(pool.queue_timeout > 0.0 && pool.queue_timeout.is_finite()),
                 "worker_pool.queue_timeout",
-                "must be a positive number of seconds",
+                pool.queue_timeout,
+                Range::Positive(MAX_SECONDS),
             ),
             (
-                pool.devices.is_empty(),
-                "worker_pool.devices",
-                "must list at least one device",
+                "worker_pool.gpu_memory_fraction",
+                pool.gpu_memory_fraction,
+                Range::Positive(1.0),
             ),
             (
-                self.embedding_cache.enabled && self.embedding_cache.max_cache_size == 0,
+                "worker_pool.cpu_memory_fraction",
+                pool.cpu_memory_fraction,
+                Range::Positive(1.0),
+            ),
+            (
                 "embedding_cache.max_cache_size",
-                "must be at least 1 when the cache is enabled",
+                cache.max_cache_size as f64,
+                at_least(cache_min, 1e12),
+            ),
+            (
+                "embedding_cache.max_cache_mb",
+                cache.max_cache_mb as f64,
+                at_least(cache_min, 1_048_576.0),
+            ),
+            (
+                "embedding_cache.ttl_seconds",
+                cache.ttl_seconds as f64,
+                at_least(1.0, MAX_SECONDS),
+            ),
+            (
+                "runtime.initialize_timeout_seconds",
+                runtime.initialize_timeout_seconds,
+                seconds,
+            ),
+            (
+                "runtime.cleanup_timeout_seconds",
+                runtime.cleanup_timeout_seconds,
+                seconds,
+            ),
+            (
+                "runtime.run_timeout_seconds",
+                runtime.run_timeout_seconds,
+                seconds,
+            ),
+            (
+                "serve.shutdown_grace_seconds",
+                serve.shutdown_grace_seconds as f64,
+                seconds,
+            ),
+            (
+                "serve.max_connections",
+                serve.max_connections as f64,
+                at_least(1.0, 1_048_576.0),
+            ),
+            (
+                "serve.header_read_timeout_seconds",
+                serve.header_read_timeout_seconds,
+                Range::Positive(MAX_SECONDS),
+            ),
+            (
+                "serve.request_timeout_seconds",
+                serve.request_timeout_seconds,
+                seconds,
             ),
         ];
-        if let Some((_, key, problem)) = problems.into_iter().find(|(bad, _, _)| *bad) {
-            return Err(ConfigError::Value { key, problem });
+        let mut numbers: Vec<(String, f64, Range)> = global
+            .into_iter()
+            .map(|(key, value, range)| (key.to_string(), value, range))
+            .collect();
+        let limits = |prefix: &str, limits: &LimitsConfig| {
+            limits
+                .numbers()
+                .into_iter()
+                .map(|(key, value, range)| (format!("{prefix}.{key}"), value, range))
+                .collect::<Vec<_>>()
+        };
+        numbers.extend(limits("limits", &self.limits));
+        for module in &self.modules {
+            let prefix = format!("modules[{}].limits", module.id);
+            numbers.extend(limits(&prefix, &self.limits.with(&module.limits)));
+        }
+        numbers
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_ranges(self.numbers())?;
+        if let Some(name) = &self.serve.admin_token_env
+            && (name.is_empty() || name.contains(['=', '\0']))
+        {
+            return Err(ConfigError::Value {
+                key: "serve.admin_token_env",
+                problem: "must name an environment variable",
+            });
+        }
+        if self.worker_pool.devices.is_empty() {
+            return Err(ConfigError::Value {
+                key: "worker_pool.devices",
+                problem: "must list at least one device",
+            });
         }
         self.device_specs()?;
         self.worker_pool
             .device_preference
             .parse::<DevicePreference>()
             .map_err(|e| ConfigError::Device(format!("device_preference: {e}")))?;
-        for (fraction, key) in [
-            (pool.gpu_memory_fraction, "worker_pool.gpu_memory_fraction"),
-            (pool.cpu_memory_fraction, "worker_pool.cpu_memory_fraction"),
-        ] {
-            if !(fraction > 0.0 && fraction <= 1.0) {
-                return Err(ConfigError::Value {
-                    key,
-                    problem: "must be in (0, 1]",
-                });
-            }
-        }
         self.validate_modules()
     }
 
@@ -519,14 +748,22 @@ impl HostConfig {
     pub fn manager_settings(&self) -> ManagerSettings {
         let pool = &self.worker_pool;
         ManagerSettings {
-            idle_unload: Duration::from_secs(self.models.idle_unload_seconds),
-            downloads: self.models.download.then(HubSettings::from_env),
+            idle_unload: whole_seconds(self.models.idle_unload_seconds),
+            downloads: self.models.download.then(|| {
+                let bytes = self.models.max_download_gb * (1u64 << 30) as f64;
+                HubSettings::from_env().with_max_download_bytes(bytes as u64)
+            }),
             pool: PoolSettings {
                 enabled: pool.enabled,
                 num_workers: pool.num_workers as usize,
-                devices: self.device_specs().expect("validated at load"),
+                // `parse` checked these; a configuration built in code falls back to the default.
+                devices: self
+                    .device_specs()
+                    .ok()
+                    .filter(|devices| !devices.is_empty())
+                    .unwrap_or_else(|| vec![DevicePreference::Auto, DevicePreference::Cpu]),
                 batch_size: pool.batch_size as usize,
-                queue_timeout: Duration::from_secs_f64(pool.queue_timeout),
+                queue_timeout: duration(pool.queue_timeout),
                 load_balancing: match pool.load_balancing {
                     LoadBalancingConfig::RoundRobin => LoadBalancing::RoundRobin,
                     LoadBalancingConfig::LeastBusy => LoadBalancing::LeastBusy,
@@ -538,15 +775,24 @@ impl HostConfig {
                     cpu_fraction: pool.cpu_memory_fraction,
                     gpu_growth: pool.allow_gpu_growth,
                 },
-                device_preference: pool.device_preference.parse().expect("validated at load"),
+                device_preference: pool
+                    .device_preference
+                    .parse()
+                    .unwrap_or(DevicePreference::Auto),
             },
             cache: CacheSettings {
                 enabled: self.embedding_cache.enabled,
                 max_entries: self.embedding_cache.max_cache_size,
-                ttl: Duration::from_secs(self.embedding_cache.ttl_seconds),
+                max_bytes: self.embedding_cache.max_cache_mb.saturating_mul(1 << 20),
+                ttl: whole_seconds(self.embedding_cache.ttl_seconds),
             },
         }
     }
+}
+
+/// `seconds` as a duration, capped at [`MAX_SECONDS`].
+fn whole_seconds(seconds: u64) -> Duration {
+    Duration::from_secs(seconds.min(MAX_SECONDS as u64))
 }
 
 /// Whether `path` falls under the route prefix `route` (`/` takes every path).
@@ -603,9 +849,12 @@ mod tests {
         let err = HostConfig::parse("[worker_pool]\nload_balancing = \"random\"").unwrap_err();
         assert!(err.to_string().contains("load_balancing"), "{err}");
         let err =
-            HostConfig::parse("[[modules]]\nid = \"a\"\npath = \"a.wasm\"\nroute = \"/metrics\"")
+            HostConfig::parse("[[modules]]\nid = \"a\"\npath = \"a.wasm\"\nroute = \"/healthz\"")
                 .unwrap_err();
-        assert!(err.to_string().contains("/metrics"), "{err}");
+        assert!(err.to_string().contains("/healthz"), "{err}");
+        // `/status` and `/metrics` live on the admin listener: a module may serve them.
+        HostConfig::parse("[[modules]]\nid = \"a\"\npath = \"a.wasm\"\nroute = \"/metrics\"")
+            .unwrap();
         let twice = "[[modules]]\nid = \"a\"\npath = \"a.wasm\"\n";
         let err = HostConfig::parse(&twice.repeat(2)).unwrap_err();
         assert!(err.to_string().contains("used twice"), "{err}");
@@ -614,5 +863,160 @@ mod tests {
             err.to_string().contains("worker_pool.queue_timeout"),
             "{err}"
         );
+    }
+    /// Parses `text`, which must fail (without panicking) with an error that names `key`.
+    fn rejected(text: &str, key: &str) {
+        let outcome = std::panic::catch_unwind(|| HostConfig::parse(text));
+        let error = outcome
+            .unwrap_or_else(|_| panic!("parsing panicked: {text}"))
+            .expect_err(text);
+        let message = error.to_string();
+        assert!(message.contains(key), "{text}: `{key}` not in: {message}");
+    }
+
+    #[test]
+    fn every_number_out_of_range_is_rejected_with_its_key() {
+        let module = "[[modules]]\nid = \"m\"\npath = \"m.wasm\"\n";
+        let big = "9223372036854775807";
+        let cases: Vec<(String, &str)> = [
+            ("[limits]\ncpu_seconds_per_call = inf", "limits.cpu_seconds_per_call"),
+            ("[limits]\ncpu_seconds_per_call = nan", "limits.cpu_seconds_per_call"),
+            ("[limits]\ncpu_seconds_per_call = -1", "limits.cpu_seconds_per_call"),
+            ("[limits]\ncpu_seconds_per_call = 1e300", "limits.cpu_seconds_per_call"),
+            ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
+            ("[limits]\nmemory_mb = 0", "limits.memory_mb"),
+            ("[limits]\nmemory_mb = 100000000", "limits.memory_mb"),
+            ("[limits]\nmemory_mb = -1", "memory_mb"),
+            ("[limits]\nmemory_mb = 1e300", "memory_mb"),
+            ("[limits]\ntable_elements = 0", "limits.table_elements"),
+            ("[limits]\nmax_models = 0", "limits.max_models"),
+            ("[limits]\nmax_texts_per_call = 0", "limits.max_texts_per_call"),
+            ("[limits]\nmax_bytes_per_call = 0", "limits.max_bytes_per_call"),
+            ("[limits]\nmax_new_tokens = 0", "limits.max_new_tokens"),
+            ("[worker_pool]\nqueue_timeout = 1e300", "worker_pool.queue_timeout"),
+            ("[worker_pool]\nqueue_timeout = inf", "worker_pool.queue_timeout"),
+            ("[worker_pool]\nqueue_timeout = nan", "worker_pool.queue_timeout"),
+            ("[worker_pool]\nqueue_timeout = -5", "worker_pool.queue_timeout"),
+            ("[worker_pool]\nqueue_timeout = 0", "worker_pool.queue_timeout"),
+            ("[worker_pool]\ngpu_memory_fraction = nan", "worker_pool.gpu_memory_fraction"),
+            ("[worker_pool]\ncpu_memory_fraction = 1.5", "worker_pool.cpu_memory_fraction"),
+            ("[worker_pool]\nbatch_size = 0", "worker_pool.batch_size"),
+            ("[worker_pool]\nmax_batch_tokens = 0", "worker_pool.max_batch_tokens"),
+            ("[worker_pool]\nmax_queue_length = 0", "worker_pool.max_queue_length"),
+            ("[worker_pool]\nnum_workers = 100000", "worker_pool.num_workers"),
+            ("[embedding_cache]\nttl_seconds = 0", "embedding_cache.ttl_seconds"),
+            ("[embedding_cache]\nmax_cache_size = 0", "embedding_cache.max_cache_size"),
+            ("[embedding_cache]\nmax_cache_mb = 0", "embedding_cache.max_cache_mb"),
+            ("[serve]\nheader_read_timeout_seconds = 0", "serve.header_read_timeout_seconds"),
+            ("[serve]\nheader_read_timeout_seconds = nan", "serve.header_read_timeout_seconds"),
+            ("[serve]\nrequest_timeout_seconds = inf", "serve.request_timeout_seconds"),
+            ("[serve]\nrequest_timeout_seconds = -1", "serve.request_timeout_seconds"),
+            ("[serve]\nmax_connections = 0", "serve.max_connections"),
+            ("[serve]\nadmin_token_env = \"\"", "serve.admin_token_env"),
+            ("[runtime]\ninitialize_timeout_seconds = nan", "runtime.initialize_timeout_seconds"),
+            ("[runtime]\ncleanup_timeout_seconds = 1e300", "runtime.cleanup_timeout_seconds"),
+            ("[runtime]\nrun_timeout_seconds = -0.5", "runtime.run_timeout_seconds"),
+        ]
+        .into_iter()
+        .map(|(text, key)| (text.to_string(), key))
+        .chain([
+            (format!("[models]\nidle_unload_seconds = {big}"), "models.idle_unload_seconds"),
+            (format!("[embedding_cache]\nttl_seconds = {big}"), "embedding_cache.ttl_seconds"),
+            (format!("[serve]\nshutdown_grace_seconds = {big}"), "serve.shutdown_grace_seconds"),
+            (
+                format!("{module}limits = {{ cpu_seconds_per_call = inf }}"),
+                "modules[m].limits.cpu_seconds_per_call",
+            ),
+            (
+                format!("{module}limits = {{ cpu_seconds_per_call = nan }}"),
+                "modules[m].limits.cpu_seconds_per_call",
+            ),
+            (
+                format!("{module}limits = {{ cpu_seconds_per_call = -1.0 }}"),
+                "modules[m].limits.cpu_seconds_per_call",
+            ),
+            (
+                format!("{module}limits = {{ max_in_flight = 0 }}"),
+                "modules[m].limits.max_in_flight",
+            ),
+            (
+                format!("{module}limits = {{ memory_mb = 0 }}"),
+                "modules[m].limits.memory_mb",
+            ),
+            (
+                format!("{module}limits = {{ memory_mb = 70000 }}"),
+                "modules[m].limits.memory_mb",
+            ),
+            (
+                format!("{module}limits = {{ table_elements = 0 }}"),
+                "modules[m].limits.table_elements",
+            ),
+            (
+                format!("{module}limits = {{ max_new_tokens = 0 }}"),
+                "modules[m].limits.max_new_tokens",
+            ),
+            (
+                format!("{module}limits = {{ max_in_flight = -3 }}"),
+                "max_in_flight",
+            ),
+        ])
+        .collect();
+        assert!(cases.len() >= 40, "{} cases", cases.len());
+        for (text, key) in &cases {
+            rejected(text, key);
+        }
+        // The message says what the key must be.
+        let err = HostConfig::parse("[limits]\nmax_in_flight = 0").unwrap_err();
+        assert!(err.to_string().contains("from 1 to"), "{err}");
+    }
+
+    #[test]
+    fn accepted_extremes_convert_without_panic_and_zero_means_no_limit() {
+        let config = HostConfig::parse(
+            "[models]\ndownload = false\nidle_unload_seconds = 315360000\n\
+             [worker_pool]\nqueue_timeout = 315360000\ngpu_memory_fraction = 1\n\
+             [embedding_cache]\nttl_seconds = 315360000\n\
+             [serve]\nheader_read_timeout_seconds = 315360000\nrequest_timeout_seconds = 0\n\
+             shutdown_grace_seconds = 315360000\nmax_connections = 1048576\n\
+             [runtime]\ninitialize_timeout_seconds = 0\ncleanup_timeout_seconds = 315360000\n\
+             [limits]\ncpu_seconds_per_call = 315360000\nmemory_mb = 65536\n\
+             [[modules]]\nid = \"m\"\npath = \"m.wasm\"\n\
+             limits = { cpu_seconds_per_call = 0, max_in_flight = 1, memory_mb = 1 }\n",
+        )
+        .unwrap();
+        let settings = config.manager_settings();
+        assert_eq!(settings.idle_unload, Duration::from_secs(315_360_000));
+        let global = config.module_limits(None);
+        assert_eq!(
+            global.cpu_time_per_call,
+            Some(Duration::from_secs(315_360_000))
+        );
+        assert_eq!(global.memory_bytes, 65_536 << 20);
+        let module = config.module_limits(Some(&config.modules[0]));
+        assert_eq!(module.cpu_time_per_call, None);
+        assert_eq!((module.max_in_flight, module.memory_bytes), (1, 1 << 20));
+        assert_eq!(optional_seconds(config.runtime.initialize_timeout_seconds), None);
+
+        // A configuration built in code, never validated, converts without a panic too.
+        let mut unchecked = HostConfig::default();
+        unchecked.models.download = false;
+        unchecked.models.idle_unload_seconds = u64::MAX;
+        unchecked.worker_pool.queue_timeout = f64::NAN;
+        unchecked.worker_pool.devices = vec!["tpu".into()];
+        unchecked.worker_pool.device_preference = "nowhere".into();
+        unchecked.embedding_cache.ttl_seconds = u64::MAX;
+        unchecked.limits.cpu_seconds_per_call = f64::INFINITY;
+        unchecked.limits.memory_mb = u64::MAX;
+        let settings = unchecked.manager_settings();
+        assert!(!settings.pool.devices.is_empty());
+        let limits = unchecked.module_limits(None);
+        assert_eq!(
+            limits.cpu_time_per_call,
+            Some(Duration::from_secs(315_360_000))
+        );
+        for seconds in [f64::NAN, f64::NEG_INFINITY, -1.0, 0.0, 1e300] {
+            assert!(duration(seconds) <= Duration::from_secs(315_360_000));
+            assert!(optional_seconds(seconds).is_none_or(|d| d.as_secs() == 315_360_000));
+        }
     }
 }

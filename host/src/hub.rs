@@ -5,6 +5,12 @@
 //! `snapshots/` and branch or tag names mapped to commits by the files under `refs/`. This is the
 //! layout `huggingface-cli download` and the Python libraries write, so the folder can be shared
 //! with them.
+//!
+//! The store is a jail: a repository name and a revision are checked before they become paths
+//! ([`check_repo_name`], [`check_revision`]), a ref file must name a snapshot folder (one path
+//! component, such as a 40-hex commit), and [`ModelStore::resolve`] refuses a snapshot of which
+//! any entry (symlinks followed) lies outside the store's folder, so nothing a backend later opens
+//! through [`ModelFiles::path`] can be a file elsewhere on the machine.
 
 use std::path::{Path, PathBuf};
 
@@ -81,31 +87,173 @@ impl ModelStore {
         &self.root
     }
 
-    /// Finds the snapshot of `name` at `revision` (a branch, tag or commit).
+    /// Finds the snapshot of `name` at `revision` (a branch, tag or commit). The name and the
+    /// revision must be well formed (`InvalidRequirement`), and every entry of the snapshot must
+    /// lie inside the store once symlinks are followed (`InvalidModelFiles`).
     pub fn resolve(&self, name: &str, revision: &str) -> Result<ModelFiles, HostError> {
-        let repo = self
-            .root
-            .join(format!("models--{}", name.replace('/', "--")));
+        check_repo_name(name)?;
+        check_revision(revision)?;
+        let repo = self.root.join(repo_folder(name));
         let not_found = || HostError::ModelNotFound {
             name: name.to_string(),
             revision: revision.to_string(),
             root: self.root.clone(),
         };
-        let commit = match std::fs::read_to_string(repo.join("refs").join(revision)) {
-            Ok(commit) => commit.trim().to_string(),
-            Err(_) => revision.to_string(),
+        let commit = match read_ref(&repo.join("refs").join(revision)) {
+            Some(commit) if is_snapshot_name(&commit) => commit,
+            Some(commit) => {
+                return Err(HostError::InvalidModelFiles {
+                    name: name.to_string(),
+                    path: repo.join("refs").join(revision),
+                    reason: format!(
+                        "the ref does not name a snapshot folder ('{}')",
+                        commit.escape_debug()
+                    ),
+                });
+            }
+            None if is_snapshot_name(revision) => revision.to_string(),
+            None => return Err(not_found()),
         };
         let dir = repo.join("snapshots").join(&commit);
-        if commit.is_empty() || !dir.join("config.json").is_file() {
+        if !dir.join("config.json").is_file() {
             return Err(not_found());
         }
-        Ok(ModelFiles {
+        let files = ModelFiles {
             name: name.to_string(),
             revision: commit,
             dir,
             weights_file: None,
-        })
+        };
+        let root = std::fs::canonicalize(&self.root).map_err(|_| not_found())?;
+        check_inside(&root, &files)?;
+        Ok(files)
     }
+}
+
+/// Longest repository name part (as the Hub allows).
+const MAX_NAME_PART: usize = 96;
+/// Longest revision (branch, tag or commit name) and longest ref file read.
+const MAX_REVISION: usize = 255;
+/// Most entries of a snapshot that [`ModelStore::resolve`] checks before it gives up.
+const MAX_SNAPSHOT_ENTRIES: usize = 10_000;
+/// Deepest folder nesting inside a snapshot.
+const MAX_SNAPSHOT_DEPTH: usize = 16;
+
+/// The store folder of repository `name`: `models--org--name`.
+pub fn repo_folder(name: &str) -> String {
+    format!("models--{}", name.replace('/', "--"))
+}
+
+/// Checks a repository id: `name` or `org/name`, each part 1 to 96 of `[A-Za-z0-9._-]`, not
+/// starting or ending with `.` or `-`, without `..` or `--` (which would be ambiguous in the
+/// store's folder names).
+pub fn check_repo_name(name: &str) -> Result<(), HostError> {
+    let part_ok = |p: &str| {
+        (1..=MAX_NAME_PART).contains(&p.len())
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && !p.starts_with(['.', '-'])
+            && !p.ends_with(['.', '-'])
+            && !p.contains("..")
+            && !p.contains("--")
+    };
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.len() <= 2 && parts.iter().all(|p| part_ok(p)) {
+        return Ok(());
+    }
+    Err(HostError::InvalidRequirement(format!(
+        "`name` '{}' is not a Hugging Face repository id ('name' or 'org/name' of letters, \
+         digits, '-', '_' and '.')",
+        name.escape_debug()
+    )))
+}
+
+/// Checks a revision (branch, tag or commit name): 1 to 255 of `[A-Za-z0-9._/-]`, `/`-separated
+/// parts none of which is empty, `.` or `..`.
+pub fn check_revision(revision: &str) -> Result<(), HostError> {
+    let ok = (1..=MAX_REVISION).contains(&revision.len())
+        && revision
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && revision
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..");
+    if ok {
+        return Ok(());
+    }
+    Err(HostError::InvalidRequirement(format!(
+        "`revision` '{}' is not a branch, tag or commit name",
+        revision.escape_debug()
+    )))
+}
+
+/// Whether `name` can be a snapshot folder: one path component of `[A-Za-z0-9._-]`, not `.` or
+/// `..`. Downloads name snapshots by 40-hex commits; `scripts/fetch-models` by package versions.
+fn is_snapshot_name(name: &str) -> bool {
+    (1..=MAX_REVISION).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The trimmed content of a ref file (at most [`MAX_REVISION`] bytes are read), if it exists.
+fn read_ref(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_REVISION as u64 + 2)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text.trim().to_string())
+}
+
+/// Checks that the snapshot folder and every entry under it (symlinks followed) lie inside
+/// `root` (the store's canonical folder); a dangling symlink is refused too.
+fn check_inside(root: &Path, files: &ModelFiles) -> Result<(), HostError> {
+    let outside = |path: &Path| {
+        files.invalid(format!(
+            "{} leads outside the model store at {}",
+            path.display(),
+            root.display()
+        ))
+    };
+    let dir = std::fs::canonicalize(&files.dir).map_err(|_| outside(&files.dir))?;
+    if !dir.starts_with(root) {
+        return Err(outside(&files.dir));
+    }
+    let mut pending = vec![(files.dir.clone(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((folder, depth)) = pending.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .map_err(|e| files.invalid(format!("cannot list {}: {e}", folder.display())))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| files.invalid(format!("cannot list {}: {e}", folder.display())))?
+                .path();
+            seen += 1;
+            if seen > MAX_SNAPSHOT_ENTRIES {
+                return Err(files.invalid(format!(
+                    "the snapshot holds more than {MAX_SNAPSHOT_ENTRIES} entries"
+                )));
+            }
+            let target = std::fs::canonicalize(&path).map_err(|_| outside(&path))?;
+            if !target.starts_with(root) {
+                return Err(outside(&path));
+            }
+            if target.is_dir() {
+                if depth + 1 >= MAX_SNAPSHOT_DEPTH {
+                    return Err(files.invalid(format!(
+                        "the snapshot nests folders deeper than {MAX_SNAPSHOT_DEPTH}"
+                    )));
+                }
+                pending.push((path, depth + 1));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,12 +6,35 @@ use std::time::Duration;
 
 use crate::error::HostError;
 
+/// Longest model id a module may use, in bytes.
+pub const MAX_MODEL_ID_BYTES: usize = 256;
+
+/// Checks a model id a guest sent before it is used or kept anywhere: not blank, at most
+/// [`MAX_MODEL_ID_BYTES`], no control characters. The error never echoes a long id back.
+pub fn check_model_id(model_id: &str) -> Result<(), HostError> {
+    if model_id.trim().is_empty() {
+        return Err(HostError::InvalidInput("the model id is empty".into()));
+    }
+    if model_id.len() > MAX_MODEL_ID_BYTES {
+        return Err(HostError::InvalidInput(format!(
+            "a model id of {} bytes; model ids have at most {MAX_MODEL_ID_BYTES}",
+            model_id.len()
+        )));
+    }
+    if model_id.chars().any(char::is_control) {
+        return Err(HostError::InvalidInput(
+            "the model id contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The limits of one module.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModuleLimits {
-    /// Largest linear memory of one instance, in bytes.
+    /// Bytes of all linear memories of one instance (one store) together.
     pub memory_bytes: usize,
-    /// Most elements in one table.
+    /// Elements of all tables of one instance (one store) together.
     pub table_elements: usize,
     /// Guest CPU time one export call may use (host work such as inference does not count).
     pub cpu_time_per_call: Option<Duration>,
@@ -96,5 +119,16 @@ mod tests {
         assert!(ModuleLimits::default().allows("anything/at-all"));
         assert!(ModuleLimits::default().check_input(4097, 10).is_err());
         assert!(ModuleLimits::default().check_input(2, 10).is_ok());
+    }
+
+    #[test]
+    fn model_ids_are_short_printable_and_not_blank() {
+        assert!(check_model_id("embedder-1").is_ok());
+        for bad in [" ", "", "a\nb", "\u{7}"] {
+            assert!(check_model_id(bad).is_err(), "{bad:?}");
+        }
+        let long = "x".repeat(MAX_MODEL_ID_BYTES + 1);
+        let message = check_model_id(&long).unwrap_err().to_string();
+        assert!(!message.contains(&long) && message.len() < 200, "{message}");
     }
 }

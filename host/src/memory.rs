@@ -92,6 +92,17 @@ impl DeviceMemory {
         }
     }
 
+    /// Accounts `bytes` of working memory like [`Self::hold`], but only if they fit in the
+    /// budget; otherwise returns the free bytes and accounts nothing.
+    pub fn try_hold(&self, bytes: u64) -> Result<WorkingMemory, u64> {
+        let accounted = self.accounted();
+        let used = accounted.values().sum::<u64>() + self.working.load(Ordering::Relaxed);
+        match self.budget {
+            Some(budget) if used.saturating_add(bytes) > budget => Err(budget.saturating_sub(used)),
+            _ => Ok(self.hold(bytes)),
+        }
+    }
+
     /// Bytes left in the budget (`None`: no limit).
     pub fn free(&self) -> Option<u64> {
         self.budget.map(|b| b.saturating_sub(self.used()))

@@ -18,6 +18,15 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Upper bounds of the batch size histogram buckets.
 const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// The model label of calls on ids the calling module did not hold.
+pub const UNREGISTERED: &str = "(unregistered)";
+
+/// The module and model labels of calls beyond [`MAX_SERIES`].
+pub const OTHER: &str = "(other)";
+
+/// Most label sets kept per metric family: what guests choose cannot grow the host beyond it.
+pub const MAX_SERIES: usize = 10_000;
+
 /// A cumulative histogram with fixed bucket bounds.
 #[derive(Debug, Clone)]
 struct Histogram {
@@ -96,25 +105,38 @@ impl Metrics {
     }
 
     /// Records one `model-manager` call by `module` on `model_id`, and its error code if it failed.
+    /// `model_id` is `None` when the module did not hold the id (ids a guest only names are never
+    /// labels: they are counted under [`UNREGISTERED`]); past [`MAX_SERIES`] label sets, new
+    /// ones are counted under [`OTHER`].
     pub fn record_call(
         &self,
         module: &str,
-        model_id: &str,
+        model_id: Option<&str>,
         operation: &'static str,
         elapsed: Duration,
         error: Option<&'static str>,
     ) {
         let mut recorded = self.recorded();
+        let mut key = (
+            module.to_string(),
+            model_id.unwrap_or(UNREGISTERED).to_string(),
+            operation,
+        );
+        if !recorded.calls.contains_key(&key) && recorded.calls.len() >= MAX_SERIES {
+            key = (OTHER.to_string(), OTHER.to_string(), operation);
+        }
         recorded
             .calls
-            .entry((module.to_string(), model_id.to_string(), operation))
+            .entry(key.clone())
             .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
             .observe(elapsed.as_secs_f64());
         if let Some(code) = error {
-            *recorded
-                .errors
-                .entry((module.to_string(), model_id.to_string(), code))
-                .or_default() += 1;
+            let (module, model, _) = key;
+            let mut key = (module, model, code);
+            if !recorded.errors.contains_key(&key) && recorded.errors.len() >= MAX_SERIES {
+                key = (OTHER.to_string(), OTHER.to_string(), code);
+            }
+            *recorded.errors.entry(key).or_default() += 1;
         }
     }
 
@@ -397,10 +419,16 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_and_labels_escaped() {
         let metrics = Metrics::default();
-        metrics.record_call("m\"1", "embedder", "embed", Duration::from_millis(3), None);
         metrics.record_call(
             "m\"1",
-            "embedder",
+            Some("embedder"),
+            "embed",
+            Duration::from_millis(3),
+            None,
+        );
+        metrics.record_call(
+            "m\"1",
+            Some("embedder"),
             "embed",
             Duration::from_millis(30),
             Some("timeout"),
@@ -424,5 +452,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("modelhost_cache_misses_total 5"), "{text}");
+    }
+
+    #[test]
+    fn guest_chosen_ids_never_grow_the_label_sets() {
+        let metrics = Metrics::default();
+        let long = "x".repeat(64 << 10);
+        for _ in 0..3 {
+            metrics.record_call("m", None, "embed", Duration::ZERO, Some("not-registered"));
+        }
+        for i in 0..MAX_SERIES + 50 {
+            let id = format!("{long}{i}");
+            metrics.record_call("m", Some(&id), "embed", Duration::ZERO, Some("timeout"));
+        }
+        let recorded = metrics.recorded();
+        assert_eq!(recorded.calls.len(), MAX_SERIES + 1);
+        assert_eq!(recorded.errors.len(), MAX_SERIES + 1);
+        let unregistered = ("m".to_string(), UNREGISTERED.to_string(), "embed");
+        assert_eq!(recorded.calls[&unregistered].count, 3);
+        let other = (OTHER.to_string(), OTHER.to_string(), "embed");
+        assert_eq!(recorded.calls[&other].count, 51);
     }
 }

@@ -94,13 +94,13 @@ impl Weights {
 
     /// Records a use now.
     pub fn touch(&self) {
-        *self.last_used.lock().expect("weights lock poisoned") =
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) =
             (Instant::now(), SystemTime::now());
     }
 
     /// When the weights were last used, as a monotonic instant and as wall-clock time.
     pub fn last_used(&self) -> (Instant, SystemTime) {
-        *self.last_used.lock().expect("weights lock poisoned")
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -109,6 +109,9 @@ impl Drop for Weights {
         self.served.close();
     }
 }
+
+/// Most references one module may hold to one id (registrations without a release).
+pub const MAX_REFERENCES: u32 = 1 << 20;
 
 /// One registered model id.
 pub struct IdEntry {
@@ -145,11 +148,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The id's entry, whoever holds it.
-    pub fn get(&self, model_id: &str) -> Option<&IdEntry> {
-        self.ids.get(model_id)
-    }
-
     /// The id's entry, if `module` holds a reference to it.
     pub fn entry_for(&self, module: &ModuleId, model_id: &str) -> Result<&IdEntry, HostError> {
         self.ids
@@ -161,13 +159,13 @@ impl Registry {
     }
 
     /// Adds a reference for `module` to an existing id with an identical requirement.
-    /// Returns the module's new count, or `None` when the id does not exist.
+    /// Returns the module's new count and the id's weights, or `None` when the id does not exist.
     pub fn add_reference(
         &mut self,
         module: &ModuleId,
         model_id: &str,
         requirement: &ModelRequirement,
-    ) -> Result<Option<u32>, HostError> {
+    ) -> Result<Option<(u32, Arc<Weights>)>, HostError> {
         let Some(entry) = self.ids.get_mut(model_id) else {
             return Ok(None);
         };
@@ -179,8 +177,13 @@ impl Registry {
             });
         }
         let count = entry.holders.entry(module.clone()).or_insert(0);
+        if *count >= MAX_REFERENCES {
+            return Err(HostError::LimitExceeded(format!(
+                "module holds {MAX_REFERENCES} references to model id '{model_id}'; release some first"
+            )));
+        }
         *count += 1;
-        Ok(Some(*count))
+        Ok(Some((*count, entry.weights.clone())))
     }
 
     /// Creates `model_id` with one reference from `module`. The id must not exist.
@@ -220,10 +223,12 @@ impl Registry {
 
     /// Drops one of `module`'s references to `model_id`.
     pub fn release(&mut self, module: &ModuleId, model_id: &str) -> Result<Remaining, HostError> {
-        self.entry_for(module, model_id)?;
-        let entry = self.ids.get_mut(model_id).expect("entry checked above");
-        let count = entry.holders.get_mut(module).expect("holder checked above");
-        *count -= 1;
+        let not_registered = || HostError::NotRegistered {
+            model_id: model_id.to_string(),
+        };
+        let entry = self.ids.get_mut(model_id).ok_or_else(not_registered)?;
+        let count = entry.holders.get_mut(module).ok_or_else(not_registered)?;
+        *count = count.saturating_sub(1);
         let module_left = *count;
         if module_left == 0 {
             entry.holders.remove(module);

@@ -9,6 +9,18 @@ use crate::error::HostError;
 /// The largest `batch_size` a requirement may ask for.
 pub const MAX_BATCH_SIZE: u32 = 4096;
 
+/// Longest `name` (a Hugging Face repository id is at most 96 + 1 + 96 characters).
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// Longest `revision` or `weights_file`.
+pub const MAX_PATH_BYTES: usize = 256;
+
+/// Most stop sequences in one call.
+pub const MAX_STOP_SEQUENCES: usize = 16;
+
+/// Longest stop sequence, in bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+
 /// The kind of work a model does.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
@@ -180,6 +192,25 @@ impl ModelRequirement {
     /// Checks the fields that can be judged without looking at the model.
     pub fn validate(&self) -> Result<(), HostError> {
         let invalid = |msg: String| Err(HostError::InvalidRequirement(msg));
+        for (field, length, limit) in [
+            ("name", self.name.len(), MAX_NAME_BYTES),
+            (
+                "revision",
+                self.revision.as_ref().map_or(0, String::len),
+                MAX_PATH_BYTES,
+            ),
+            (
+                "weights_file",
+                self.weights_file.as_ref().map_or(0, String::len),
+                MAX_PATH_BYTES,
+            ),
+        ] {
+            if length > limit {
+                return invalid(format!(
+                    "`{field}` has {length} bytes; it may have at most {limit}"
+                ));
+            }
+        }
         if self.name.trim().is_empty() {
             return invalid(
                 "`name` is empty; give a Hugging Face repository id such as \
@@ -296,6 +327,18 @@ impl GenerationOptions {
             return Err(HostError::InvalidInput(
                 "stop sequences must not be empty".into(),
             ));
+        }
+        if self.stop.len() > MAX_STOP_SEQUENCES {
+            return Err(HostError::InvalidInput(format!(
+                "{} stop sequences; at most {MAX_STOP_SEQUENCES}",
+                self.stop.len()
+            )));
+        }
+        if let Some(long) = self.stop.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(HostError::InvalidInput(format!(
+                "a stop sequence of {} bytes; at most {MAX_STOP_BYTES}",
+                long.len()
+            )));
         }
         check_sampling(self.temperature, self.top_p, self.repetition_penalty)
             .map_err(HostError::InvalidInput)

@@ -189,7 +189,8 @@ pub struct ModelStatus {
     pub loaded: bool,
     /// Last use, in milliseconds since the Unix epoch.
     pub last_accessed_ms: u64,
-    /// The snapshot folder.
+    /// Where the weights come from, `hf://NAME@COMMIT` (never a host path: the status is shown to
+    /// modules and clients).
     pub source: String,
     /// The devices of the workers holding the weights (or that would load them), e.g. `cpu`.
     pub device: String,

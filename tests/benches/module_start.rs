@@ -24,6 +24,7 @@ fn runtime(cache: &Path) -> Runtime {
     let config = RuntimeConfig {
         compile_cache: true,
         compile_cache_dir: Some(cache.to_path_buf()),
+        ..RuntimeConfig::default()
     };
     Runtime::new(manager, &config).expect("runtime")
 }

@@ -29,6 +29,7 @@ pub struct FakeBackend {
     live: Arc<AtomicUsize>,
     batches: Arc<Mutex<Vec<usize>>>,
     sizes: Vec<(String, MemoryEstimate)>,
+    panicking_loads: AtomicUsize,
 }
 
 impl FakeBackend {
@@ -49,6 +50,15 @@ impl FakeBackend {
     pub fn with_delay(delay: Duration) -> Self {
         Self {
             delay,
+            ..Self::default()
+        }
+    }
+
+    /// A backend whose first `count` loads panic (as a hostile checkpoint might make a real
+    /// loader do).
+    pub fn panicking_on_load(count: usize) -> Self {
+        Self {
+            panicking_loads: AtomicUsize::new(count),
             ..Self::default()
         }
     }
@@ -101,6 +111,11 @@ impl ModelBackend for FakeBackend {
         device: ComputeDevice,
         _: Precision,
     ) -> Result<LoadedModel, HostError> {
+        let panics = self
+            .panicking_loads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        assert!(!panics, "the fake checkpoint made the loader panic");
         self.loads.lock().unwrap().push(device);
         self.live.fetch_add(1, Ordering::SeqCst);
         Ok(LoadedModel::Sequence(Box::new(FakeModel {

@@ -48,7 +48,8 @@ pub fn fixtures() -> PathBuf {
 
 /// A model store (Hugging Face cache layout) with the real MiniLM and SmolLM2 checkpoints fetched
 /// by `scripts/fetch-models` and every checkpoint of `tests/fixtures/models` as
-/// `modelhost-fixtures/<folder>`. Built once per test process.
+/// `modelhost-fixtures/<folder>`. Built once per test process, of hard links (copies across file
+/// systems): the store is a jail, and symbolic links out of it are refused.
 pub fn model_store() -> ModelStore {
     static STORE: OnceLock<tempfile::TempDir> = OnceLock::new();
     let dir = STORE.get_or_init(|| {
@@ -67,7 +68,7 @@ pub fn model_store() -> ModelStore {
                 "{name} is not in {}: run scripts/fetch-models first",
                 fetched.display()
             );
-            symlink(&source, &dir.path().join(repo));
+            link_tree(&source, &dir.path().join(repo));
         }
         for entry in std::fs::read_dir(fixtures().join("models")).unwrap() {
             let entry = entry.unwrap();
@@ -78,15 +79,32 @@ pub fn model_store() -> ModelStore {
             std::fs::create_dir_all(repo.join("snapshots")).unwrap();
             std::fs::create_dir_all(repo.join("refs")).unwrap();
             std::fs::write(repo.join("refs/main"), "fixture").unwrap();
-            symlink(&entry.path(), &repo.join("snapshots/fixture"));
+            link_tree(&entry.path(), &repo.join("snapshots/fixture"));
         }
         dir
     });
     ModelStore::new(dir.path())
 }
 
-fn symlink(target: &Path, link: &Path) {
-    std::os::unix::fs::symlink(target, link).expect("symlink");
+/// `to` as a hard link to `from`, or a copy where the two are on different file systems.
+pub fn link_or_copy(from: &Path, to: &Path) {
+    let from = std::fs::canonicalize(from).expect("the file exists");
+    if std::fs::hard_link(&from, to).is_err() {
+        std::fs::copy(&from, to).expect("copy");
+    }
+}
+
+/// The folder `from` recreated at `to`, its files hard-linked (symbolic links followed).
+fn link_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("folder");
+    for entry in std::fs::read_dir(from).expect("folder").flatten() {
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if source.is_dir() {
+            link_tree(&source, &target);
+        } else {
+            link_or_copy(&source, &target);
+        }
+    }
 }
 
 /// The default host settings with `idle_unload` as the idle time.

@@ -1,5 +1,5 @@
-//! `modelhost serve` as a child process on a free 127.0.0.1 port, for tests that talk to it
-//! over real HTTP.
+//! `modelhost serve` as a child process on free 127.0.0.1 ports (the public listener and the
+//! admin API), for tests that talk to it over real HTTP.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -11,31 +11,77 @@ use serde_json::Value;
 
 use crate::{model_store, repo_root};
 
+/// The variable `serve.admin_token_env` names when [`ServeOptions::admin_token`] is set.
+pub const ADMIN_TOKEN_ENV: &str = "MODELHOST_TEST_ADMIN_TOKEN";
+
+/// Settings beyond the defaults of [`Served::start`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions<'a> {
+    /// Lines added to `[serve]` (`admin_address = ""` disables the admin API).
+    pub serve: &'a str,
+    /// Lines added to `[runtime]`.
+    pub runtime: &'a str,
+    /// A token the admin API then requires (set in [`ADMIN_TOKEN_ENV`] for the process).
+    pub admin_token: Option<&'a str>,
+}
+
 /// A `modelhost serve` process; killed if a test fails before it stops.
 pub struct Served {
     /// The process.
     pub child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` of the public listener (module routes, /healthz, /readyz).
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the admin API, unless it is disabled.
+    pub admin: Option<String>,
+    /// The configuration file.
+    pub config: PathBuf,
+    admin_token: Option<String>,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Served {
-    /// Starts `modelhost serve` (the command-line `binary`) on a free port with `modules` (TOML
+    /// Starts `modelhost serve` (the command-line `binary`) on free ports with `modules` (TOML
     /// `[[modules]]` entries, and any other sections after them) and the compile cache in
     /// `cache`.
     pub fn start(binary: &str, dir: &Path, cache: &Path, modules: &str) -> Self {
+        Self::start_with(binary, dir, cache, modules, ServeOptions::default())
+    }
+
+    /// [`Served::start`] with `options`.
+    pub fn start_with(
+        binary: &str,
+        dir: &Path,
+        cache: &Path,
+        modules: &str,
+        options: ServeOptions,
+    ) -> Self {
         let config = dir.join("modelhost.toml");
+        let admin_address = match options.serve.contains("admin_address") {
+            true => "",
+            false => "admin_address = \"127.0.0.1:0\"\n",
+        };
+        let token_env = match options.admin_token {
+            Some(_) => format!("admin_token_env = {ADMIN_TOKEN_ENV:?}\n"),
+            None => String::new(),
+        };
         let text = format!(
-            "[models]\ndownload = false\n[serve]\naddress = \"127.0.0.1:0\"\n\
-             shutdown_grace_seconds = 60\n[runtime]\ncompile_cache_dir = {cache:?}\n{modules}"
+            "[models]\ndownload = false\n[serve]\naddress = \"127.0.0.1:0\"\n{admin_address}\
+             {token_env}shutdown_grace_seconds = 60\n{}\n\
+             [runtime]\ncompile_cache_dir = {cache:?}\n{}\n{modules}",
+            options.serve, options.runtime
         );
         std::fs::write(&config, text).unwrap();
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["--models-dir", model_store().root().to_str().unwrap()])
             .args(["--config", config.to_str().unwrap(), "serve"])
             .env("RUST_LOG", "modelhost=info")
             .env("NO_COLOR", "1")
+            .env_remove(ADMIN_TOKEN_ENV);
+        if let Some(token) = options.admin_token {
+            command.env(ADMIN_TOKEN_ENV, token);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -54,20 +100,50 @@ impl Served {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        stdout.read_line(&mut line).unwrap();
         let base = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("no address in {line:?}: {}", stderr.lock().unwrap()))
             .to_string();
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        let admin = line
+            .trim()
+            .strip_prefix("admin API on ")
+            .map(str::to_string);
         Self {
             child,
             base,
+            admin,
+            config,
+            admin_token: options.admin_token.map(str::to_string),
             stderr,
         }
+    }
+
+    /// The URL of `path` on the admin API.
+    pub fn admin_url(&self, path: &str) -> String {
+        let admin = self.admin.as_ref().expect("the admin API is enabled");
+        format!("{admin}{path}")
+    }
+
+    /// GET `path` from the admin API (with the token, when one is configured): status and body.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut request = ureq::get(&self.admin_url(path));
+        if let Some(token) = &self.admin_token {
+            request = request.set("authorization", &format!("Bearer {token}"));
+        }
+        reply(request.call())
+    }
+
+    /// `/metrics` from the admin API.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     /// The URL of `path` on the host.
@@ -106,9 +182,11 @@ impl Served {
         started.elapsed()
     }
 
-    /// `/status` as JSON.
+    /// `/status` (from the admin API) as JSON.
     pub fn status(&self) -> Value {
-        serde_json::from_str(&self.get("/status").1).unwrap()
+        let (status, body) = self.admin_get("/status");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     /// What the process logged so far.

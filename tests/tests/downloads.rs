@@ -30,6 +30,7 @@ fn downloader(endpoint: &str, token: Option<&str>, offline: bool) -> Downloader 
         endpoint: endpoint.into(),
         token: token.map(str::to_string),
         offline,
+        ..HubSettings::default()
     })
 }
 
@@ -289,8 +290,7 @@ async fn registration_downloads_missing_models() {
     let mut settings = test_settings(std::time::Duration::from_secs(60));
     settings.downloads = Some(HubSettings {
         endpoint: hub.endpoint.clone(),
-        token: None,
-        offline: false,
+        ..HubSettings::default()
     });
     let manager = ModelManager::new(
         ModelStore::new(dir.path()),

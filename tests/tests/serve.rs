@@ -60,6 +60,10 @@ fn serves_rust_python_and_javascript_modules_over_http() {
     // Compiling the Python module takes seconds: the host answers, but is not ready.
     assert_eq!(host.get("/healthz").0, 200);
     assert_eq!(host.get("/readyz").0, 503);
+    assert_eq!(host.admin_get("/readyz").0, 503);
+    // The status and the metrics are on the admin listener only.
+    assert_eq!(host.get("/status").0, 404);
+    assert_eq!(host.get("/metrics").0, 404);
     let status = host.status();
     assert_eq!(status["ready"], false);
     assert_eq!(status["modules"][2]["state"], "starting", "{status}");
@@ -140,7 +144,7 @@ fn serves_rust_python_and_javascript_modules_over_http() {
     assert_eq!(references, expected.map(|(a, b)| (a.into(), b.into())));
 
     // Metrics count what happened, and change with the next request (a cache hit).
-    let metrics = host.get("/metrics").1;
+    let metrics = host.metrics();
     let python_ok = ["module=\"python\"", "status=\"200\""];
     assert_eq!(
         metric(&metrics, "modelhost_http_requests_total", &python_ok),
@@ -163,7 +167,7 @@ fn serves_rust_python_and_javascript_modules_over_http() {
     assert_eq!(metric(&metrics, "modelhost_loaded_models", &[]), 1.0);
     let hits = metric(&metrics, "modelhost_cache_hits_total", &[]);
     host.post("/python/embed", &json!({ "texts": texts }));
-    let metrics = host.get("/metrics").1;
+    let metrics = host.metrics();
     assert_eq!(
         metric(&metrics, "modelhost_http_requests_total", &python_ok),
         2.0
@@ -176,7 +180,7 @@ fn serves_rust_python_and_javascript_modules_over_http() {
 
     // `modelhost status` shows the same as a table.
     let table = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
-        .args(["status", "--address", &host.base])
+        .args(["status", "--address", host.admin.as_ref().unwrap()])
         .output()
         .unwrap();
     let table = String::from_utf8(table.stdout).unwrap();
@@ -249,7 +253,7 @@ fn sigterm_lets_in_flight_requests_finish() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let metrics = host.get("/metrics").1;
+    let metrics = host.metrics();
     let queued = ["model=\"minilm\""];
     assert!(
         metric(&metrics, "modelhost_model_queue_depth", &queued) >= 1.0,

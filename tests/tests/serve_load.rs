@@ -90,7 +90,7 @@ fn handlers_that_trap_spin_or_exhaust_memory_answer_500_and_the_host_serves_on()
         .map(|r| r["module_id"].as_str().unwrap())
         .collect();
     assert_eq!(references, ["faults", "openai"]);
-    let metrics = host.get("/metrics").1;
+    let metrics = host.metrics();
     let failed = ["module=\"faults\"", "status=\"500\""];
     assert_eq!(
         metric(&metrics, "modelhost_http_requests_total", &failed),
@@ -151,7 +151,7 @@ fn sixteen_modules_under_concurrent_load_lose_nothing() {
         percentile(&sorted, 0.99),
         percentile(&sorted, 1.0),
     );
-    let metrics = host.get("/metrics").1;
+    let metrics = host.metrics();
     let served: f64 = ids
         .iter()
         .map(|id| {

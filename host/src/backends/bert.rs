@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokenizers::{Encoding, Tokenizer};
 
 use super::bert_cpu::{CpuBertEncoder, TensorReader};
+use super::checkpoint_bounds;
 use super::cpu_weight_format;
 use super::encoder_config::{EncoderConfig, Family};
 use super::memory_estimate::{self, SafetensorsHeader};
@@ -208,6 +209,7 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
 
 /// `tokenizer.json` with padding and truncation off (both are done per call).
 pub(super) fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError> {
+    checkpoint_bounds::text_file(files, "tokenizer.json")?;
     let mut tokenizer = Tokenizer::from_file(files.path("tokenizer.json"))
         .map_err(|e| files.invalid(format!("tokenizer.json does not load: {e}")))?;
     tokenizer.with_padding(None);
@@ -241,6 +243,7 @@ pub(super) fn require_safetensors(files: &ModelFiles) -> Result<u64, HostError> 
 /// What `config.json` says the checkpoint is: its first architecture (or model type) and its
 /// model type.
 pub(super) fn architecture(files: &ModelFiles) -> Result<(String, Option<String>), HostError> {
+    checkpoint_bounds::text_file(files, "config.json")?;
     let arch: ArchitectureFields = serde_json::from_str(&files.read_to_string("config.json")?)
         .map_err(|e| files.invalid(format!("config.json does not parse: {e}")))?;
     let name = arch

@@ -20,6 +20,8 @@ use crate::hub::ModelFiles;
 use crate::kernels::{PackedLinear, WeightFormat};
 use crate::requirement::ModelType;
 
+use super::checkpoint_bounds::MAX_LABELS;
+
 const SUPPORTED: &str = "BertForSequenceClassification, DistilBertForSequenceClassification";
 const WEIGHTS_FILE: &str = "model.safetensors";
 
@@ -55,6 +57,12 @@ impl ClassifierConfig {
         };
         let fields: LabelFields = serde_json::from_str(&files.read_to_string("config.json")?)
             .map_err(|e| files.invalid(format!("config.json: {e}")))?;
+        if fields.id2label.len() > MAX_LABELS {
+            return Err(files.invalid(format!(
+                "config.json id2label has {} labels; at most {MAX_LABELS}",
+                fields.id2label.len()
+            )));
+        }
         let mut labels = Vec::with_capacity(fields.id2label.len());
         for (i, (id, label)) in numeric_order(&fields.id2label).into_iter().enumerate() {
             if id != i {

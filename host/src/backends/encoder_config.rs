@@ -3,6 +3,10 @@
 
 use serde::Deserialize;
 
+use super::checkpoint_bounds::{
+    MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, finite_positive,
+    heads, positive, text_file,
+};
 use crate::error::HostError;
 use crate::hub::ModelFiles;
 
@@ -95,6 +99,7 @@ fn bert_eps() -> f64 {
 impl EncoderConfig {
     /// Reads `config.json` as `family` describes it.
     pub fn read(files: &ModelFiles, family: Family) -> Result<Self, HostError> {
+        text_file(files, "config.json")?;
         let text = files.read_to_string("config.json")?;
         let invalid = |e: serde_json::Error| {
             files.invalid(format!("config.json is not a valid {family:?} config: {e}"))
@@ -136,13 +141,36 @@ impl EncoderConfig {
                 }
             }
         };
-        if config.heads == 0 || config.hidden_size % config.heads != 0 {
+        config.check(files)?;
+        Ok(config)
+    }
+
+    /// Checks every size against the bounds of `checkpoint_bounds` and the head arithmetic.
+    fn check(&self, files: &ModelFiles) -> Result<(), HostError> {
+        positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
+        positive(files, "hidden_size", self.hidden_size, MAX_WIDTH)?;
+        positive(files, "num_hidden_layers", self.layers, MAX_LAYERS)?;
+        positive(files, "num_attention_heads", self.heads, MAX_HEADS)?;
+        positive(
+            files,
+            "intermediate_size",
+            self.intermediate_size,
+            MAX_INTERMEDIATE,
+        )?;
+        positive(
+            files,
+            "max_position_embeddings",
+            self.max_positions,
+            MAX_POSITIONS,
+        )?;
+        if self.type_vocab_size > MAX_VOCAB {
             return Err(files.invalid(format!(
-                "hidden size {} is not a multiple of the {} attention heads",
-                config.hidden_size, config.heads
+                "`type_vocab_size` is {}; it may be at most {MAX_VOCAB}",
+                self.type_vocab_size
             )));
         }
-        Ok(config)
+        finite_positive(files, "layer_norm_eps", f64::from(self.eps))?;
+        heads(files, self.hidden_size, self.heads, self.heads)
     }
 }
 

@@ -14,6 +14,7 @@ use tokenizers::Tokenizer;
 
 use super::bert::{architecture, load_tokenizer, truncating_tokenizer};
 use super::chat_template::ChatTemplate;
+use super::checkpoint_bounds::{MAX_VOCAB, positive};
 use super::generation::{GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop};
 use super::llama_checkpoint::LlamaCheckpoint;
 use super::llama_cpu::LlamaCpu;
@@ -73,13 +74,13 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
         });
     }
     let checkpoint = LlamaCheckpoint::find(files)?;
-    let shape = checkpoint
-        .shape()
-        .map_err(|e| files.invalid(e.to_string()))?;
+    let shape = checkpoint.verified_shape(files)?;
     let context = checkpoint.context(files)?;
     let tokenizer = load_tokenizer(files)?;
-    let memory = memory_estimate::decoder(&DecoderShape {
-        vocab: tokenizer.get_vocab_size(true) as u64,
+    let vocab = tokenizer.get_vocab_size(true);
+    positive(files, "vocabulary size", vocab, MAX_VOCAB)?;
+    let mut memory = memory_estimate::decoder(&DecoderShape {
+        vocab: vocab as u64,
         hidden: shape.hidden as u64,
         layers: shape.layers as u64,
         heads: shape.heads as u64,
@@ -87,6 +88,8 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
         intermediate: shape.intermediate as u64,
         context: context as u64,
     });
+    // Loading dequantizes every tensor it reads: the file's own tensors bound what it allocates.
+    memory.weights = memory.weights.max(checkpoint.f32_bytes(files)?);
     ChatTemplate::read(files)?;
     let info = ModelInfo {
         architecture: name,
@@ -129,10 +132,11 @@ impl LlamaGenerator {
             )));
         }
         let checkpoint = LlamaCheckpoint::find(files)?;
+        let shape = checkpoint.verified_shape(files)?;
         let context = checkpoint.context(files)? as usize;
         let format = cpu_weight_format(precision, &files.name);
         let model = checkpoint
-            .load(format, context)
+            .load(shape, format, context)
             .map_err(|e| load_failed(e.to_string()))?;
         let tokenizer = load_tokenizer(files)?;
         let template = ChatTemplate::read(files)?;

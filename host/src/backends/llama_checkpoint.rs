@@ -9,7 +9,12 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 use serde::Deserialize;
 
+use super::checkpoint_bounds::{
+    self, MAX_CONTEXT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_TENSORS, MAX_VOCAB, MAX_WIDTH,
+    elements, finite_positive, heads, positive,
+};
 use super::llama_cpu::{LayerPart, LlamaCpu, LlamaShape, LlamaTensor, RopeStyle};
+use super::memory_estimate::SafetensorsHeader;
 use crate::error::HostError;
 use crate::hub::ModelFiles;
 use crate::kernels::WeightFormat;
@@ -81,12 +86,14 @@ impl LlamaCheckpoint {
                     path.display()
                 ))
             })?;
+            check_gguf_tensors(files, &content)?;
             return Ok(Self::Gguf { path, content });
         }
         let path = files.path(files.weights_file.as_deref().unwrap_or("model.safetensors"));
         if !path.is_file() {
             return Err(files.invalid("no weights: neither a .gguf file nor model.safetensors"));
         }
+        checkpoint_bounds::text_file(files, "config.json")?;
         let config = serde_json::from_str(&files.read_to_string("config.json")?)
             .map_err(|e| files.invalid(format!("config.json is not a valid Llama config: {e}")))?;
         Ok(Self::Safetensors { path, config })
@@ -100,20 +107,64 @@ impl LlamaCheckpoint {
         }
     }
 
-    /// The longest sequence the model takes.
+    /// The longest sequence the model is run with: its declared context, capped at
+    /// [`MAX_CONTEXT`] (the rotary table and the KV cache are sized by it).
     pub fn context(&self, files: &ModelFiles) -> Result<u32, HostError> {
-        match self {
+        let declared = match self {
             Self::Gguf { content, .. } => content
                 .metadata
                 .get("llama.context_length")
                 .and_then(|v| v.to_u32().ok())
-                .ok_or_else(|| files.invalid("the GGUF file has no llama.context_length")),
-            Self::Safetensors { config, .. } => Ok(config.max_position_embeddings),
+                .ok_or_else(|| files.invalid("the GGUF file has no llama.context_length"))?,
+            Self::Safetensors { config, .. } => config.max_position_embeddings,
+        };
+        if declared as usize > MAX_CONTEXT {
+            tracing::warn!(model = %files.name, declared, cap = MAX_CONTEXT,
+                "the model declares a longer context than the host runs; capped");
+        }
+        let context = positive(files, "context length", declared as usize, usize::MAX)?;
+        Ok(context.min(MAX_CONTEXT) as u32)
+    }
+
+    /// Bytes of every tensor of the weights file as f32: what loading may allocate at most,
+    /// whatever the shape says.
+    pub fn f32_bytes(&self, files: &ModelFiles) -> Result<u64, HostError> {
+        match self {
+            Self::Gguf { content, .. } => check_gguf_tensors(files, content),
+            Self::Safetensors { path, .. } => SafetensorsHeader::read(path)
+                .map(|header| header.f32_bytes())
+                .map_err(|reason| files.invalid(format!("{}: {reason}", file_name(path)))),
         }
     }
 
-    /// The model's sizes.
-    pub fn shape(&self) -> candle_core::Result<LlamaShape> {
+    /// The model's sizes, checked: every size positive and bounded, the head arithmetic
+    /// consistent, the epsilon and rotary base positive.
+    pub fn verified_shape(&self, files: &ModelFiles) -> Result<LlamaShape, HostError> {
+        let shape = self.shape().map_err(|e| files.invalid(e.to_string()))?;
+        positive(files, "hidden size", shape.hidden, MAX_WIDTH)?;
+        positive(files, "layers", shape.layers, MAX_LAYERS)?;
+        positive(files, "attention heads", shape.heads, MAX_HEADS)?;
+        positive(files, "key/value heads", shape.kv_heads, MAX_HEADS)?;
+        positive(
+            files,
+            "intermediate size",
+            shape.intermediate,
+            MAX_INTERMEDIATE,
+        )?;
+        heads(files, shape.hidden, shape.heads, shape.kv_heads)?;
+        if !(shape.hidden / shape.heads).is_multiple_of(2) {
+            return Err(files.invalid(format!(
+                "the head width {} is odd; rotary embeddings pair values",
+                shape.hidden / shape.heads
+            )));
+        }
+        finite_positive(files, "rms norm epsilon", f64::from(shape.eps))?;
+        finite_positive(files, "rope base", f64::from(shape.rope_base))?;
+        Ok(shape)
+    }
+
+    /// The model's sizes as the checkpoint states them (see [`Self::verified_shape`]).
+    fn shape(&self) -> candle_core::Result<LlamaShape> {
         match self {
             Self::Gguf { content, .. } => {
                 let meta = |key: &str| {
@@ -152,21 +203,13 @@ impl LlamaCheckpoint {
         }
     }
 
-    /// Loads and packs the weights.
-    pub fn load(&self, format: WeightFormat, context: usize) -> candle_core::Result<LlamaCpu> {
-        let shape = self.shape()?;
-        if shape.heads == 0
-            || shape.kv_heads == 0
-            || shape.hidden % shape.heads != 0
-            || shape.heads % shape.kv_heads != 0
-        {
-            candle_core::bail!(
-                "inconsistent head counts: {} heads, {} key/value heads, width {}",
-                shape.heads,
-                shape.kv_heads,
-                shape.hidden
-            );
-        }
+    /// Loads and packs the weights for `shape` (from [`Self::verified_shape`]).
+    pub fn load(
+        &self,
+        shape: LlamaShape,
+        format: WeightFormat,
+        context: usize,
+    ) -> candle_core::Result<LlamaCpu> {
         match self {
             Self::Gguf { path, content } => {
                 let mut file = std::fs::File::open(path)?;
@@ -198,6 +241,33 @@ impl LlamaCheckpoint {
             }
         }
     }
+}
+
+/// Checks every tensor of a GGUF file: at most [`MAX_TENSORS`], an element count that does not
+/// overflow and fits the vocabulary-by-width bound, and data inside the file (candle checks the
+/// last before reading, but the count must not wrap first). Returns the bytes of the tensors
+/// dequantized to f32.
+fn check_gguf_tensors(files: &ModelFiles, content: &gguf_file::Content) -> Result<u64, HostError> {
+    if content.tensor_infos.len() > MAX_TENSORS {
+        return Err(files.invalid(format!(
+            "the GGUF file holds {} tensors; at most {MAX_TENSORS}",
+            content.tensor_infos.len()
+        )));
+    }
+    let largest = (MAX_VOCAB as u64) * (MAX_WIDTH as u64);
+    let mut f32_bytes = 0u64;
+    for (name, info) in &content.tensor_infos {
+        let count = elements(info.shape.dims().iter().map(|&d| d as u64))
+            .filter(|&n| n <= largest)
+            .ok_or_else(|| {
+                files.invalid(format!(
+                    "GGUF tensor {name} has shape {:?}, beyond any model this host runs",
+                    info.shape.dims()
+                ))
+            })?;
+        f32_bytes = f32_bytes.saturating_add(count * 4);
+    }
+    Ok(f32_bytes)
 }
 
 fn file_name(path: &Path) -> String {

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use super::checkpoint_bounds::{MAX_TENSORS, elements};
 use crate::memory::MemoryEstimate;
 
 /// Texts in the batch the working-memory estimate of an encoder assumes.
@@ -35,11 +36,51 @@ impl SafetensorsHeader {
             serde_json::from_slice(&header)
                 .map_err(|e| format!("the header does not parse: {e}"))?;
         tensors.remove("__metadata__");
-        Ok(Self {
+        if tensors.len() > MAX_TENSORS {
+            return Err(format!(
+                "{} tensors; a weights file may hold at most {MAX_TENSORS}",
+                tensors.len()
+            ));
+        }
+        let header = Self {
             file_size,
             header_length,
             tensors,
-        })
+        };
+        header.check_tensors()?;
+        Ok(header)
+    }
+
+    /// Checks every tensor's entry: a known dtype, a shape whose size matches its byte range, and
+    /// a byte range in order. The sizes derived from the header are then bounded by the file's.
+    fn check_tensors(&self) -> Result<(), String> {
+        for (name, tensor) in &self.tensors {
+            let bad = |what: &str| format!("tensor {name}: {what}");
+            let dtype_bytes = match tensor.get("dtype").and_then(|d| d.as_str()) {
+                Some("F64" | "I64" | "U64") => 8,
+                Some("F32" | "I32" | "U32") => 4,
+                Some("F16" | "BF16" | "I16" | "U16") => 2,
+                Some("I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2") => 1,
+                other => return Err(bad(&format!("dtype {other:?} is not supported"))),
+            };
+            let dims = tensor
+                .get("shape")
+                .and_then(|s| s.as_array())
+                .and_then(|s| s.iter().map(|d| d.as_u64()).collect::<Option<Vec<u64>>>())
+                .ok_or_else(|| bad("no shape"))?;
+            let offsets = tensor
+                .get("data_offsets")
+                .and_then(|o| Some((o.get(0)?.as_u64()?, o.get(1)?.as_u64()?)))
+                .ok_or_else(|| bad("no data_offsets"))?;
+            let bytes = elements(dims.iter().copied().chain([dtype_bytes]))
+                .ok_or_else(|| bad("its shape overflows"))?;
+            if offsets.0 > offsets.1 || offsets.1 - offsets.0 != bytes {
+                return Err(bad(&format!(
+                    "shape {dims:?} needs {bytes} bytes, its data_offsets span {offsets:?}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The file's size and the size its header describes (header plus tensor data).
@@ -50,7 +91,10 @@ impl SafetensorsHeader {
             .filter_map(|tensor| tensor.get("data_offsets")?.get(1)?.as_u64())
             .max()
             .unwrap_or(0);
-        (self.file_size, 8 + self.header_length + data_end)
+        (
+            self.file_size,
+            (8 + self.header_length).saturating_add(data_end),
+        )
     }
 
     /// Bytes of every tensor as f32, the way the backends hold them.
@@ -59,10 +103,10 @@ impl SafetensorsHeader {
             .values()
             .filter_map(|tensor| {
                 let shape = tensor.get("shape")?.as_array()?;
-                shape.iter().map(|d| d.as_u64()).product::<Option<u64>>()
+                elements(shape.iter().map(|d| d.as_u64().unwrap_or(u64::MAX)))
             })
-            .sum::<u64>()
-            * 4
+            .fold(0u64, u64::saturating_add)
+            .saturating_mul(4)
     }
 }
 
@@ -110,15 +154,18 @@ pub struct DecoderShape {
 /// A Llama-family model dequantized to f32 (tied embeddings counted once), with the KV cache of
 /// one full context as its working memory.
 pub fn decoder(shape: &DecoderShape) -> MemoryEstimate {
-    let kv_width = shape.kv_heads * (shape.hidden / shape.heads.max(1));
+    let head_width = shape.hidden / shape.heads.max(1);
+    let kv_width = shape.kv_heads * head_width;
     let per_layer = 2 * shape.hidden * shape.hidden
         + 2 * shape.hidden * kv_width
         + 3 * shape.hidden * shape.intermediate
         + 2 * shape.hidden;
     let parameters = shape.vocab * shape.hidden + shape.layers * per_layer + shape.hidden;
+    // The rotary table: a cosine and a sine per position and frequency, built at load.
+    let rotary = shape.context * head_width * 4;
     let per_token = 2 * shape.layers * kv_width * 4;
     MemoryEstimate {
-        weights: parameters * 4,
+        weights: parameters * 4 + rotary,
         working: per_token * shape.context,
         per_token,
     }

@@ -7,6 +7,7 @@
 mod bert;
 mod bert_cpu;
 mod chat_template;
+mod checkpoint_bounds;
 mod classifier;
 mod encoder_config;
 mod generation;

@@ -38,6 +38,7 @@ fn read_config(files: &ModelFiles) -> Result<(T5Config, String), HostError> {
     }
     let config: T5Config = serde_json::from_str(&files.read_to_string("config.json")?)
         .map_err(|e| files.invalid(format!("config.json is not a valid T5 config: {e}")))?;
+    config.check(files)?;
     if config.feed_forward().is_none() {
         return Err(files.invalid("config.json: unsupported feed_forward_proj / dense_act_fn"));
     }

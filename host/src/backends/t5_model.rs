@@ -8,6 +8,13 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear_no_bias};
 use serde::Deserialize;
 
+use super::checkpoint_bounds::{
+    MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, finite_positive,
+    positive,
+};
+use crate::error::HostError;
+use crate::hub::ModelFiles;
+
 /// The fields of a T5 `config.json` this implementation reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct T5Config {
@@ -46,6 +53,45 @@ fn yes() -> bool {
 }
 
 impl T5Config {
+    /// Checks every size against the bounds of `checkpoint_bounds`.
+    pub fn check(&self, files: &ModelFiles) -> std::result::Result<(), HostError> {
+        positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
+        positive(files, "d_model", self.d_model, MAX_WIDTH)?;
+        positive(files, "d_kv", self.d_kv, MAX_WIDTH)?;
+        positive(files, "d_ff", self.d_ff, MAX_INTERMEDIATE)?;
+        positive(files, "num_layers", self.num_layers, MAX_LAYERS)?;
+        if let Some(layers) = self.num_decoder_layers {
+            positive(files, "num_decoder_layers", layers, MAX_LAYERS)?;
+        }
+        positive(files, "num_heads", self.num_heads, MAX_HEADS)?;
+        positive(
+            files,
+            "relative_attention_num_buckets",
+            self.relative_attention_num_buckets,
+            MAX_POSITIONS,
+        )?;
+        positive(
+            files,
+            "relative_attention_max_distance",
+            self.relative_attention_max_distance,
+            MAX_POSITIONS,
+        )?;
+        finite_positive(files, "layer_norm_epsilon", self.layer_norm_epsilon)?;
+        for (key, id) in [
+            ("eos_token_id", Some(self.eos_token_id)),
+            ("pad_token_id", Some(self.pad_token_id)),
+            ("decoder_start_token_id", self.decoder_start_token_id),
+        ] {
+            if id.is_some_and(|id| id as usize >= self.vocab_size) {
+                return Err(files.invalid(format!(
+                    "`{key}` is outside the vocabulary of {}",
+                    self.vocab_size
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The token the decoder starts from.
     pub fn decoder_start(&self) -> u32 {
         self.decoder_start_token_id.unwrap_or(self.pad_token_id)

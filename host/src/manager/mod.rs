@@ -15,7 +15,7 @@ use crate::device::DeviceInventory;
 use crate::download::{Downloader, FileProgress, HubSettings};
 use crate::error::HostError;
 use crate::hub::ModelStore;
-use crate::limits::ModuleLimits;
+use crate::limits::{ModuleLimits, check_model_id};
 use crate::metrics::Metrics;
 use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
 use crate::requirement::{GenerationOptions, ModelRequirement, ModelType};
@@ -98,9 +98,7 @@ impl ModelManager {
         model_id: &str,
         requirement: ModelRequirement,
     ) -> Result<Registration, HostError> {
-        if model_id.trim().is_empty() {
-            return Err(HostError::InvalidInput("the model id is empty".into()));
-        }
+        check_model_id(model_id)?;
         requirement.validate()?;
         let limits = self.limits(module);
         if !limits.allows(&requirement.name) {
@@ -123,8 +121,8 @@ impl ModelManager {
         let existing = self
             .registry()
             .add_reference(module, model_id, &requirement)?;
-        if let Some(count) = existing {
-            return Ok(self.registration(model_id, false, count));
+        if let Some((count, weights)) = existing {
+            return Ok(registration(model_id, &requirement, &weights, false, count));
         }
         let weights = self.verified_weights(&requirement).await?;
         if let (Some(expected), Some(actual)) = (requirement.dimension, weights.info.dimension)
@@ -153,29 +151,35 @@ impl ModelManager {
         }
         weights.served.allow(&placed, fallback);
         let preload = requirement.preload_workers as usize;
-        let (new_registration, count) = {
+        // The answer is built now, under the lock that registers the id: a release may remove
+        // the id while the preload below awaits.
+        let registered = {
             let mut registry = self.registry();
             // Another caller may have created the id while the files were verified.
             match registry.add_reference(module, model_id, &requirement)? {
-                Some(count) => (false, count),
+                Some((count, existing)) => {
+                    registration(model_id, &requirement, &existing, false, count)
+                }
                 None => {
+                    let answer = registration(model_id, &requirement, &weights, true, 1);
                     registry.insert(module, model_id, requirement, weights.clone());
-                    (true, 1)
+                    answer
                 }
             }
         };
         tracing::info!(%module, model_id, model = %weights.key.name,
-            architecture = %weights.info.architecture, new_registration, references = count,
-            "registered model");
+            architecture = %weights.info.architecture, new_registration = registered.new_registration,
+            references = registered.reference_count, "registered model");
         if preload > 0 {
             let holders = weights.served.preload(preload).await;
             tracing::info!(model_id, requested = preload, holders, "preloaded model");
         }
-        Ok(self.registration(model_id, new_registration, count))
+        Ok(registered)
     }
 
     /// Drops one of `module`'s references to `model_id` (see the WIT `release-model`).
     pub fn release(&self, module: &ModuleId, model_id: &str) -> Result<Release, HostError> {
+        check_model_id(model_id)?;
         let remaining = self.registry().release(module, model_id)?;
         tracing::info!(%module, model_id, module_references = remaining.module,
             total_references = remaining.total, "released model");
@@ -184,6 +188,11 @@ impl ModelManager {
             reference_count: remaining.module,
             total_reference_count: remaining.total,
         })
+    }
+
+    /// Whether `module` holds a reference to `model_id`.
+    pub fn holds(&self, module: &ModuleId, model_id: &str) -> bool {
+        self.registry().entry_for(module, model_id).is_ok()
     }
 
     /// Sets the limits `module`'s calls are held to (the defaults until set).
@@ -318,7 +327,15 @@ impl ModelManager {
     ) -> Result<SequenceRun, HostError> {
         let encoder = weights.encoder.clone();
         let limit = max_tokens(requirement, weights) as usize;
-        let tokens = run_blocking(move || encoder.encode(&texts, limit)).await?;
+        let name = weights.key.name.clone();
+        let tokens = run_blocking(
+            move || encoder.encode(&texts, limit),
+            |reason| HostError::InferenceFailed {
+                name,
+                reason: format!("the tokenizer panicked: {reason}"),
+            },
+        )
+        .await?;
         let counts = tokens.iter().map(|t| t.len() as u32).collect();
         let batch_size = requirement
             .batch_size
@@ -350,7 +367,21 @@ impl ModelManager {
             ));
         }
         let limits = self.limits(module);
-        limits.check_input(1, prompt.text_bytes())?;
+        // A chat's messages count as texts; stop sequences count as bytes of the call.
+        let texts = match &prompt {
+            Prompt::Text(_) => 1,
+            Prompt::Chat(messages) => messages.len(),
+        };
+        let stop_bytes: usize = options.stop.iter().map(String::len).sum();
+        limits.check_input(texts, prompt.text_bytes() + stop_bytes)?;
+        if let Prompt::Chat(messages) = &prompt
+            && let Some(role) = messages.iter().find(|m| !is_valid_role(&m.role))
+        {
+            return Err(HostError::InvalidInput(format!(
+                "a chat role of {} bytes: roles are 1 to {MAX_ROLE_BYTES} letters, digits, '_' or '-'",
+                role.role.len()
+            )));
+        }
         if let Some(wanted) = options
             .max_output_length
             .filter(|&n| n > limits.max_new_tokens)
@@ -459,6 +490,11 @@ impl ModelManager {
         }
     }
 
+    /// The model store's folder.
+    pub fn store_root(&self) -> &std::path::Path {
+        self.store.root()
+    }
+
     /// The counters of calls, HTTP requests and batches.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -487,6 +523,7 @@ impl ModelManager {
         model_id: &str,
         types: &[ModelType],
     ) -> Result<(ModelRequirement, Arc<Weights>), HostError> {
+        check_model_id(model_id)?;
         let registry = self.registry();
         let entry = registry.entry_for(module, model_id)?;
         let registered = entry.requirement.model_type;
@@ -517,13 +554,17 @@ impl ModelManager {
         let downloader = self.downloader.clone();
         let weights_file = requirement.weights_file.clone();
         let named = weights_file.clone();
-        let mut files = run_blocking(move || match downloader {
-            Some(downloader) => {
-                let mut log = log_progress(&name);
-                downloader.pull(&store, &name, &revision, named.as_deref(), &mut log)
-            }
-            None => store.resolve(&name, &revision),
-        })
+        let model = name.clone();
+        let mut files = run_blocking(
+            move || match downloader {
+                Some(downloader) => {
+                    let mut log = log_progress(&name);
+                    downloader.pull(&store, &name, &revision, named.as_deref(), &mut log)
+                }
+                None => store.resolve(&name, &revision),
+            },
+            |reason| HostError::Internal(format!("fetching '{model}' panicked: {reason}")),
+        )
         .await?;
         if let Some(file) = weights_file.as_deref()
             && !files.path(file).is_file()
@@ -544,8 +585,13 @@ impl ModelManager {
             return Ok(weights);
         }
         let inspection = {
-            let files = files.clone();
-            run_blocking(move || backend.inspect(model_type, &files)).await?
+            let checked = files.clone();
+            let invalid = files.clone();
+            run_blocking(
+                move || backend.inspect(model_type, &checked),
+                move |reason| invalid.invalid(format!("verifying the files panicked: {reason}")),
+            )
+            .await?
         };
         let (pool, metrics) = (self.pool.clone(), self.metrics.clone());
         let per_token = inspection.info.memory.per_token;
@@ -553,20 +599,6 @@ impl ModelManager {
             let served = ServedModel::start(key.clone(), files.clone(), pool, metrics, per_token);
             Weights::new(key.clone(), files, inspection, served)
         }))
-    }
-
-    fn registration(&self, model_id: &str, new_registration: bool, count: u32) -> Registration {
-        let registry = self.registry();
-        let entry = registry.get(model_id).expect("registered id exists");
-        Registration {
-            model_id: model_id.to_string(),
-            new_registration,
-            model_type: entry.requirement.model_type,
-            model_name: entry.weights.key.name.clone(),
-            revision: entry.weights.key.revision.clone(),
-            dimension: entry.weights.info.dimension,
-            reference_count: count,
-        }
     }
 
     fn model_status(&self, model_id: &str, entry: &IdEntry) -> ModelStatus {
@@ -592,7 +624,10 @@ impl ModelManager {
             last_accessed_ms: wall
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
-            source: entry.weights.files.dir.display().to_string(),
+            source: format!(
+                "hf://{}@{}",
+                entry.weights.key.name, entry.weights.key.revision
+            ),
             device: devices.join(","),
             workers: placement
                 .holders
@@ -612,7 +647,26 @@ impl ModelManager {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().expect("registry lock poisoned")
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The answer to a registration of `model_id` with `requirement` on `weights`.
+fn registration(
+    model_id: &str,
+    requirement: &ModelRequirement,
+    weights: &Weights,
+    new_registration: bool,
+    reference_count: u32,
+) -> Registration {
+    Registration {
+        model_id: model_id.to_string(),
+        new_registration,
+        model_type: requirement.model_type,
+        model_name: weights.key.name.clone(),
+        revision: weights.key.revision.clone(),
+        dimension: weights.info.dimension,
+        reference_count,
     }
 }
 
@@ -632,6 +686,17 @@ fn log_progress(name: &str) -> impl FnMut(FileProgress) + '_ {
     }
 }
 
+/// Longest chat role, in bytes.
+const MAX_ROLE_BYTES: usize = 32;
+
+/// Whether `role` is shaped like a chat role (`system`, `user`, `assistant`, `tool`, ...).
+fn is_valid_role(role: &str) -> bool {
+    (1..=MAX_ROLE_BYTES).contains(&role.len())
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
 /// A seed for calls that set none: different on every call.
 fn random_seed() -> u64 {
     let now = std::time::SystemTime::now()
@@ -649,13 +714,31 @@ fn max_tokens(requirement: &ModelRequirement, weights: &Weights) -> u32 {
         .map_or(model_limit, |n| n.min(model_limit))
 }
 
-/// Runs blocking work (files, tokenization) off the async runtime.
+/// Runs blocking work (files, verification, tokenization) off the async runtime. A panic in it
+/// (a checkpoint's tokenizer or config driving a library into one) becomes the error `failed`
+/// makes of its message, never a panic of the caller.
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, HostError> + Send + 'static,
+    failed: impl FnOnce(String) -> HostError,
 ) -> Result<T, HostError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| HostError::Internal(format!("blocking task failed: {e}")))?
+    match tokio::task::spawn_blocking(work).await {
+        Ok(outcome) => outcome,
+        Err(error) => match error.try_into_panic() {
+            Ok(payload) => Err(failed(panic_text(payload.as_ref()))),
+            Err(error) => Err(HostError::Internal(format!(
+                "blocking task failed: {error}"
+            ))),
+        },
+    }
+}
+
+/// The text of a panic's payload.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// Unloads idle weights periodically for as long as the manager exists.

@@ -1,6 +1,8 @@
 //! Conversions between WIT-generated types and domain types, including the one mapping from
 //! [`HostError`] to the WIT `error-code`.
 
+use std::path::Path;
+
 use crate::backends::{ChatMessage, FinishReason};
 use crate::bindings::modelhost::models::types as wit;
 use crate::error::HostError;
@@ -12,14 +14,34 @@ use crate::workers::StreamEvent;
 
 use super::error::GuestError;
 
-/// The WIT error for a domain error. Every variant is mapped here and only here; there is no
-/// wildcard arm, so a new variant forces a decision.
-pub fn wit_error(error: HostError) -> wit::Error {
+/// The WIT error for a domain error, as a guest sees it: the model store's folder on this host
+/// is written `<model store>` (guests learn nothing of the host's file system). Every variant is
+/// mapped here and only here; there is no wildcard arm, so a new variant forces a decision.
+pub fn wit_error(error: HostError, store_root: &Path) -> wit::Error {
     wit::Error {
         code: wit_error_code(&error),
-        message: error.to_string(),
+        message: without_host_paths(&error.to_string(), store_root),
         details: None,
     }
+}
+
+/// `message` with every spelling of `store_root` (as configured, and absolute) replaced by
+/// `<model store>`.
+pub fn without_host_paths(message: &str, store_root: &Path) -> String {
+    let mut spellings: Vec<String> = [
+        std::fs::canonicalize(store_root).ok(),
+        std::path::absolute(store_root).ok(),
+        Some(store_root.to_path_buf()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| p.display().to_string())
+    .filter(|p| !p.is_empty())
+    .collect();
+    spellings.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    spellings.iter().fold(message.to_string(), |text, root| {
+        text.replace(root, "<model store>")
+    })
 }
 
 /// The WIT error code of a domain error.
@@ -56,11 +78,23 @@ pub fn wit_error_code(error: &HostError) -> wit::ErrorCode {
     }
 }
 
-/// A module's error in the runtime's terms.
+/// Most bytes of a module's error message the host keeps (it is logged and shown in `/status`).
+pub const MAX_GUEST_MESSAGE_BYTES: usize = 4096;
+
+/// A module's error in the runtime's terms, its message cut to [`MAX_GUEST_MESSAGE_BYTES`].
 pub fn guest_error(error: wit::Error) -> GuestError {
+    let mut message = error.message;
+    if message.len() > MAX_GUEST_MESSAGE_BYTES {
+        let mut end = MAX_GUEST_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     GuestError {
         code: error_code_name(error.code).to_string(),
-        message: error.message,
+        message,
     }
 }
 
@@ -335,6 +369,26 @@ fn model_status(m: results::ModelStatus) -> wit::ModelStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guests_see_no_host_paths_and_the_host_keeps_no_long_guest_messages() {
+        let root = std::env::temp_dir().join("store-root");
+        let error = HostError::ModelNotFound {
+            name: "org/m".into(),
+            revision: "main".into(),
+            root: root.clone(),
+        };
+        let message = wit_error(error, &root).message;
+        assert!(message.contains("<model store>"), "{message}");
+        assert!(!message.contains(&root.display().to_string()), "{message}");
+        let long = wit::Error {
+            code: wit::ErrorCode::InvalidInput,
+            message: "é".repeat(1 << 20),
+            details: None,
+        };
+        let kept = guest_error(long).message;
+        assert!(kept.len() <= MAX_GUEST_MESSAGE_BYTES + 4, "{}", kept.len());
+    }
 
     /// The error codes are append-only: this pins their order and spelling.
     #[test]

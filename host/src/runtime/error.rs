@@ -61,8 +61,9 @@ pub enum RuntimeError {
         /// What it reported.
         error: GuestError,
     },
-    /// The module trapped; its references were released and the instance is unusable.
-    #[error("module {module} trapped in {export}: {source:?}")]
+    /// The module trapped; its references were released and the instance is unusable. The
+    /// message is the trap's root cause only; `{:?}` of `source` has the wasm backtrace.
+    #[error("module {module} trapped in {export}: {}", .source.root_cause())]
     Trap {
         /// The module.
         module: ModuleId,
@@ -70,6 +71,21 @@ pub enum RuntimeError {
         export: &'static str,
         /// The trap.
         source: wasmtime::Error,
+    },
+    /// An export call (or an HTTP request) ran past its wall-clock deadline: the instance was
+    /// stopped and its references released, as after a trap.
+    #[error(
+        "module {module} did not finish {export} within {seconds} s ({setting}); it was stopped"
+    )]
+    Deadline {
+        /// The module.
+        module: ModuleId,
+        /// The export that was running.
+        export: &'static str,
+        /// The deadline, in seconds.
+        seconds: f64,
+        /// The configuration key that sets it.
+        setting: &'static str,
     },
     /// An HTTP handler ended without a response.
     #[error("module {module} did not answer the HTTP request: {reason}")]

@@ -15,7 +15,7 @@ use crate::workers::GenerationStream;
 
 impl wit::Host for ModuleState {
     fn convert_error(&mut self, error: HostError) -> wasmtime::Result<wit::Error> {
-        Ok(wit_error(error))
+        Ok(wit_error(error, self.manager.store_root()))
     }
 }
 
@@ -39,11 +39,18 @@ impl wit::HostTextStream for ModuleState {
 }
 
 impl ModuleState {
-    /// Records a finished call (its latency, and its error code if it failed) in the metrics.
+    /// Whether this module holds `model_id` now.
+    fn holds(&self, model_id: &str) -> bool {
+        self.manager.holds(&self.module, model_id)
+    }
+
+    /// Records a finished call (its latency, and its error code if it failed) in the metrics,
+    /// labelled with the model id only when the module held it before or after the call.
     fn observe<T>(
         &self,
         operation: &'static str,
         model_id: &str,
+        held_before: bool,
         started: Instant,
         result: Result<T, HostError>,
     ) -> Result<T, HostError> {
@@ -51,9 +58,10 @@ impl ModuleState {
             .as_ref()
             .err()
             .map(|e| error_code_name(wit_error_code(e)));
+        let label = (held_before || self.holds(model_id)).then_some(model_id);
         self.manager.metrics().record_call(
             self.module.as_str(),
-            model_id,
+            label,
             operation,
             started.elapsed(),
             error,
@@ -74,7 +82,7 @@ impl ModuleState {
             .manager
             .generate_stream(&self.module, &model_id, prompt, options)
             .await;
-        let stream = self.observe("stream", &model_id, started, stream)?;
+        let stream = self.observe("stream", &model_id, false, started, stream)?;
         self.table
             .push(stream)
             .map_err(|e| HostError::Internal(format!("cannot hand out the text stream: {e}")))
@@ -93,7 +101,7 @@ impl ModuleState {
             .generate(&self.module, &model_id, prompt, options)
             .await;
         Ok(self
-            .observe("generate", &model_id, started, generation)?
+            .observe("generate", &model_id, false, started, generation)?
             .into())
     }
 }
@@ -110,14 +118,17 @@ impl model_manager::Host for ModuleState {
             .register(&self.module, &model_id, requirement.into())
             .await;
         Ok(self
-            .observe("register", &model_id, started, registration)?
+            .observe("register", &model_id, false, started, registration)?
             .into())
     }
 
     async fn release_model(&mut self, model_id: String) -> Result<wit::Release, HostError> {
         let started = Instant::now();
+        let held = self.holds(&model_id);
         let release = self.manager.release(&self.module, &model_id);
-        Ok(self.observe("release", &model_id, started, release)?.into())
+        Ok(self
+            .observe("release", &model_id, held, started, release)?
+            .into())
     }
 
     async fn generate_embeddings(
@@ -127,7 +138,9 @@ impl model_manager::Host for ModuleState {
     ) -> Result<wit::Embeddings, HostError> {
         let started = Instant::now();
         let result = self.manager.embed(&self.module, &model_id, texts).await;
-        Ok(self.observe("embed", &model_id, started, result)?.into())
+        Ok(self
+            .observe("embed", &model_id, false, started, result)?
+            .into())
     }
 
     async fn classify(
@@ -137,7 +150,9 @@ impl model_manager::Host for ModuleState {
     ) -> Result<wit::Classifications, HostError> {
         let started = Instant::now();
         let result = self.manager.classify(&self.module, &model_id, texts).await;
-        Ok(self.observe("classify", &model_id, started, result)?.into())
+        Ok(self
+            .observe("classify", &model_id, false, started, result)?
+            .into())
     }
 
     async fn generate_text(

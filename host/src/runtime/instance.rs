@@ -2,8 +2,10 @@
 //! `cleanup`. A trap stops the instance; whatever way it ends (cleanup, trap, exit or drop), every
 //! model reference it still holds is released.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use wasmtime::component::InstancePre;
 use wasmtime::{Engine, Store};
@@ -15,6 +17,7 @@ use super::convert::guest_error;
 use super::error::RuntimeError;
 use super::state::{ModuleState, sandboxed_store};
 use crate::bindings::FrameworkModule;
+use crate::config::{RuntimeConfig, optional_seconds};
 use crate::limits::ModuleLimits;
 use crate::manager::ModelManager;
 use crate::registry::ModuleId;
@@ -53,9 +56,33 @@ pub struct ModuleOptions {
     pub limits: ModuleLimits,
 }
 
+/// Wall-clock deadlines of a module's export calls (`[runtime]`); `None` is no limit. Unlike
+/// the CPU limit they count time spent blocked in host calls and in `poll`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ExportDeadlines {
+    /// `initialize`.
+    pub initialize: Option<Duration>,
+    /// `wasi:cli/run`.
+    pub run: Option<Duration>,
+    /// `cleanup`.
+    pub cleanup: Option<Duration>,
+}
+
+impl ExportDeadlines {
+    /// The deadlines `[runtime]` sets.
+    pub fn from_config(config: &RuntimeConfig) -> Self {
+        Self {
+            initialize: optional_seconds(config.initialize_timeout_seconds),
+            run: optional_seconds(config.run_timeout_seconds),
+            cleanup: optional_seconds(config.cleanup_timeout_seconds),
+        }
+    }
+}
+
 /// A module instance with its own store.
 pub struct ModuleInstance {
     id: ModuleId,
+    deadlines: ExportDeadlines,
     store: Store<ModuleState>,
     lifecycle: Option<FrameworkModule>,
     command: Option<Command>,
@@ -71,6 +98,7 @@ impl ModuleInstance {
         manager: Arc<ModelManager>,
         id: ModuleId,
         options: ModuleOptions,
+        deadlines: ExportDeadlines,
     ) -> Result<Self, RuntimeError> {
         let instantiate_failed = |source| RuntimeError::Instantiate {
             module: id.clone(),
@@ -88,6 +116,7 @@ impl ModuleInstance {
         tracing::debug!(module = %id, lifecycle = lifecycle.is_some(), run = command.is_some(), "module instantiated");
         Ok(Self {
             id,
+            deadlines,
             store,
             lifecycle,
             command,
@@ -113,10 +142,13 @@ impl ModuleInstance {
             };
         };
         self.store.data_mut().begin_call();
-        let result = lifecycle
+        let limit = self.deadlines.initialize;
+        let call = lifecycle
             .modelhost_models_lifecycle()
-            .call_initialize(&mut self.store, settings)
-            .await;
+            .call_initialize(&mut self.store, settings);
+        let result = within(limit, call)
+            .await
+            .map_err(|limit| self.deadline_passed("initialize", limit))?;
         match self.check_trap("initialize", result)? {
             Ok(()) => Ok(()),
             Err(error) => Err(RuntimeError::Initialize {
@@ -134,7 +166,12 @@ impl ModuleInstance {
             return Err(self.missing("wasi:cli/run"));
         };
         self.store.data_mut().begin_call();
-        match command.wasi_cli_run().call_run(&mut self.store).await {
+        let limit = self.deadlines.run;
+        let call = command.wasi_cli_run().call_run(&mut self.store);
+        let result = within(limit, call)
+            .await
+            .map_err(|limit| self.deadline_passed("run", limit))?;
+        match result {
             Ok(Ok(())) => Ok(0),
             Ok(Err(())) => Ok(1),
             Err(error) => match error.downcast_ref::<I32Exit>() {
@@ -156,10 +193,13 @@ impl ModuleInstance {
         }
         if let Some(lifecycle) = &self.lifecycle {
             self.store.data_mut().begin_call();
-            let result = lifecycle
+            let limit = self.deadlines.cleanup;
+            let call = lifecycle
                 .modelhost_models_lifecycle()
-                .call_cleanup(&mut self.store)
-                .await;
+                .call_cleanup(&mut self.store);
+            let result = within(limit, call)
+                .await
+                .map_err(|limit| self.deadline_passed("cleanup", limit))?;
             self.check_trap("cleanup", result)?;
         }
         self.stop();
@@ -207,6 +247,25 @@ impl ModuleInstance {
         }
     }
 
+    /// The call to `export` ran past its deadline `limit` (its future is dropped by now): the
+    /// instance stops, as after a trap.
+    fn deadline_passed(&mut self, export: &'static str, limit: Duration) -> RuntimeError {
+        let setting = match export {
+            "initialize" => "runtime.initialize_timeout_seconds",
+            "cleanup" => "runtime.cleanup_timeout_seconds",
+            _ => "runtime.run_timeout_seconds",
+        };
+        tracing::warn!(module = %self.id, export, seconds = limit.as_secs_f64(), setting,
+            "module ran past its deadline; stopping it");
+        self.stop();
+        RuntimeError::Deadline {
+            module: self.id.clone(),
+            export,
+            seconds: limit.as_secs_f64(),
+            setting,
+        }
+    }
+
     fn missing(&self, export: &'static str) -> RuntimeError {
         RuntimeError::MissingExport {
             module: self.id.clone(),
@@ -226,6 +285,16 @@ impl ModuleInstance {
 impl Drop for ModuleInstance {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs `call` to completion, or `Err(limit)` once `limit` has passed (the call is dropped).
+async fn within<T>(limit: Option<Duration>, call: impl Future<Output = T>) -> Result<T, Duration> {
+    match limit {
+        None => Ok(call.await),
+        Some(limit) => tokio::time::timeout(limit, call)
+            .await
+            .map_err(|_| limit),
     }
 }
 

@@ -26,8 +26,8 @@ use crate::manager::ModelManager;
 use crate::registry::ModuleId;
 
 pub use error::{GuestError, RuntimeError};
-pub use http::HttpResponse;
-pub use instance::{ModuleInstance, ModuleOptions, Stdio};
+pub use http::{HttpRequestOptions, HttpResponse};
+pub use instance::{ExportDeadlines, ModuleInstance, ModuleOptions, Stdio};
 pub use state::ModuleState;
 
 /// A compiled module, ready to be instantiated any number of times.
@@ -52,6 +52,7 @@ pub struct Runtime {
     linker: Linker<ModuleState>,
     manager: Arc<ModelManager>,
     instances_started: AtomicU64,
+    deadlines: ExportDeadlines,
 }
 
 impl Runtime {
@@ -81,6 +82,7 @@ impl Runtime {
             linker,
             manager,
             instances_started: AtomicU64::new(0),
+            deadlines: ExportDeadlines::from_config(settings),
         })
     }
 
@@ -133,7 +135,15 @@ impl Runtime {
         id: ModuleId,
         options: ModuleOptions,
     ) -> Result<ModuleInstance, RuntimeError> {
-        ModuleInstance::start(&self.engine, &image.pre, self.manager.clone(), id, options).await
+        ModuleInstance::start(
+            &self.engine,
+            &image.pre,
+            self.manager.clone(),
+            id,
+            options,
+            self.deadlines,
+        )
+        .await
     }
 }
 

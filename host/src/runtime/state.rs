@@ -1,18 +1,30 @@
 //! `ModuleState`: what each module's store carries: its identity, the shared model manager, its
-//! WASI and WASI HTTP contexts, and its sandbox: memory and table limits, and the guest CPU time
-//! of the current export call (counted in epoch ticks).
+//! WASI and WASI HTTP contexts, and its sandbox: store-wide limits on memory (all linear
+//! memories together), tables, instances and host resources, and the guest CPU time of the
+//! current export call (counted in epoch ticks).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::limits::ModuleLimits;
 use crate::manager::ModelManager;
 use crate::registry::ModuleId;
+
+/// Most core instances in one store (a Python or JavaScript component has a few dozen).
+pub const MAX_INSTANCES: usize = 1_000;
+/// Most linear memories in one store.
+pub const MAX_MEMORIES: usize = 100;
+/// Most tables in one store.
+pub const MAX_TABLES: usize = 1_000;
+/// Most host resources (streams, HTTP fields, text streams, ...) one store holds at once.
+pub const MAX_RESOURCES: usize = 4_096;
+/// Most bytes of one set of HTTP header fields a guest builds.
+pub const MAX_FIELD_BYTES: usize = 64 << 10;
 
 /// How often the engine's epoch advances: the granularity of the CPU limit, and how often a
 /// running guest yields to other tasks.
@@ -26,7 +38,7 @@ pub struct ModuleState {
     http: WasiHttpCtx,
     http_hooks: OutgoingHttp,
     pub(super) table: ResourceTable,
-    store_limits: StoreLimits,
+    limiter: StoreLimiter,
     cpu_ticks: u64,
     cpu_limit: Option<Duration>,
 }
@@ -38,19 +50,25 @@ impl ModuleState {
         wasi: WasiCtx,
         limits: &ModuleLimits,
     ) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELD_BYTES);
         Self {
             module,
             manager,
             wasi,
-            http: WasiHttpCtx::new(),
+            http,
             http_hooks: OutgoingHttp {
                 allowed: limits.allow_outgoing_http,
             },
-            table: ResourceTable::new(),
-            store_limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .table_elements(limits.table_elements)
-                .build(),
+            table,
+            limiter: StoreLimiter {
+                memory_limit: limits.memory_bytes,
+                table_limit: limits.table_elements,
+                memory_bytes: 0,
+                table_elements: 0,
+            },
             cpu_ticks: 0,
             cpu_limit: limits.cpu_time_per_call,
         }
@@ -87,10 +105,67 @@ pub(super) fn sandboxed_store(
     let limits = manager.limits(&module);
     let state = ModuleState::new(module, manager, wasi, &limits);
     let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.store_limits);
+    store.limiter(|state| &mut state.limiter);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut context| context.data_mut().on_tick());
     store
+}
+
+/// Limits that hold for the whole store, not one memory or table at a time: the bytes of every
+/// linear memory together, the elements of every table together, and the number of instances,
+/// memories and tables.
+struct StoreLimiter {
+    memory_limit: usize,
+    table_limit: usize,
+    memory_bytes: usize,
+    table_elements: usize,
+}
+
+/// The store total after one memory or table of it grows from `current` to `desired`, if it stays
+/// within `limit`.
+fn grown(total: usize, current: usize, desired: usize, limit: usize) -> Option<usize> {
+    let total = total.saturating_sub(current).checked_add(desired)?;
+    (total <= limit).then_some(total)
+}
+
+impl ResourceLimiter for StoreLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = grown(self.memory_bytes, current, desired, self.memory_limit);
+        if let Some(total) = total {
+            self.memory_bytes = total;
+        }
+        Ok(total.is_some())
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = grown(self.table_elements, current, desired, self.table_limit);
+        if let Some(total) = total {
+            self.table_elements = total;
+        }
+        Ok(total.is_some())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
 }
 
 impl WasiView for ModuleState {
@@ -127,5 +202,29 @@ impl WasiHttpHooks for OutgoingHttp {
 
     fn default_scheme(&mut self) -> Option<hyper::http::uri::Scheme> {
         self.allowed.then_some(hyper::http::uri::Scheme::HTTPS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memories_and_tables_count_against_one_store_wide_limit() {
+        let mut limiter = StoreLimiter {
+            memory_limit: 100,
+            table_limit: 10,
+            memory_bytes: 0,
+            table_elements: 0,
+        };
+        // Two memories of 60 bytes: the second does not fit, though each alone would.
+        assert!(limiter.memory_growing(0, 60, None).unwrap());
+        assert!(!limiter.memory_growing(0, 60, None).unwrap());
+        // Growing the first one within the total does.
+        assert!(limiter.memory_growing(60, 100, None).unwrap());
+        assert!(!limiter.memory_growing(100, usize::MAX, None).unwrap());
+        assert!(limiter.table_growing(0, 6, None).unwrap());
+        assert!(!limiter.table_growing(0, 6, None).unwrap());
+        assert_eq!((limiter.memory_bytes, limiter.table_elements), (100, 6));
     }
 }

@@ -70,7 +70,9 @@ pub struct Route {
     pub path: String,
 }
 
-/// One of a module's requests in flight; the slot frees when this is dropped.
+/// One of a module's requests in flight; the slot frees when this is dropped. The server hands
+/// it to the request's instance, which keeps it until it has ended (its response body finished
+/// or dropped, or the request's deadline passed), so unread response bodies count too.
 pub struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {

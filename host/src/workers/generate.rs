@@ -6,6 +6,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ServedModel;
 use crate::backends::{FinishReason, GenerationRequest, GenerationSummary};
 use crate::error::HostError;
+use crate::memory::mib;
 
 /// What a stream hands out next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +71,17 @@ impl ServedModel {
         let (chunk_sender, chunks) = mpsc::unbounded_channel();
         let (reply, done) = oneshot::channel();
         let (key, files) = (self.key.clone(), self.files.clone());
+        // The KV cache grows to the context: refuse now what the budget cannot hold.
         let context = request.max_input_tokens;
-        let working =
-            self.pool
-                .hold_working(permit.worker().device, context, self.working_per_token);
+        let device = permit.worker().device;
+        let working = self
+            .pool
+            .try_hold_working(device, context, self.working_per_token)
+            .map_err(|free| HostError::OutOfMemory {
+                name: self.key.name.clone(),
+                needed: mib((context as u64).saturating_mul(self.working_per_token)),
+                free: format!("{device}: {} free for a generation's KV cache", mib(free)),
+            })?;
         tokio::spawn(async move {
             let _working = working;
             // The permit keeps the worker reserved until the generation ends.

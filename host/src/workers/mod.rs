@@ -115,8 +115,9 @@ impl WorkerPool {
                 let device = devices[i % devices.len()];
                 let id = format!("{device}-{}", i / devices.len());
                 Worker::spawn(id, device, backend.clone())
+                    .map_err(|e| format!("cannot start a worker thread: {e}"))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut memory: Vec<Arc<DeviceMemory>> = Vec::new();
         for worker in &workers {
             if memory.iter().all(|m| m.device != worker.device) {
@@ -227,6 +228,24 @@ impl WorkerPool {
     ) -> Option<WorkingMemory> {
         let reserved = matches!(device, ComputeDevice::Cuda(_)) && !self.settings.memory.gpu_growth;
         (!reserved).then(|| self.memory(device).hold(tokens as u64 * per_token))
+    }
+
+    /// Like [`Self::hold_working`], but refuses work whose memory does not fit in the device's
+    /// budget now, before anything is allocated: returns the free bytes.
+    pub fn try_hold_working(
+        &self,
+        device: ComputeDevice,
+        tokens: usize,
+        per_token: u64,
+    ) -> Result<Option<WorkingMemory>, u64> {
+        let reserved = matches!(device, ComputeDevice::Cuda(_)) && !self.settings.memory.gpu_growth;
+        match reserved {
+            true => Ok(None),
+            false => self
+                .memory(device)
+                .try_hold((tokens as u64).saturating_mul(per_token))
+                .map(Some),
+        }
     }
 
     /// Stops accounting `key` on every device (its weights were unloaded).

@@ -57,7 +57,7 @@ struct Progress {
 
 impl Request {
     fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().expect("request lock poisoned")
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether nobody waits for the result any more (finished, failed or abandoned).
@@ -332,16 +332,21 @@ impl ServedModel {
     }
 
     /// Takes a request that has not started out of the queue. Returns false when it has started.
+    /// The scheduler may have expired it already (its texts are gone and it was counted out);
+    /// it is counted out of the queue once either way.
     fn withdraw_if_not_started(&self, request: &Arc<Request>) -> bool {
         let mut queue = self.queue();
-        if request.progress().started {
+        let mut progress = request.progress();
+        if progress.started {
             return false;
         }
         queue
             .items
             .retain(|item| !Arc::ptr_eq(&item.request, request));
-        queue.requests -= 1;
-        request.progress().reply = None;
+        if std::mem::take(&mut progress.queued) > 0 {
+            queue.requests = queue.requests.saturating_sub(1);
+        }
+        progress.reply = None;
         true
     }
 
@@ -353,21 +358,25 @@ impl ServedModel {
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().expect("queue lock poisoned")
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn placement(&self) -> MutexGuard<'_, Placement> {
-        self.placement.lock().expect("placement lock poisoned")
+        self.placement.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Counts one of `request`'s texts out of the queue; returns true when it was its last.
+/// Counts one of `request`'s texts out of the queue; returns true when it was its last (the
+/// request then leaves the queue's count, exactly once).
 fn leave_queue(request: &Request, queue: &mut Queue) -> bool {
     let mut progress = request.progress();
+    if progress.queued == 0 {
+        return false;
+    }
     progress.queued -= 1;
     let last = progress.queued == 0;
     if last {
-        queue.requests -= 1;
+        queue.requests = queue.requests.saturating_sub(1);
     }
     last
 }

@@ -4,9 +4,9 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
@@ -44,38 +44,42 @@ enum Job {
     Unload { key: WeightsKey },
 }
 
-/// A handle to a worker thread.
+/// A handle to a worker thread. A thread that dies anyway (every job already runs under
+/// `catch_unwind`, so only a fault in the loop itself can end it) is replaced on the next job; its
+/// models load again on first use.
 pub struct Worker {
     /// The worker's name in results and the status, e.g. `cpu-0`.
     pub id: String,
     /// The device it runs on.
     pub device: ComputeDevice,
-    jobs: mpsc::Sender<Job>,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    backend: Arc<dyn ModelBackend>,
     busy: AtomicUsize,
     loaded: Arc<AtomicUsize>,
     busy_micros: Arc<AtomicU64>,
+    restarts: AtomicU64,
 }
 
 impl Worker {
     /// Starts the worker's thread.
-    pub fn spawn(id: String, device: ComputeDevice, backend: Arc<dyn ModelBackend>) -> Self {
-        let (jobs, inbox) = mpsc::channel();
+    pub fn spawn(
+        id: String,
+        device: ComputeDevice,
+        backend: Arc<dyn ModelBackend>,
+    ) -> std::io::Result<Self> {
         let loaded = Arc::new(AtomicUsize::new(0));
         let busy_micros = Arc::new(AtomicU64::new(0));
-        let counters = (loaded.clone(), busy_micros.clone());
-        let thread_id = id.clone();
-        std::thread::Builder::new()
-            .name(format!("modelhost-{id}"))
-            .spawn(move || serve(thread_id, device, backend, inbox, counters))
-            .expect("cannot start a worker thread");
-        Self {
+        let jobs = start_thread(&id, device, &backend, &loaded, &busy_micros)?;
+        Ok(Self {
             id,
             device,
-            jobs,
+            jobs: Mutex::new(jobs),
+            backend,
             busy: AtomicUsize::new(0),
             loaded,
             busy_micros,
-        }
+            restarts: AtomicU64::new(0),
+        })
     }
 
     /// Batches this worker has been given and not finished.
@@ -91,6 +95,11 @@ impl Worker {
     /// Seconds this worker's thread has spent running jobs.
     pub fn busy_seconds(&self) -> f64 {
         self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// How many times the worker's thread died and was replaced.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     pub(super) fn begin(&self) {
@@ -154,10 +163,31 @@ impl Worker {
         self.send(Job::Unload { key: key.clone() });
     }
 
+    /// Hands `job` to the thread, replacing a thread that died. A job that cannot be handed over
+    /// is dropped, with its reply sender, which the caller reports through `gone`.
     fn send(&self, job: Job) {
-        // The thread only ends when this handle is dropped, so the channel is open; a job sent
-        // to a thread that died anyway gets its reply sender dropped, which `gone` reports.
-        let _ = self.jobs.send(job);
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let Err(mpsc::SendError(job)) = jobs.send(job) else {
+            return;
+        };
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        self.loaded.store(0, Ordering::SeqCst);
+        tracing::error!(worker = %self.id, "worker thread died; starting a new one");
+        match start_thread(
+            &self.id,
+            self.device,
+            &self.backend,
+            &self.loaded,
+            &self.busy_micros,
+        ) {
+            Ok(fresh) => {
+                let _ = fresh.send(job);
+                *jobs = fresh;
+            }
+            Err(error) => {
+                tracing::error!(worker = %self.id, %error, "cannot start a worker thread")
+            }
+        }
     }
 
     fn gone(&self) -> HostError {
@@ -165,45 +195,53 @@ impl Worker {
     }
 }
 
-/// The worker thread: runs jobs in order until its handle is dropped.
-fn serve(
+/// Starts a worker thread and returns the sender of its jobs.
+fn start_thread(
+    id: &str,
+    device: ComputeDevice,
+    backend: &Arc<dyn ModelBackend>,
+    loaded: &Arc<AtomicUsize>,
+    busy_micros: &Arc<AtomicU64>,
+) -> std::io::Result<mpsc::Sender<Job>> {
+    let (jobs, inbox) = mpsc::channel();
+    let mut thread = WorkerThread {
+        id: id.to_string(),
+        device,
+        backend: backend.clone(),
+        models: HashMap::new(),
+        loaded: loaded.clone(),
+    };
+    let busy_micros = busy_micros.clone();
+    std::thread::Builder::new()
+        .name(format!("modelhost-{id}"))
+        .spawn(move || {
+            for job in inbox {
+                let started = std::time::Instant::now();
+                thread.handle(job);
+                busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+        })?;
+    Ok(jobs)
+}
+
+/// The state of a worker thread: its device and the models loaded on it.
+struct WorkerThread {
     id: String,
     device: ComputeDevice,
     backend: Arc<dyn ModelBackend>,
-    inbox: mpsc::Receiver<Job>,
-    (loaded, busy_micros): (Arc<AtomicUsize>, Arc<AtomicU64>),
-) {
-    let mut models: HashMap<WeightsKey, LoadedModel> = HashMap::new();
-    let ensure_loaded = |models: &mut HashMap<WeightsKey, LoadedModel>,
-                         key: &WeightsKey,
-                         files: &ModelFiles|
-     -> Result<(), HostError> {
-        if !models.contains_key(key) {
-            let started = std::time::Instant::now();
-            let model = backend
-                .load(key.model_type, files, device, key.precision)
-                .map_err(|error| out_of_memory(error, device))?;
-            models.insert(key.clone(), model);
-            loaded.store(models.len(), Ordering::SeqCst);
-            tracing::info!(worker = %id, model = %key.name, revision = %key.revision,
-                elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
-        }
-        Ok(())
-    };
-    for job in inbox {
-        let started = std::time::Instant::now();
+    models: HashMap<WeightsKey, LoadedModel>,
+    loaded: Arc<AtomicUsize>,
+}
+
+impl WorkerThread {
+    /// Runs one job. Everything a job does (loading included) runs under `catch_unwind`: a
+    /// panicking checkpoint or model fails its job with a typed error, never the thread.
+    fn handle(&mut self, job: Job) {
         match job {
             Job::Load { key, files, reply } => {
-                let loaded = panic::catch_unwind(AssertUnwindSafe(|| {
-                    ensure_loaded(&mut models, &key, &files)
-                }))
-                .unwrap_or_else(|payload| {
-                    Err(HostError::LoadFailed {
-                        name: key.name.clone(),
-                        reason: format!("loading panicked: {}", panic_message(&payload)),
-                    })
-                });
-                let _ = reply.send(loaded);
+                let outcome =
+                    self.guarded(&key, Stage::Load, |this| this.ensure_loaded(&key, &files));
+                let _ = reply.send(outcome);
             }
             Job::Run {
                 key,
@@ -211,22 +249,18 @@ fn serve(
                 batch,
                 reply,
             } => {
-                let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
-                    let LoadedModel::Sequence(model) = &models[&key] else {
-                        return Err(not_a(&key, "sequence"));
-                    };
-                    let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
-                    // A panicking model fails its batch, not the worker.
-                    panic::catch_unwind(AssertUnwindSafe(|| model.run(&rows))).unwrap_or_else(
-                        |payload| {
-                            Err(HostError::InferenceFailed {
-                                name: key.name.clone(),
-                                reason: format!("the model panicked: {}", panic_message(&payload)),
-                            })
-                        },
-                    )
-                });
-                let _ = reply.send(result.map_err(|error| out_of_memory(error, device)));
+                let outcome = self
+                    .guarded(&key, Stage::Load, |this| this.ensure_loaded(&key, &files))
+                    .and_then(|()| {
+                        self.guarded(&key, Stage::Inference, |this| {
+                            let Some(LoadedModel::Sequence(model)) = this.models.get(&key) else {
+                                return Err(not_a(&key, "sequence"));
+                            };
+                            let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+                            model.run(&rows)
+                        })
+                    });
+                let _ = reply.send(outcome);
             }
             Job::Generate {
                 key,
@@ -235,31 +269,78 @@ fn serve(
                 chunks,
                 reply,
             } => {
-                let result = ensure_loaded(&mut models, &key, &files).and_then(|()| {
-                    let LoadedModel::Generator(model) = &models[&key] else {
-                        return Err(not_a(&key, "text generation"));
-                    };
-                    let mut emit = |piece: &str| chunks.send(piece.to_string()).is_ok();
-                    // A panicking model fails its generation, not the worker.
-                    panic::catch_unwind(AssertUnwindSafe(|| model.generate(&request, &mut emit)))
-                        .unwrap_or_else(|payload| {
-                            Err(HostError::InferenceFailed {
-                                name: key.name.clone(),
-                                reason: format!("the model panicked: {}", panic_message(&payload)),
-                            })
+                let outcome = self
+                    .guarded(&key, Stage::Load, |this| this.ensure_loaded(&key, &files))
+                    .and_then(|()| {
+                        self.guarded(&key, Stage::Inference, |this| {
+                            let Some(LoadedModel::Generator(model)) = this.models.get(&key) else {
+                                return Err(not_a(&key, "text generation"));
+                            };
+                            let mut emit = |piece: &str| chunks.send(piece.to_string()).is_ok();
+                            model.generate(&request, &mut emit)
                         })
-                });
-                let _ = reply.send(result);
+                    });
+                let _ = reply.send(outcome);
             }
             Job::Unload { key } => {
-                if models.remove(&key).is_some() {
-                    loaded.store(models.len(), Ordering::SeqCst);
-                    tracing::info!(worker = %id, model = %key.name, revision = %key.revision, "unloaded model");
+                // Dropping a model runs its code too.
+                let dropped = panic::catch_unwind(AssertUnwindSafe(|| self.models.remove(&key)));
+                self.loaded.store(self.models.len(), Ordering::SeqCst);
+                if matches!(dropped, Ok(Some(_))) {
+                    tracing::info!(worker = %self.id, model = %key.name, revision = %key.revision, "unloaded model");
                 }
             }
         }
-        busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
+
+    /// Runs `work`, turning a panic into the typed error of `stage` and an allocation failure
+    /// into `out-of-memory`. A model that panicked while loading is not kept.
+    fn guarded<T>(
+        &mut self,
+        key: &WeightsKey,
+        stage: Stage,
+        work: impl FnOnce(&mut Self) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(self)));
+        let outcome = outcome.unwrap_or_else(|payload| {
+            let reason = panic_message(&payload).to_string();
+            tracing::error!(worker = %self.id, model = %key.name, %reason, "model panicked");
+            Err(match stage {
+                Stage::Load => HostError::LoadFailed {
+                    name: key.name.clone(),
+                    reason: format!("loading panicked: {reason}"),
+                },
+                Stage::Inference => HostError::InferenceFailed {
+                    name: key.name.clone(),
+                    reason: format!("the model panicked: {reason}"),
+                },
+            })
+        });
+        self.loaded.store(self.models.len(), Ordering::SeqCst);
+        outcome.map_err(|error| out_of_memory(error, self.device))
+    }
+
+    /// Loads `key` unless it is loaded already.
+    fn ensure_loaded(&mut self, key: &WeightsKey, files: &ModelFiles) -> Result<(), HostError> {
+        if self.models.contains_key(key) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let model = self
+            .backend
+            .load(key.model_type, files, self.device, key.precision)?;
+        self.models.insert(key.clone(), model);
+        tracing::info!(worker = %self.id, model = %key.name, revision = %key.revision,
+            elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
+        Ok(())
+    }
+}
+
+/// What a job was doing, for the error a panic becomes.
+#[derive(Clone, Copy)]
+enum Stage {
+    Load,
+    Inference,
 }
 
 /// A load or inference failure that is a real allocation failure (CUDA or the allocator reporting that memory

@@ -1,6 +1,8 @@
 //! http-faults: a test HTTP module that misbehaves on request. `initialize` registers
-//! all-MiniLM-L6-v2 as `minilm`; `GET /ok` embeds one text and answers 200, `/trap` panics,
-//! `/spin` loops forever, `/allocate` grows memory until it fails.
+//! all-MiniLM-L6-v2 as `minilm` (or, when its settings contain `block-initialize`, blocks in
+//! `poll` for a day instead); `GET /ok` embeds one text and answers 200, `/trap` panics,
+//! `/spin` loops forever, `/allocate` grows memory until it fails, `/block` blocks in `poll`
+//! for a day without using CPU, and `/stream` answers 200 and then writes an endless body.
 
 use modelhost_guest::{ModelRequirement, generate_embeddings, register_model};
 
@@ -18,6 +20,7 @@ mod bindings {
 
 use bindings::exports::modelhost::models::lifecycle;
 use bindings::exports::wasi::http::incoming_handler;
+use bindings::wasi::clocks::monotonic_clock;
 use bindings::wasi::http::types::{
     Fields, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
@@ -25,7 +28,10 @@ use bindings::wasi::http::types::{
 struct Faults;
 
 impl lifecycle::Guest for Faults {
-    fn initialize(_settings: String) -> Result<(), lifecycle::Error> {
+    fn initialize(settings: String) -> Result<(), lifecycle::Error> {
+        if settings.contains("block-initialize") {
+            block_for_a_day();
+        }
         let minilm = ModelRequirement::embedding("sentence-transformers/all-MiniLM-L6-v2", 384);
         register_model("minilm", &minilm)?;
         Ok(())
@@ -60,9 +66,25 @@ impl incoming_handler::Guest for Faults {
                     blocks.push(vec![blocks.len() as u8; 1 << 20]);
                 }
             }
+            "/block" => block_for_a_day(),
+            "/stream" => {
+                let response = OutgoingResponse::new(Fields::new());
+                response.set_status_code(200).expect("a valid status");
+                let body = response.body().expect("the body is taken once");
+                ResponseOutparam::set(out, Ok(response));
+                let stream = body.write().expect("the stream is taken once");
+                let chunk = [b'x'; 4096];
+                // Ends only when the host stops taking the bytes.
+                while stream.blocking_write_and_flush(&chunk).is_ok() {}
+            }
             _ => respond(out, 404, "unknown path"),
         }
     }
+}
+
+/// Waits in `poll` for a day: no CPU used, only a wall-clock deadline ends it.
+fn block_for_a_day() {
+    monotonic_clock::subscribe_duration(86_400 * 1_000_000_000).block();
 }
 
 fn respond(out: ResponseOutparam, status: u16, text: &str) {

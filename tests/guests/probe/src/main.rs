@@ -12,7 +12,10 @@
 //!
 //! Faults and sandbox checks: `{"op": "spin"}` (loops forever), `{"op": "allocate", "mb": N}`
 //! (grows memory by N MiB, 1 MiB at a time), `{"op": "register_many", "count": N,
-//! "requirement": REQUIREMENT}` (ids `m0`..), `{"op": "env"}` (the variables it sees),
+//! "requirement": REQUIREMENT}` (ids `m0`..), `{"op": "embed_many_ids", "count": N,
+//! "id_bytes": B}` (embeds under N unregistered ids of B bytes; counts the codes),
+//! `{"op": "embed_long_texts", "id": ID, "count": N, "text_bytes": B}` (N calls of one distinct
+//! B-byte text each), `{"op": "env"}` (the variables it sees),
 //! `{"op": "read_file", "path": PATH}`, `{"op": "connect", "address": "HOST:PORT"}`.
 
 use std::collections::BTreeMap;
@@ -108,6 +111,15 @@ enum Command {
     RegisterMany {
         count: usize,
         requirement: ModelRequirement,
+    },
+    EmbedManyIds {
+        count: usize,
+        id_bytes: usize,
+    },
+    EmbedLongTexts {
+        id: String,
+        count: usize,
+        text_bytes: usize,
     },
     Env,
     ReadFile {
@@ -205,7 +217,8 @@ fn execute(command: Command) -> Result<Value, Error> {
                 .iter()
                 .map(|m| {
                     json!({ "model_id": m.model_id, "reference_count": m.reference_count,
-                                 "loaded": m.loaded, "model_name": m.model_name })
+                                 "loaded": m.loaded, "model_name": m.model_name,
+                                 "source": m.source })
                 })
                 .collect();
             json!({ "models": models, "total_loaded_models": s.total_loaded_models })
@@ -221,6 +234,29 @@ fn execute(command: Command) -> Result<Value, Error> {
                 modelhost_guest::register_model(&format!("m{i}"), &requirement)?;
             }
             json!({ "registered": count })
+        }
+        Command::EmbedManyIds { count, id_bytes } => {
+            let mut codes = BTreeMap::<String, usize>::new();
+            for i in 0..count {
+                let id = format!("{i}-{}", "x".repeat(id_bytes));
+                let code = match modelhost_guest::generate_embeddings(&id, &["x".to_string()]) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => e.code_name().to_string(),
+                };
+                *codes.entry(code).or_default() += 1;
+            }
+            json!(codes)
+        }
+        Command::EmbedLongTexts {
+            id,
+            count,
+            text_bytes,
+        } => {
+            for i in 0..count {
+                let text = format!("{i} {}", "word ".repeat(text_bytes / 5));
+                modelhost_guest::generate_embeddings(&id, &[text])?;
+            }
+            json!({ "embedded": count })
         }
         Command::Env => json!(std::env::vars().collect::<BTreeMap<_, _>>()),
         Command::ReadFile { path } => match std::fs::read(&path) {

@@ -1,0 +1,132 @@
+//! Attacks on the host's memory, measured in the process's resident set: a guest naming
+//! thousands of long model ids, a guest embedding many long texts with the cache on, and a
+//! checkpoint declaring two billion positions. Each stays within a stated bound, and the host
+//! serves a good request afterwards. Alone in its test binary, so no other test allocates
+//! meanwhile; with the allocator the `modelhost` binary uses.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use modelhost::limits::ModuleLimits;
+use modelhost_tests::{MINILM, SMOLLM2, code, link_or_copy, model_store, probe, real_runtime};
+use serde_json::{Value, json};
+
+const MIB: u64 = 1 << 20;
+
+/// Resident set size of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// A copy of SmolLM2 whose GGUF file declares a context of two billion positions.
+fn smollm2_with_huge_context() -> String {
+    let root = model_store().root().to_path_buf();
+    let commit = "2222222222222222222222222222222222222222";
+    let repo = root.join("models--modelhost-hostile--smollm2-2g-context");
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    let original = model_store().resolve(SMOLLM2, "main").unwrap().dir;
+    for entry in std::fs::read_dir(&original).unwrap().flatten() {
+        let target = snapshot.join(entry.file_name());
+        if entry.path().extension().is_some_and(|x| x == "gguf") {
+            let mut bytes = std::fs::read(entry.path()).unwrap();
+            let key = "llama.context_length";
+            let mut written = (key.len() as u64).to_le_bytes().to_vec();
+            written.extend(key.as_bytes());
+            let at = bytes
+                .windows(written.len())
+                .position(|w| w == written)
+                .unwrap()
+                + written.len();
+            assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "a uint32 value");
+            bytes[at + 4..at + 8].copy_from_slice(&2_000_000_000u32.to_le_bytes());
+            std::fs::write(target, bytes).unwrap();
+        } else {
+            link_or_copy(&entry.path(), &target);
+        }
+    }
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    "modelhost-hostile/smollm2-2g-context".into()
+}
+
+fn register(id: &str, requirement: Value) -> Value {
+    json!({"op": "register", "id": id, "requirement": requirement})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_ids_texts_and_contexts_stay_within_memory_bounds() {
+    let runtime = real_runtime();
+    let good = json!({"op": "embed", "id": "good", "texts": ["still serving"]});
+    let minilm = register("good", json!({"model_type": "embedding", "name": MINILM}));
+
+    // Warm up: the model loaded, the allocator's pools filled by one of each call.
+    let warm = [
+        minilm.clone(),
+        json!({"op": "embed_many_ids", "count": 10, "id_bytes": 64 << 10}),
+        json!({"op": "embed_long_texts", "id": "good", "count": 2, "text_bytes": 1 << 20}),
+    ];
+    let (replies, _) = probe(&runtime, "warm", "", &warm).await.unwrap();
+    assert!(replies.iter().all(|r| code(r) == "ok"), "{replies:?}");
+
+    // 2,000 calls under unregistered 64 KB ids: 128 MB of ids; they were kept as metric labels.
+    let before = resident_bytes();
+    let ids = [
+        minilm.clone(),
+        json!({"op": "embed_many_ids", "count": 2000, "id_bytes": 64 << 10}),
+        good.clone(),
+    ];
+    let (replies, _) = probe(&runtime, "ids", "", &ids).await.unwrap();
+    assert_eq!(replies[1]["ok"], json!({"invalid-input": 2000}));
+    assert_eq!(code(&replies[2]), "ok");
+    let grown = resident_bytes().saturating_sub(before);
+    println!(
+        "2000 calls with 64 KB ids: resident memory grew {} MiB",
+        grown / MIB
+    );
+    assert!(grown < 32 * MIB, "grew {} MiB", grown / MIB);
+
+    // 100 embeddings of distinct 1 MB texts with the cache on: the cache keeps hashes.
+    let before = resident_bytes();
+    let texts = [
+        minilm.clone(),
+        json!({"op": "embed_long_texts", "id": "good", "count": 100, "text_bytes": 1 << 20}),
+        good.clone(),
+    ];
+    let (replies, _) = probe(&runtime, "texts", "", &texts).await.unwrap();
+    assert!(replies.iter().all(|r| code(r) == "ok"), "{replies:?}");
+    let grown = resident_bytes().saturating_sub(before);
+    println!(
+        "100 cached 1 MB texts: resident memory grew {} MiB",
+        grown / MIB
+    );
+    assert!(grown < 48 * MIB, "grew {} MiB", grown / MIB);
+
+    // A checkpoint declaring two billion positions: the context is capped, the rotary table and
+    // KV cache sized by the cap, and accounted before they are made.
+    let long = smollm2_with_huge_context();
+    let before = resident_bytes();
+    let generate = [
+        minilm,
+        register(
+            "long",
+            json!({"model_type": "text-generation", "name": long}),
+        ),
+        json!({"op": "generate", "id": "long", "prompt": "Hello", "options": {"max_output_length": 2}}),
+        good,
+    ];
+    let limits = ModuleLimits::default();
+    let (replies, _) = modelhost_tests::probe_limited(&runtime, "long", "", &generate, limits)
+        .await
+        .unwrap();
+    assert!(replies.iter().all(|r| code(r) == "ok"), "{replies:?}");
+    let grown = resident_bytes().saturating_sub(before);
+    println!(
+        "a model declaring 2e9 positions: resident memory grew {} MiB",
+        grown / MIB
+    );
+    // The f32 weights are ~540 MB; the uncapped rotary table alone would be 512 GB.
+    assert!(grown < 1200 * MIB, "grew {} MiB", grown / MIB);
+}
