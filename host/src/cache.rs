@@ -182,7 +182,8 @@ mod tests {
 
     #[test]
     fn long_texts_cost_their_hash_not_their_length() {
-        let cache = cache(1000, 1 << 30);
+        // A floor of 1 KiB per entry, below the vector's own size.
+        let cache = cache(1 << 20, 1 << 30);
         let model: Arc<str> = "org/model@abc".into();
         let vector = Embedded {
             vector: vec![0.5; 384],

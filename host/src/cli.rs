@@ -236,9 +236,7 @@ fn status(address: &str, token: Option<&str>, json: bool) -> anyhow::Result<Exit
             });
         }
     };
-    let body = response
-        .into_string()
-        .context("cannot read the status")?;
+    let body = response.into_string().context("cannot read the status")?;
     if json {
         println!("{body}");
     } else {

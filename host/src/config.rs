@@ -95,7 +95,10 @@ fn check_ranges<K: std::fmt::Display>(
         if !range.contains(value) {
             return Err(ConfigError::Range {
                 key: key.to_string(),
-                value: value.to_string(),
+                value: match value.abs() >= 1e15 {
+                    true => format!("{value:e}"),
+                    false => value.to_string(),
+                },
                 expected: range.describe(),
             });
         }
@@ -879,10 +882,22 @@ mod tests {
         let module = "[[modules]]\nid = \"m\"\npath = \"m.wasm\"\n";
         let big = "9223372036854775807";
         let cases: Vec<(String, &str)> = [
-            ("[limits]\ncpu_seconds_per_call = inf", "limits.cpu_seconds_per_call"),
-            ("[limits]\ncpu_seconds_per_call = nan", "limits.cpu_seconds_per_call"),
-            ("[limits]\ncpu_seconds_per_call = -1", "limits.cpu_seconds_per_call"),
-            ("[limits]\ncpu_seconds_per_call = 1e300", "limits.cpu_seconds_per_call"),
+            (
+                "[limits]\ncpu_seconds_per_call = inf",
+                "limits.cpu_seconds_per_call",
+            ),
+            (
+                "[limits]\ncpu_seconds_per_call = nan",
+                "limits.cpu_seconds_per_call",
+            ),
+            (
+                "[limits]\ncpu_seconds_per_call = -1",
+                "limits.cpu_seconds_per_call",
+            ),
+            (
+                "[limits]\ncpu_seconds_per_call = 1e300",
+                "limits.cpu_seconds_per_call",
+            ),
             ("[limits]\nmax_in_flight = 0", "limits.max_in_flight"),
             ("[limits]\nmemory_mb = 0", "limits.memory_mb"),
             ("[limits]\nmemory_mb = 100000000", "limits.memory_mb"),
@@ -890,39 +905,114 @@ mod tests {
             ("[limits]\nmemory_mb = 1e300", "memory_mb"),
             ("[limits]\ntable_elements = 0", "limits.table_elements"),
             ("[limits]\nmax_models = 0", "limits.max_models"),
-            ("[limits]\nmax_texts_per_call = 0", "limits.max_texts_per_call"),
-            ("[limits]\nmax_bytes_per_call = 0", "limits.max_bytes_per_call"),
+            (
+                "[limits]\nmax_texts_per_call = 0",
+                "limits.max_texts_per_call",
+            ),
+            (
+                "[limits]\nmax_bytes_per_call = 0",
+                "limits.max_bytes_per_call",
+            ),
             ("[limits]\nmax_new_tokens = 0", "limits.max_new_tokens"),
-            ("[worker_pool]\nqueue_timeout = 1e300", "worker_pool.queue_timeout"),
-            ("[worker_pool]\nqueue_timeout = inf", "worker_pool.queue_timeout"),
-            ("[worker_pool]\nqueue_timeout = nan", "worker_pool.queue_timeout"),
-            ("[worker_pool]\nqueue_timeout = -5", "worker_pool.queue_timeout"),
-            ("[worker_pool]\nqueue_timeout = 0", "worker_pool.queue_timeout"),
-            ("[worker_pool]\ngpu_memory_fraction = nan", "worker_pool.gpu_memory_fraction"),
-            ("[worker_pool]\ncpu_memory_fraction = 1.5", "worker_pool.cpu_memory_fraction"),
+            (
+                "[worker_pool]\nqueue_timeout = 1e300",
+                "worker_pool.queue_timeout",
+            ),
+            (
+                "[worker_pool]\nqueue_timeout = inf",
+                "worker_pool.queue_timeout",
+            ),
+            (
+                "[worker_pool]\nqueue_timeout = nan",
+                "worker_pool.queue_timeout",
+            ),
+            (
+                "[worker_pool]\nqueue_timeout = -5",
+                "worker_pool.queue_timeout",
+            ),
+            (
+                "[worker_pool]\nqueue_timeout = 0",
+                "worker_pool.queue_timeout",
+            ),
+            (
+                "[worker_pool]\ngpu_memory_fraction = nan",
+                "worker_pool.gpu_memory_fraction",
+            ),
+            (
+                "[worker_pool]\ncpu_memory_fraction = 1.5",
+                "worker_pool.cpu_memory_fraction",
+            ),
             ("[worker_pool]\nbatch_size = 0", "worker_pool.batch_size"),
-            ("[worker_pool]\nmax_batch_tokens = 0", "worker_pool.max_batch_tokens"),
-            ("[worker_pool]\nmax_queue_length = 0", "worker_pool.max_queue_length"),
-            ("[worker_pool]\nnum_workers = 100000", "worker_pool.num_workers"),
-            ("[embedding_cache]\nttl_seconds = 0", "embedding_cache.ttl_seconds"),
-            ("[embedding_cache]\nmax_cache_size = 0", "embedding_cache.max_cache_size"),
-            ("[embedding_cache]\nmax_cache_mb = 0", "embedding_cache.max_cache_mb"),
-            ("[serve]\nheader_read_timeout_seconds = 0", "serve.header_read_timeout_seconds"),
-            ("[serve]\nheader_read_timeout_seconds = nan", "serve.header_read_timeout_seconds"),
-            ("[serve]\nrequest_timeout_seconds = inf", "serve.request_timeout_seconds"),
-            ("[serve]\nrequest_timeout_seconds = -1", "serve.request_timeout_seconds"),
+            (
+                "[worker_pool]\nmax_batch_tokens = 0",
+                "worker_pool.max_batch_tokens",
+            ),
+            (
+                "[worker_pool]\nmax_queue_length = 0",
+                "worker_pool.max_queue_length",
+            ),
+            (
+                "[worker_pool]\nnum_workers = 100000",
+                "worker_pool.num_workers",
+            ),
+            (
+                "[embedding_cache]\nttl_seconds = 0",
+                "embedding_cache.ttl_seconds",
+            ),
+            (
+                "[embedding_cache]\nmax_cache_size = 0",
+                "embedding_cache.max_cache_size",
+            ),
+            (
+                "[embedding_cache]\nmax_cache_mb = 0",
+                "embedding_cache.max_cache_mb",
+            ),
+            (
+                "[serve]\nheader_read_timeout_seconds = 0",
+                "serve.header_read_timeout_seconds",
+            ),
+            (
+                "[serve]\nheader_read_timeout_seconds = nan",
+                "serve.header_read_timeout_seconds",
+            ),
+            (
+                "[serve]\nrequest_timeout_seconds = inf",
+                "serve.request_timeout_seconds",
+            ),
+            (
+                "[serve]\nrequest_timeout_seconds = -1",
+                "serve.request_timeout_seconds",
+            ),
             ("[serve]\nmax_connections = 0", "serve.max_connections"),
             ("[serve]\nadmin_token_env = \"\"", "serve.admin_token_env"),
-            ("[runtime]\ninitialize_timeout_seconds = nan", "runtime.initialize_timeout_seconds"),
-            ("[runtime]\ncleanup_timeout_seconds = 1e300", "runtime.cleanup_timeout_seconds"),
-            ("[runtime]\nrun_timeout_seconds = -0.5", "runtime.run_timeout_seconds"),
+            (
+                "[runtime]\ninitialize_timeout_seconds = nan",
+                "runtime.initialize_timeout_seconds",
+            ),
+            (
+                "[runtime]\ncleanup_timeout_seconds = 1e300",
+                "runtime.cleanup_timeout_seconds",
+            ),
+            (
+                "[runtime]\nrun_timeout_seconds = -0.5",
+                "runtime.run_timeout_seconds",
+            ),
         ]
         .into_iter()
         .map(|(text, key)| (text.to_string(), key))
         .chain([
-            (format!("[models]\nidle_unload_seconds = {big}"), "models.idle_unload_seconds"),
-            (format!("[embedding_cache]\nttl_seconds = {big}"), "embedding_cache.ttl_seconds"),
-            (format!("[serve]\nshutdown_grace_seconds = {big}"), "serve.shutdown_grace_seconds"),
+            (
+                format!("[models]\nidle_unload_seconds = {big}"),
+                "models.idle_unload_seconds",
+            ),
+            (
+                format!("[embedding_cache]\nttl_seconds = {big}"),
+                "embedding_cache.ttl_seconds",
+            ),
+            (
+                format!("[serve]\nshutdown_grace_seconds = {big}"),
+                "serve.shutdown_grace_seconds",
+            ),
             (
                 format!("{module}limits = {{ cpu_seconds_per_call = inf }}"),
                 "modules[m].limits.cpu_seconds_per_call",
@@ -995,7 +1085,10 @@ mod tests {
         let module = config.module_limits(Some(&config.modules[0]));
         assert_eq!(module.cpu_time_per_call, None);
         assert_eq!((module.max_in_flight, module.memory_bytes), (1, 1 << 20));
-        assert_eq!(optional_seconds(config.runtime.initialize_timeout_seconds), None);
+        assert_eq!(
+            optional_seconds(config.runtime.initialize_timeout_seconds),
+            None
+        );
 
         // A configuration built in code, never validated, converts without a panic too.
         let mut unchecked = HostConfig::default();

@@ -300,4 +300,112 @@ mod tests {
             assert!(err.to_string().contains("huggingface-cli download"));
         }
     }
+    #[test]
+    fn names_and_revisions_are_checked_before_they_become_paths() {
+        let (_tmp, store) = store_with("abc123", &[("main", "abc123")]);
+        for (name, revision) in [
+            ("../org/model", "main"),
+            ("org/../model", "main"),
+            ("org/model/extra", "main"),
+            ("/org/model", "main"),
+            ("org/a--b", "main"),
+            ("org/-model", "main"),
+            ("", "main"),
+            ("org/model", "../../etc"),
+            ("org/model", "a/../b"),
+            ("org/model", "/main"),
+            ("org/model", "main/"),
+            ("org/model", "a//b"),
+            ("org/model", "ma in"),
+            ("org/model", ""),
+        ] {
+            let err = store.resolve(name, revision).unwrap_err();
+            assert!(
+                matches!(&err, HostError::InvalidRequirement(m)
+                    if m.contains("`name`") || m.contains("`revision`")),
+                "{name} {revision}: {err}"
+            );
+        }
+        assert!(check_repo_name(&"a".repeat(97)).is_err());
+        assert!(check_revision(&"a".repeat(256)).is_err());
+        for name in ["model", "org/model", "Org_1/m.v2-x"] {
+            assert!(check_repo_name(name).is_ok(), "{name}");
+        }
+        for revision in ["main", "v1.0", "refs/pr/1", "feature/x_y-z"] {
+            assert!(check_revision(revision).is_ok(), "{revision}");
+        }
+    }
+
+    #[test]
+    fn a_ref_must_name_one_snapshot_folder() {
+        // scripts/fetch-models names snapshots by package versions; downloads by commits.
+        let (_tmp, store) = store_with("pypi-x-0.1.0", &[("main", "pypi-x-0.1.0\n")]);
+        assert_eq!(
+            store.resolve("org/model", "main").unwrap().revision,
+            "pypi-x-0.1.0"
+        );
+        for content in ["../..", "../../x", "/etc", "a/b", ".", "..", "x y"] {
+            let (tmp, store) = store_with("abc123", &[("main", content)]);
+            std::fs::create_dir_all(tmp.path().join("x")).unwrap();
+            std::fs::write(tmp.path().join("x/config.json"), "{}").unwrap();
+            let err = store.resolve("org/model", "main").unwrap_err();
+            assert!(
+                matches!(err, HostError::InvalidModelFiles { .. }),
+                "{content}: {err}"
+            );
+        }
+        // A branch with a slash and no ref is simply not there.
+        let (_tmp, store) = store_with("abc123", &[]);
+        let err = store.resolve("org/model", "feature/x").unwrap_err();
+        assert!(matches!(err, HostError::ModelNotFound { .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_inside_the_store_resolve_and_links_outside_are_refused() {
+        use std::os::unix::fs::symlink;
+        let (tmp, store) = store_with("abc123", &[("main", "abc123")]);
+        let repo = tmp.path().join("models--org--model");
+        let snapshot = repo.join("snapshots/abc123");
+        // The layout huggingface_hub writes: relative links into blobs/.
+        std::fs::create_dir_all(repo.join("blobs")).unwrap();
+        std::fs::write(repo.join("blobs/0123"), "{}").unwrap();
+        std::fs::create_dir_all(snapshot.join("1_Pooling")).unwrap();
+        symlink(
+            "../../../blobs/0123",
+            snapshot.join("1_Pooling/config.json"),
+        )
+        .unwrap();
+        symlink("../../blobs/0123", snapshot.join("tokenizer.json")).unwrap();
+        store.resolve("org/model", "main").unwrap();
+        // The store's own folder may be reached through a symlink.
+        let alias = tempfile::tempdir().unwrap();
+        symlink(tmp.path(), alias.path().join("store")).unwrap();
+        ModelStore::new(alias.path().join("store"))
+            .resolve("org/model", "main")
+            .unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "{}").unwrap();
+        for planted in ["1_Pooling/extra.json", "model.safetensors"] {
+            let link = snapshot.join(planted);
+            symlink(outside.path().join("secret"), &link).unwrap();
+            let err = store.resolve("org/model", "main").unwrap_err();
+            assert!(
+                matches!(&err, HostError::InvalidModelFiles { reason, .. }
+                    if reason.contains("outside the model store")),
+                "{planted}: {err}"
+            );
+            std::fs::remove_file(link).unwrap();
+        }
+        // A dangling link (which could later be made to point anywhere) is refused too.
+        symlink("../../blobs/missing", snapshot.join("vocab.txt")).unwrap();
+        assert!(store.resolve("org/model", "main").is_err());
+        std::fs::remove_file(snapshot.join("vocab.txt")).unwrap();
+        // A whole snapshot folder linked outside is refused.
+        std::fs::write(outside.path().join("config.json"), "{}").unwrap();
+        symlink(outside.path(), repo.join("snapshots/elsewhere")).unwrap();
+        let err = store.resolve("org/model", "elsewhere").unwrap_err();
+        assert!(matches!(err, HostError::InvalidModelFiles { .. }), "{err}");
+        store.resolve("org/model", "main").unwrap();
+    }
 }

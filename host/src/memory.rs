@@ -92,13 +92,13 @@ impl DeviceMemory {
         }
     }
 
-    /// Accounts `bytes` of working memory like [`Self::hold`], but only if they fit in the
-    /// budget; otherwise returns the free bytes and accounts nothing.
+    /// Accounts `bytes` of working memory like [`Self::hold`] (concurrent work may grow past
+    /// the budget, as there), but refuses work that could never fit: more than the whole
+    /// budget, as a hostile checkpoint's context or input length would make. Returns the
+    /// budget when it refuses.
     pub fn try_hold(&self, bytes: u64) -> Result<WorkingMemory, u64> {
-        let accounted = self.accounted();
-        let used = accounted.values().sum::<u64>() + self.working.load(Ordering::Relaxed);
         match self.budget {
-            Some(budget) if used.saturating_add(bytes) > budget => Err(budget.saturating_sub(used)),
+            Some(budget) if bytes > budget => Err(budget),
             _ => Ok(self.hold(bytes)),
         }
     }

@@ -95,7 +95,7 @@ pub fn link_or_copy(from: &Path, to: &Path) {
 }
 
 /// The folder `from` recreated at `to`, its files hard-linked (symbolic links followed).
-fn link_tree(from: &Path, to: &Path) {
+pub fn link_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("folder");
     for entry in std::fs::read_dir(from).expect("folder").flatten() {
         let (source, target) = (entry.path(), to.join(entry.file_name()));

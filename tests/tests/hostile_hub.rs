@@ -588,3 +588,17 @@ fn names_and_revisions_that_are_paths_are_refused() {
     jail.assert_nothing_outside(&[], &[]);
     jail.assert_good_pull_works(&hub, settings(&hub.endpoint));
 }
+
+#[test]
+fn max_download_gb_is_configured_and_checked() {
+    use modelhost::config::HostConfig;
+    let config = HostConfig::parse("[models]\nmax_download_gb = 0.5").unwrap();
+    let downloads = config.manager_settings().downloads.unwrap();
+    assert_eq!(downloads.max_download_bytes, 1 << 29);
+    let default = HostConfig::default().manager_settings().downloads.unwrap();
+    assert_eq!(default.max_download_bytes, 20 << 30);
+    for bad in ["0", "-1", "nan", "inf", "\"20\""] {
+        let err = HostConfig::parse(&format!("[models]\nmax_download_gb = {bad}")).unwrap_err();
+        assert!(err.to_string().contains("max_download_gb"), "{bad}: {err}");
+    }
+}

@@ -12,7 +12,7 @@ use modelhost::registry::ModuleId;
 use modelhost::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{
-    FIXTURE_ORG, MINILM, SMOLLM2, code, link_or_copy, manager, model_store, probe_limited,
+    FIXTURE_ORG, MINILM, SMOLLM2, code, link_tree, manager, model_store, probe_limited,
     real_runtime, test_settings,
 };
 use serde_json::{Value, json};
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 const COMMIT: &str = "1111111111111111111111111111111111111111";
 
 /// Installs a copy of `source` (a repository of the test store) as `modelhost-hostile/<name>`:
-/// every file linked, then `change` rewrites what it wants. Returns the repository id.
+/// every file hard-linked, then `change` rewrites what it wants. Returns the repository id.
 fn install(source: &str, name: &str, change: &dyn Fn(&Path)) -> String {
     let root = model_store().root().to_path_buf();
     let repo = root.join(format!("models--modelhost-hostile--{name}"));
@@ -33,11 +33,7 @@ fn install(source: &str, name: &str, change: &dyn Fn(&Path)) -> String {
     let snapshot = repo.join("snapshots").join(COMMIT);
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
-    for entry in std::fs::read_dir(&original).unwrap().flatten() {
-        if entry.path().is_file() {
-            link_or_copy(&entry.path(), &snapshot.join(entry.file_name()));
-        }
-    }
+    link_tree(&original, &snapshot);
     change(&snapshot);
     std::fs::write(repo.join("refs/main"), COMMIT).unwrap();
     id
@@ -133,7 +129,11 @@ async fn run_cases(
     for (i, (name, _, expected)) in cases.iter().enumerate() {
         let reply = &replies[setup.len() + 2 * i];
         let after = &replies[setup.len() + 2 * i + 1];
-        if code(reply) != *expected {
+        println!("{name}: {reply}");
+        // `code|words`: the code, and words the message must contain.
+        let (expected_code, words) = expected.split_once('|').unwrap_or((expected, ""));
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        if code(reply) != expected_code || !message.contains(words) {
             failures.push(format!("{name}: expected {expected}, got {reply}"));
         }
         if code(after) != "ok" {
@@ -155,7 +155,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 "h0",
                 embedding(&minilm_config("hidden0", "hidden_size", json!(0))),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`hidden_size` is 0",
         ),
         (
             "no attention heads",
@@ -163,7 +163,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 "a0",
                 embedding(&minilm_config("heads0", "num_attention_heads", json!(0))),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`num_attention_heads` is 0",
         ),
         (
             "a width that does not split over the heads",
@@ -171,7 +171,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 "a7",
                 embedding(&minilm_config("heads7", "num_attention_heads", json!(7))),
             ),
-            "invalid-model-files",
+            "invalid-model-files|inconsistent head counts",
         ),
         (
             "a feed-forward layer of 10^12",
@@ -183,7 +183,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     json!(1_000_000_000_000u64),
                 )),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`intermediate_size`",
         ),
         (
             "two billion positions",
@@ -195,7 +195,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     json!(2_000_000_000u64),
                 )),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`max_position_embeddings`",
         ),
         (
             "a hundred thousand layers",
@@ -207,7 +207,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     json!(100_000),
                 )),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`num_hidden_layers`",
         ),
         (
             "a layer norm epsilon of 0",
@@ -215,7 +215,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 "eps",
                 embedding(&minilm_config("eps0", "layer_norm_eps", json!(0.0))),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`layer_norm_eps`",
         ),
         (
             "a negative vocabulary",
@@ -223,7 +223,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 "vocab",
                 embedding(&minilm_config("negative-vocab", "vocab_size", json!(-5))),
             ),
-            "invalid-model-files",
+            "invalid-model-files|vocab",
         ),
         (
             "a safetensors header whose shape overflows",
@@ -237,7 +237,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     );
                 })),
             ),
-            "invalid-model-files",
+            "invalid-model-files|overflows",
         ),
         (
             "a safetensors header whose shape exceeds its data",
@@ -251,7 +251,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     );
                 })),
             ),
-            "invalid-model-files",
+            "invalid-model-files|needs 1536000000 bytes",
         ),
         (
             "a 65 MB tokenizer.json",
@@ -266,7 +266,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     file.set_len(65 << 20).unwrap();
                 })),
             ),
-            "invalid-model-files",
+            "invalid-model-files|tokenizer.json has",
         ),
         (
             "seventy thousand labels",
@@ -283,7 +283,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                     replace(dir, "config.json", config.to_string().as_bytes());
                 })}),
             ),
-            "invalid-model-files",
+            "invalid-model-files|70000 labels",
         ),
         (
             "a GGUF file with no attention heads",
@@ -292,7 +292,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 json!({"model_type": "text-generation",
                        "name": smollm2_metadata("gguf-heads0", "llama.attention.head_count", 0)}),
             ),
-            "invalid-model-files",
+            "invalid-model-files|`attention heads` is 0",
         ),
         (
             "a GGUF file with 7 key/value heads for 9 heads",
@@ -301,7 +301,7 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
                 json!({"model_type": "text-generation",
                        "name": smollm2_metadata("gguf-kv7", "llama.attention.head_count_kv", 7)}),
             ),
-            "invalid-model-files",
+            "invalid-model-files|inconsistent head counts",
         ),
         (
             "a GGUF file declaring two billion positions registers (its context is capped)",

@@ -189,7 +189,7 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
     let max_input_length = head
         .max_seq_length
         .unwrap_or(config.max_positions)
-        .min(config.max_positions);
+        .min(config.max_input());
     let info = ModelInfo {
         architecture,
         dimension: Some(config.hidden_size as u32),

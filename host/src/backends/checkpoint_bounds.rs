@@ -21,6 +21,9 @@ pub const MAX_POSITIONS: usize = 1 << 20;
 /// Longest context a generation model is run with: a longer declared context is capped here (its
 /// rotary table and KV cache are sized by it).
 pub const MAX_CONTEXT: usize = 1 << 17;
+/// Longest input an encoder runs (its attention scores grow with the square of it): longer
+/// inputs are truncated here whatever the model's position table allows.
+pub const MAX_ENCODER_INPUT: usize = 8192;
 /// Most labels a classifier may have.
 pub const MAX_LABELS: usize = 1 << 16;
 /// Most tensors in one weights file.

@@ -97,7 +97,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     let config = ClassifierConfig::read(files)?;
     let tokenizer = load_tokenizer(files)?;
     let weights = require_safetensors(files)?;
-    let max_input_length = config.encoder.max_positions as u32;
+    let max_input_length = config.encoder.max_input() as u32;
     let encoder = &config.encoder;
     let info = ModelInfo {
         architecture: config.architecture,
@@ -114,7 +114,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
             encoder.hidden_size,
             encoder.intermediate_size,
             encoder.heads,
-            encoder.max_positions,
+            encoder.max_input(),
         ),
         labels: config.labels,
     };

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 
 use super::checkpoint_bounds::{
-    MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, finite_positive,
-    heads, positive, text_file,
+    MAX_ENCODER_INPUT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    MAX_WIDTH, finite_positive, heads, positive, text_file,
 };
 use crate::error::HostError;
 use crate::hub::ModelFiles;
@@ -143,6 +143,11 @@ impl EncoderConfig {
         };
         config.check(files)?;
         Ok(config)
+    }
+
+    /// The longest input the encoder is run with: its positions, at most [`MAX_ENCODER_INPUT`].
+    pub fn max_input(&self) -> usize {
+        self.max_positions.min(MAX_ENCODER_INPUT)
     }
 
     /// Checks every size against the bounds of `checkpoint_bounds` and the head arithmetic.

@@ -219,9 +219,9 @@ impl Body for InstanceBody {
             Poll::Ready(None) => {
                 this.ended = true;
                 match this.shared.outcome.load(Ordering::Acquire) {
-                    FAILED => Poll::Ready(Some(Err(
-                        wasmtime_wasi_http::Error::HttpResponseIncomplete,
-                    ))),
+                    FAILED => {
+                        Poll::Ready(Some(Err(wasmtime_wasi_http::Error::HttpResponseIncomplete)))
+                    }
                     _ => Poll::Ready(None),
                 }
             }

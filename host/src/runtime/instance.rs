@@ -1,6 +1,7 @@
 //! `ModuleInstance`: one running module and its lifecycle: `initialize`, `wasi:cli/run`,
-//! `cleanup`. A trap stops the instance; whatever way it ends (cleanup, trap, exit or drop), every
-//! model reference it still holds is released.
+//! `cleanup`, each under its wall-clock deadline ([`ExportDeadlines`], from `[runtime]`). A trap
+//! or a passed deadline stops the instance; whatever way it ends (cleanup, trap, deadline, exit or
+//! drop), every model reference it still holds is released.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -292,9 +293,7 @@ impl Drop for ModuleInstance {
 async fn within<T>(limit: Option<Duration>, call: impl Future<Output = T>) -> Result<T, Duration> {
     match limit {
         None => Ok(call.await),
-        Some(limit) => tokio::time::timeout(limit, call)
-            .await
-            .map_err(|_| limit),
+        Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| limit),
     }
 }
 

@@ -31,9 +31,7 @@ pub struct HostStatus {
 pub fn health(path: &str, modules: &Modules) -> Option<HttpResponse> {
     Some(match path {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if modules.all_started() => {
-            text(StatusCode::OK, "text/plain", "ready\n".into())
-        }
+        "/readyz" if modules.all_started() => text(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => text(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",

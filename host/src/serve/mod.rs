@@ -108,6 +108,7 @@ impl Server {
         let settings = &config.serve;
         let admin_token = match &settings.admin_token_env {
             None => None,
+            Some(_) if settings.admin_address.is_empty() => None,
             Some(name) => match std::env::var(name) {
                 Ok(token) if !token.is_empty() => Some(token),
                 _ => return Err(ServeError::AdminToken { name: name.clone() }),

@@ -221,7 +221,8 @@ impl Modules {
                     )),
                 }
             }
-            (_, ModuleState::Failed(reason)) => Err(format!("module failed to start: {reason}")),
+            // The reason may name host paths: it is in the log and the admin API's /status only.
+            (_, ModuleState::Failed(_)) => Err("module failed to start".into()),
             (_, ModuleState::Stopped) => Err("module has stopped".into()),
             _ => Err("module is starting".into()),
         };

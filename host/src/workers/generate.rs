@@ -71,16 +71,19 @@ impl ServedModel {
         let (chunk_sender, chunks) = mpsc::unbounded_channel();
         let (reply, done) = oneshot::channel();
         let (key, files) = (self.key.clone(), self.files.clone());
-        // The KV cache grows to the context: refuse now what the budget cannot hold.
+        // The KV cache grows to the context: refuse now what the budget can never hold.
         let context = request.max_input_tokens;
         let device = permit.worker().device;
         let working = self
             .pool
             .try_hold_working(device, context, self.working_per_token)
-            .map_err(|free| HostError::OutOfMemory {
+            .map_err(|budget| HostError::OutOfMemory {
                 name: self.key.name.clone(),
                 needed: mib((context as u64).saturating_mul(self.working_per_token)),
-                free: format!("{device}: {} free for a generation's KV cache", mib(free)),
+                free: format!(
+                    "{device}: a budget of {} for a generation's KV cache",
+                    mib(budget)
+                ),
             })?;
         tokio::spawn(async move {
             let _working = working;

@@ -219,19 +219,8 @@ impl WorkerPool {
     }
 
     /// Accounts the working memory of `tokens` in flight on `device` while the guard lives, unless
-    /// it was accounted with the weights (a GPU without growth).
-    pub fn hold_working(
-        &self,
-        device: ComputeDevice,
-        tokens: usize,
-        per_token: u64,
-    ) -> Option<WorkingMemory> {
-        let reserved = matches!(device, ComputeDevice::Cuda(_)) && !self.settings.memory.gpu_growth;
-        (!reserved).then(|| self.memory(device).hold(tokens as u64 * per_token))
-    }
-
-    /// Like [`Self::hold_working`], but refuses work whose memory does not fit in the device's
-    /// budget now, before anything is allocated: returns the free bytes.
+    /// it was accounted with the weights (a GPU without growth). Work whose memory alone exceeds
+    /// the device's budget is refused before anything is allocated: returns the budget.
     pub fn try_hold_working(
         &self,
         device: ComputeDevice,

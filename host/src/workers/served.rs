@@ -14,6 +14,7 @@ use tokio::sync::{Notify, oneshot};
 use super::{LoadBalancing, WorkerPermit, WorkerPool};
 use crate::error::HostError;
 use crate::hub::ModelFiles;
+use crate::memory::mib;
 use crate::metrics::Metrics;
 use crate::registry::WeightsKey;
 
@@ -335,19 +336,7 @@ impl ServedModel {
     /// The scheduler may have expired it already (its texts are gone and it was counted out);
     /// it is counted out of the queue once either way.
     fn withdraw_if_not_started(&self, request: &Arc<Request>) -> bool {
-        let mut queue = self.queue();
-        let mut progress = request.progress();
-        if progress.started {
-            return false;
-        }
-        queue
-            .items
-            .retain(|item| !Arc::ptr_eq(&item.request, request));
-        if std::mem::take(&mut progress.queued) > 0 {
-            queue.requests = queue.requests.saturating_sub(1);
-        }
-        progress.reply = None;
-        true
+        withdraw(&mut self.queue(), request)
     }
 
     pub(super) fn dropped(&self) -> HostError {
@@ -364,6 +353,23 @@ impl ServedModel {
     fn placement(&self) -> MutexGuard<'_, Placement> {
         self.placement.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Takes `request` out of `queue` unless it has started; see
+/// [`ServedModel::withdraw_if_not_started`].
+fn withdraw(queue: &mut Queue, request: &Arc<Request>) -> bool {
+    let mut progress = request.progress();
+    if progress.started {
+        return false;
+    }
+    queue
+        .items
+        .retain(|item| !Arc::ptr_eq(&item.request, request));
+    if std::mem::take(&mut progress.queued) > 0 {
+        queue.requests = queue.requests.saturating_sub(1);
+    }
+    progress.reply = None;
+    true
 }
 
 /// Counts one of `request`'s texts out of the queue; returns true when it was its last (the
@@ -409,11 +415,26 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
         .collect();
     served.metrics.record_batch(&served.key.name, tokens.len());
     let padded = tokens.len() * tokens.iter().map(Vec::len).max().unwrap_or(0);
-    let working = served
-        .pool
-        .hold_working(worker.device, padded, served.working_per_token);
-    let outcome = worker.run(&served.key, &served.files, tokens).await;
-    drop(working);
+    let outcome =
+        match served
+            .pool
+            .try_hold_working(worker.device, padded, served.working_per_token)
+        {
+            Ok(working) => {
+                let outcome = worker.run(&served.key, &served.files, tokens).await;
+                drop(working);
+                outcome
+            }
+            Err(budget) => Err(HostError::OutOfMemory {
+                name: served.key.name.clone(),
+                needed: mib((padded as u64).saturating_mul(served.working_per_token)),
+                free: format!(
+                    "{}: a budget of {} for one batch",
+                    worker.device,
+                    mib(budget)
+                ),
+            }),
+        };
     if matches!(outcome, Err(HostError::LoadFailed { .. })) {
         served.placement().holders.retain(|&i| i != permit.index);
     }
@@ -444,5 +465,68 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
                 item.request.fail(error.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue holding one request of `texts` texts, as `run` enqueues it.
+    fn queued(
+        texts: usize,
+    ) -> (
+        Queue,
+        Arc<Request>,
+        oneshot::Receiver<Result<Served, HostError>>,
+    ) {
+        let (reply, answer) = oneshot::channel();
+        let request = Arc::new(Request {
+            enqueued: Instant::now(),
+            batch_size: 8,
+            progress: Mutex::new(Progress {
+                results: vec![None; texts],
+                remaining: texts,
+                queued: texts,
+                started: false,
+                workers: Vec::new(),
+                reply: Some(reply),
+            }),
+        });
+        let items = (0..texts)
+            .map(|index| Item {
+                request: request.clone(),
+                index,
+                tokens: vec![1],
+            })
+            .collect();
+        (Queue { items, requests: 1 }, request, answer)
+    }
+
+    #[test]
+    fn a_request_expired_by_the_scheduler_and_withdrawn_by_its_caller_leaves_once() {
+        let (mut queue, request, _answer) = queued(3);
+        // The scheduler expires it: its texts leave, the last one counts the request out.
+        queue.items.clear();
+        let last: Vec<bool> = (0..3).map(|_| leave_queue(&request, &mut queue)).collect();
+        assert_eq!(last, [false, false, true]);
+        assert_eq!(queue.requests, 0);
+        // Its caller's own timeout fires too: nothing is counted out twice.
+        assert!(withdraw(&mut queue, &request));
+        assert_eq!(queue.requests, 0);
+        assert!(!leave_queue(&request, &mut queue));
+        assert_eq!(queue.requests, 0);
+    }
+
+    #[test]
+    fn a_withdrawn_request_leaves_the_queue_and_its_count() {
+        let (mut queue, request, _answer) = queued(2);
+        assert!(withdraw(&mut queue, &request));
+        assert!(queue.items.is_empty());
+        assert_eq!(queue.requests, 0);
+        let (mut queue, request, _answer) = queued(2);
+        request.progress().started = true;
+        assert!(!withdraw(&mut queue, &request));
+        assert_eq!(queue.requests, 1);
     }
 }

@@ -1,8 +1,9 @@
 //! http-faults: a test HTTP module that misbehaves on request. `initialize` registers
-//! all-MiniLM-L6-v2 as `minilm` (or, when its settings contain `block-initialize`, blocks in
-//! `poll` for a day instead); `GET /ok` embeds one text and answers 200, `/trap` panics,
-//! `/spin` loops forever, `/allocate` grows memory until it fails, `/block` blocks in `poll`
-//! for a day without using CPU, and `/stream` answers 200 and then writes an endless body.
+//! all-MiniLM-L6-v2 as `minilm` (when its settings contain `block-initialize` it blocks in `poll`
+//! for a day instead; with `block-cleanup`, `cleanup` does). `GET /ok` embeds one text and answers
+//! 200, `/trap` panics, `/spin` loops forever, `/allocate` grows memory until it fails, `/block`
+//! blocks in `poll` for a day without using CPU, and `/stream` answers 200 and then writes an
+//! endless body.
 
 use modelhost_guest::{ModelRequirement, generate_embeddings, register_model};
 
@@ -27,10 +28,16 @@ use bindings::wasi::http::types::{
 
 struct Faults;
 
+/// Whether `cleanup` blocks (set by `initialize`; the module's main instance runs both).
+static BLOCK_CLEANUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl lifecycle::Guest for Faults {
     fn initialize(settings: String) -> Result<(), lifecycle::Error> {
         if settings.contains("block-initialize") {
             block_for_a_day();
+        }
+        if settings.contains("block-cleanup") {
+            BLOCK_CLEANUP.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         let minilm = ModelRequirement::embedding("sentence-transformers/all-MiniLM-L6-v2", 384);
         register_model("minilm", &minilm)?;
@@ -38,6 +45,9 @@ impl lifecycle::Guest for Faults {
     }
 
     fn cleanup() {
+        if BLOCK_CLEANUP.load(std::sync::atomic::Ordering::Relaxed) {
+            block_for_a_day();
+        }
         modelhost_guest::release_all();
     }
 }
