@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::backends::CandleBackend;
 use crate::config::{DEFAULT_CONFIG, HostConfig};
 use crate::device::SystemDevices;
-use crate::download::{Downloader, FileProgress, HubSettings};
+use crate::download::{Downloader, FileProgress};
 use crate::manager::ModelManager;
 use crate::runtime::{ModuleOptions, Runtime, Stdio};
 use crate::serve::{HostStatus, Server};
@@ -274,7 +274,7 @@ async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCod
 fn pull(config: &HostConfig, model: &str, weights_file: Option<&str>) -> anyhow::Result<ExitCode> {
     let (name, revision) = model.split_once('@').unwrap_or((model, "main"));
     let store = config.model_store();
-    let downloader = Downloader::new(HubSettings::from_env());
+    let downloader = Downloader::new(config.hub_settings());
     let bars = indicatif::MultiProgress::new();
     let style = indicatif::ProgressStyle::with_template(
         "{msg:32!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}",

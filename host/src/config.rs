@@ -747,15 +747,19 @@ impl HostConfig {
         ModelStore::new(ModelStore::default_root(self.models.cache_dir.as_deref()))
     }
 
+    /// Where and how models are downloaded: the environment's hub and token, with
+    /// `models.max_download_gb` as the size cap.
+    pub fn hub_settings(&self) -> HubSettings {
+        let bytes = self.models.max_download_gb * (1u64 << 30) as f64;
+        HubSettings::from_env().with_max_download_bytes(bytes as u64)
+    }
+
     /// The manager settings this configuration names.
     pub fn manager_settings(&self) -> ManagerSettings {
         let pool = &self.worker_pool;
         ManagerSettings {
             idle_unload: whole_seconds(self.models.idle_unload_seconds),
-            downloads: self.models.download.then(|| {
-                let bytes = self.models.max_download_gb * (1u64 << 30) as f64;
-                HubSettings::from_env().with_max_download_bytes(bytes as u64)
-            }),
+            downloads: self.models.download.then(|| self.hub_settings()),
             pool: PoolSettings {
                 enabled: pool.enabled,
                 num_workers: pool.num_workers as usize,
