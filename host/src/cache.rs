@@ -138,7 +138,7 @@ impl EmbeddingCache {
         let hits = self.hits.load(Ordering::Relaxed);
         CacheCounts {
             hits,
-            misses: lookups - hits,
+            misses: lookups.saturating_sub(hits),
         }
     }
 

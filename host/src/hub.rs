@@ -12,6 +12,7 @@
 //! any entry (symlinks followed) lies outside the store's folder, so nothing a backend later opens
 //! through [`ModelFiles::path`] can be a file elsewhere on the machine.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::HostError;
@@ -42,10 +43,26 @@ impl ModelFiles {
         self.dir.join(file)
     }
 
-    /// Reads a file of the snapshot as text, failing with `InvalidModelFiles` if it is missing.
+    /// Reads a small file of the snapshot as text: `file` must be a relative path of plain
+    /// names (a checkpoint's own files name others, as `modules.json` does), and at most
+    /// [`MAX_TEXT_FILE_BYTES`] long. Fails with `InvalidModelFiles`.
     pub fn read_to_string(&self, file: &str) -> Result<String, HostError> {
-        std::fs::read_to_string(self.path(file))
-            .map_err(|e| self.invalid(format!("cannot read {file}: {e}")))
+        let plain = Path::new(file)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if file.is_empty() || !plain {
+            return Err(self.invalid(format!("{file:?} is not a file of the snapshot")));
+        }
+        let mut text = String::new();
+        std::fs::File::open(self.path(file))
+            .and_then(|f| f.take(MAX_TEXT_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| self.invalid(format!("cannot read {file}: {e}")))?;
+        if text.len() as u64 > MAX_TEXT_FILE_BYTES {
+            return Err(self.invalid(format!(
+                "{file} is larger than {MAX_TEXT_FILE_BYTES} bytes, the most read into memory"
+            )));
+        }
+        Ok(text)
     }
 
     /// An `InvalidModelFiles` error about this snapshot.
@@ -57,6 +74,9 @@ impl ModelFiles {
         }
     }
 }
+
+/// Largest config, tokenizer or template file read into memory.
+pub const MAX_TEXT_FILE_BYTES: u64 = 64 << 20;
 
 /// A folder of models in the Hugging Face cache layout.
 #[derive(Debug, Clone)]

@@ -75,6 +75,14 @@ impl Histogram {
     }
 }
 
+/// `key`, or `overflow(key)` when `map` has no such key and holds [`MAX_SERIES`] already.
+fn capped<K: Ord, V>(map: &BTreeMap<K, V>, key: K, overflow: impl FnOnce(K) -> K) -> K {
+    match map.contains_key(&key) || map.len() < MAX_SERIES {
+        true => key,
+        false => overflow(key),
+    }
+}
+
 fn comma(labels: &str) -> &'static str {
     if labels.is_empty() { "" } else { "," }
 }
@@ -117,14 +125,12 @@ impl Metrics {
         error: Option<&'static str>,
     ) {
         let mut recorded = self.recorded();
-        let mut key = (
-            module.to_string(),
-            model_id.unwrap_or(UNREGISTERED).to_string(),
-            operation,
+        let model = model_id.unwrap_or(UNREGISTERED).to_string();
+        let key = capped(
+            &recorded.calls,
+            (module.to_string(), model, operation),
+            |(_, _, operation)| (OTHER.to_string(), OTHER.to_string(), operation),
         );
-        if !recorded.calls.contains_key(&key) && recorded.calls.len() >= MAX_SERIES {
-            key = (OTHER.to_string(), OTHER.to_string(), operation);
-        }
         recorded
             .calls
             .entry(key.clone())
@@ -132,10 +138,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
         if let Some(code) = error {
             let (module, model, _) = key;
-            let mut key = (module, model, code);
-            if !recorded.errors.contains_key(&key) && recorded.errors.len() >= MAX_SERIES {
-                key = (OTHER.to_string(), OTHER.to_string(), code);
-            }
+            let key = capped(&recorded.errors, (module, model, code), |(_, _, code)| {
+                (OTHER.to_string(), OTHER.to_string(), code)
+            });
             *recorded.errors.entry(key).or_default() += 1;
         }
     }
@@ -143,22 +148,29 @@ impl Metrics {
     /// Records one HTTP request served by `module` with response `status`.
     pub fn record_http(&self, module: &str, status: u16, elapsed: Duration) {
         let mut recorded = self.recorded();
-        *recorded
-            .http
-            .entry((module.to_string(), status))
-            .or_default() += 1;
+        let key = capped(
+            &recorded.http,
+            (module.to_string(), status),
+            |(_, status)| (OTHER.to_string(), status),
+        );
+        *recorded.http.entry(key).or_default() += 1;
+        let module = capped(&recorded.http_latency, module.to_string(), |_| {
+            OTHER.to_string()
+        });
         recorded
             .http_latency
-            .entry(module.to_string())
+            .entry(module)
             .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS))
             .observe(elapsed.as_secs_f64());
     }
 
     /// Records one batch of `size` texts run for `model` (the model's repository name).
     pub fn record_batch(&self, model: &str, size: usize) {
-        self.recorded()
+        let mut recorded = self.recorded();
+        let model = capped(&recorded.batches, model.to_string(), |_| OTHER.to_string());
+        recorded
             .batches
-            .entry(model.to_string())
+            .entry(model)
             .or_insert_with(|| Histogram::new(&BATCH_BUCKETS))
             .observe(size as f64);
     }

@@ -286,8 +286,8 @@ fn an_initialize_that_blocks_fails_the_module_start_with_the_deadline() {
         "{reason}"
     );
     // The public listener says only that it failed; the reason is for the admin API and the log.
-    let (status, body) = host.get("/stuck/ok");
-    assert_eq!(status, 503, "{body}");
+    let (code, body) = host.get("/stuck/ok");
+    assert_eq!(code, 503, "{body}");
     assert!(!body.contains("runtime.") && !body.contains('/'), "{body}");
     assert_eq!(host.get("/faults/ok"), (200, "384".into()));
     // Its references were released; the other module's remain.

@@ -45,14 +45,20 @@ fn replace(dir: &Path, file: &str, bytes: &[u8]) {
     std::fs::write(dir.join(file), bytes).unwrap();
 }
 
+/// A copy of `source` whose JSON file `file` is rewritten by `change`.
+fn json_file(source: &str, name: &str, file: &str, change: &dyn Fn(&mut Value)) -> String {
+    install(source, name, &|dir| {
+        let mut value: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap();
+        change(&mut value);
+        replace(dir, file, value.to_string().as_bytes());
+    })
+}
+
 /// A copy of MiniLM whose `config.json` has `key` set to `value`.
 fn minilm_config(name: &str, key: &str, value: Value) -> String {
-    install(MINILM, name, &|dir| {
-        let mut config: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
-                .unwrap();
-        config[key] = value.clone();
-        replace(dir, "config.json", config.to_string().as_bytes());
+    json_file(MINILM, name, "config.json", &|config| {
+        config[key] = value.clone()
     })
 }
 
@@ -316,6 +322,49 @@ async fn hostile_checkpoints_get_typed_errors_and_the_host_serves_on() {
             "and generates within the memory budget",
             json!({"op": "generate", "id": "long", "prompt": "Hello", "options": {"max_output_length": 2}}),
             "ok",
+        ),
+        (
+            "a chat template that loops ten billion times registers",
+            register(
+                "loop",
+                json!({"model_type": "text-generation", "name": json_file(SMOLLM2, "endless-template", "tokenizer_config.json", &|config| {
+                    config["chat_template"] = json!(
+                        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+                    );
+                })}),
+            ),
+            "ok",
+        ),
+        (
+            "and its chat runs out of steps instead of holding the worker",
+            json!({"op": "chat", "id": "loop", "messages": [{"role": "user", "content": "hi"}],
+                   "options": {"max_output_length": 1}}),
+            "invalid-input|chat template",
+        ),
+        (
+            "a label of 1 KB",
+            register(
+                "long-label",
+                json!({"model_type": "classification", "name": json_file(&classifier, "long-label", "config.json", &|config| {
+                    config["id2label"]["0"] = json!("l".repeat(1024));
+                })}),
+            ),
+            "invalid-model-files|at most 256",
+        ),
+        (
+            "a modules.json naming a folder outside the snapshot",
+            register(
+                "escape",
+                embedding(&json_file(
+                    MINILM,
+                    "escaping-modules",
+                    "modules.json",
+                    &|modules| {
+                        modules[1]["path"] = json!("../../../../../../etc");
+                    },
+                )),
+            ),
+            "invalid-model-files|not a file of the snapshot",
         ),
     ];
     run_cases(

@@ -53,6 +53,8 @@ impl ChatTemplate {
             return Ok(None);
         };
         let mut environment = Environment::new();
+        // A template comes with the checkpoint: its loops are bounded in steps.
+        environment.set_fuel(Some(TEMPLATE_FUEL));
         environment
             .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         environment.add_function(
@@ -92,17 +94,50 @@ impl ChatTemplate {
             .environment
             .get_template("chat")
             .expect("added at read");
+        let mut prompt = CappedText::default();
         template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => true,
-                bos_token => self.bos_token,
-                eos_token => self.eos_token,
-            })
+            .render_captured_to(
+                context! {
+                    messages => messages,
+                    add_generation_prompt => true,
+                    bos_token => self.bos_token,
+                    eos_token => self.eos_token,
+                },
+                &mut prompt,
+            )
             .map_err(|e| {
                 HostError::InvalidInput(format!(
                     "the model's chat template rejects these messages: {e}"
                 ))
-            })
+            })?;
+        String::from_utf8(prompt.0).map_err(|_| {
+            HostError::InvalidInput("the model's chat template wrote invalid UTF-8".into())
+        })
+    }
+}
+
+/// Template steps one render may take (a chat of thousands of messages takes far fewer).
+const TEMPLATE_FUEL: u64 = 10_000_000;
+
+/// Most bytes a rendered chat prompt may have.
+const MAX_RENDERED_BYTES: usize = 32 << 20;
+
+/// The rendered prompt, refused as soon as it grows past [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct CappedText(Vec<u8>);
+
+impl std::io::Write for CappedText {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the rendered prompt exceeds {MAX_RENDERED_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -28,8 +28,9 @@ pub const MAX_ENCODER_INPUT: usize = 8192;
 pub const MAX_LABELS: usize = 1 << 16;
 /// Most tensors in one weights file.
 pub const MAX_TENSORS: usize = 1 << 16;
-/// Largest config or tokenizer file read into memory.
-pub const MAX_TEXT_FILE_BYTES: u64 = 64 << 20;
+pub use crate::hub::MAX_TEXT_FILE_BYTES;
+/// Longest label of a classifier.
+pub const MAX_LABEL_BYTES: usize = 256;
 
 /// `value` of `key`, checked to be in `1..=max`.
 pub fn positive(

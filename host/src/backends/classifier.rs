@@ -20,7 +20,7 @@ use crate::hub::ModelFiles;
 use crate::kernels::{PackedLinear, WeightFormat};
 use crate::requirement::ModelType;
 
-use super::checkpoint_bounds::MAX_LABELS;
+use super::checkpoint_bounds::{MAX_LABEL_BYTES, MAX_LABELS};
 
 const SUPPORTED: &str = "BertForSequenceClassification, DistilBertForSequenceClassification";
 const WEIGHTS_FILE: &str = "model.safetensors";
@@ -67,6 +67,12 @@ impl ClassifierConfig {
         for (i, (id, label)) in numeric_order(&fields.id2label).into_iter().enumerate() {
             if id != i {
                 return Err(files.invalid(format!("config.json id2label has no label {i}")));
+            }
+            if label.len() > MAX_LABEL_BYTES {
+                return Err(files.invalid(format!(
+                    "config.json id2label: label {i} has {} bytes; at most {MAX_LABEL_BYTES}",
+                    label.len()
+                )));
             }
             labels.push(label.clone());
         }

@@ -114,6 +114,9 @@ pub trait Decoder {
     fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor>;
 }
 
+/// Most prompt tokens run through a decoder in one step.
+pub const PREFILL_CHUNK: usize = 512;
+
 /// Runs the decoding loop: `prompt` (token ids) through `decoder`, then one token at a time.
 pub fn decode_loop(
     decoder: &mut dyn Decoder,
@@ -128,7 +131,14 @@ pub fn decode_loop(
         LogitsProcessor::from_sampling(request.sampling.seed, sampling(&request.sampling));
     let mut text = StreamedText::new(tokenizer, &request.stop);
     let mut context: Vec<u32> = prompt.to_vec();
-    let mut logits = decoder.next_logits(prompt).map_err(failed)?;
+    // The prompt goes through in chunks: prefill attention grows with the chunk times the
+    // context, so a long prompt costs what its chunks do, not the square of its length.
+    let mut logits = decoder
+        .next_logits(&prompt[..prompt.len().min(PREFILL_CHUNK)])
+        .map_err(failed)?;
+    for chunk in prompt.chunks(PREFILL_CHUNK).skip(1) {
+        logits = decoder.next_logits(chunk).map_err(failed)?;
+    }
     let mut finish = FinishReason::Length;
     let mut generated = 0;
     while generated < request.max_new_tokens {

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::checkpoint_bounds::{MAX_TENSORS, elements};
+use super::generation::PREFILL_CHUNK;
 use crate::memory::MemoryEstimate;
 
 /// Texts in the batch the working-memory estimate of an encoder assumes.
@@ -163,7 +164,9 @@ pub fn decoder(shape: &DecoderShape) -> MemoryEstimate {
     let parameters = shape.vocab * shape.hidden + shape.layers * per_layer + shape.hidden;
     // The rotary table: a cosine and a sine per position and frequency, built at load.
     let rotary = shape.context * head_width * 4;
-    let per_token = 2 * shape.layers * kv_width * 4;
+    // Per token of context: its keys and values in every layer, and the attention scores of a
+    // prefill chunk against it in every head.
+    let per_token = 2 * shape.layers * kv_width * 4 + PREFILL_CHUNK as u64 * shape.heads * 4;
     MemoryEstimate {
         weights: parameters * 4 + rotary,
         working: per_token * shape.context,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::bert::{architecture, load_tokenizer, require_safetensors, truncating_tokenizer};
+use super::checkpoint_bounds::MAX_ENCODER_INPUT;
 use super::generation::{
     Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
 };
@@ -45,7 +46,8 @@ fn read_config(files: &ModelFiles) -> Result<(T5Config, String), HostError> {
     Ok((config, name))
 }
 
-/// `model_max_length` of `tokenizer_config.json`, capped at a sane size.
+/// `model_max_length` of `tokenizer_config.json`, capped at [`MAX_ENCODER_INPUT`] (T5's
+/// attention and position buckets grow with the square of the input).
 fn max_input_length(files: &ModelFiles) -> u32 {
     #[derive(Deserialize)]
     struct TokenizerConfig {
@@ -58,24 +60,26 @@ fn max_input_length(files: &ModelFiles) -> u32 {
         .and_then(|c| c.model_max_length)
         .filter(|n| (1.0..1e6).contains(n))
         .map_or(DEFAULT_MAX_INPUT, |n| n as u32)
+        .min(MAX_ENCODER_INPUT as u32)
 }
 
 /// Verifies a T5 checkpoint and loads its tokenizer.
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
-    let (_, name) = read_config(files)?;
+    let (config, name) = read_config(files)?;
     let tokenizer = load_tokenizer(files)?;
     let weights = require_safetensors(files)?;
     let max_input = max_input_length(files);
+    let per_token = config.working_bytes_per_token(max_input as usize);
     let info = ModelInfo {
         architecture: name,
         dimension: None,
         max_input_length: max_input,
         head: "t5".into(),
         labels: Vec::new(),
-        // Generation state is small next to the weights; only the weights are estimated.
         memory: MemoryEstimate {
             weights,
-            ..MemoryEstimate::default()
+            working: per_token * u64::from(max_input),
+            per_token,
         },
     };
     Ok(Inspection {

@@ -92,6 +92,17 @@ impl T5Config {
         Ok(())
     }
 
+    /// Working memory per input token at inputs of up to `max_input` tokens: the attention
+    /// scores and position biases of every head against the whole input, the feed-forward and
+    /// the projections.
+    pub fn working_bytes_per_token(&self, max_input: usize) -> u64 {
+        let heads = self.num_heads as u64;
+        let per_token = 2 * heads * max_input as u64
+            + self.d_ff as u64
+            + 6 * (self.num_heads * self.d_kv).max(self.d_model) as u64;
+        per_token * 4
+    }
+
     /// The token the decoder starts from.
     pub fn decoder_start(&self) -> u32 {
         self.decoder_start_token_id.unwrap_or(self.pad_token_id)

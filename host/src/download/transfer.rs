@@ -218,6 +218,13 @@ impl Client {
         let mut target = Url::parse(url).map_err(TransferError::Unsafe)?;
         for hop in 0..=MAX_REDIRECTS {
             target.check_allowed().map_err(TransferError::Unsafe)?;
+            // A hub may not send us to this machine: loopback is for loopback mirrors only.
+            if target.is_loopback() && !self.endpoint.is_loopback() {
+                return Err(TransferError::Unsafe(format!(
+                    "a redirect from {} to this machine ({target})",
+                    self.endpoint
+                )));
+            }
             let mut request = self.agent.get(&target.to_string());
             if target.origin() == self.endpoint.origin()
                 && let Some(token) = &self.token
@@ -250,7 +257,9 @@ impl Client {
                 .join(location)
                 .map_err(|e| TransferError::Unsafe(format!("a redirect to {e}")))?;
         }
-        unreachable!("the last hop returns")
+        Err(TransferError::Unsafe(format!(
+            "more than {MAX_REDIRECTS} redirects from {url}"
+        )))
     }
 
     /// GETs `url` and reads the whole body, at most `limit` bytes.

@@ -298,6 +298,16 @@ impl ModelManager {
         self.limits(module)
             .check_input(texts.len(), texts.iter().map(String::len).sum())?;
         let (requirement, weights) = self.lookup(module, model_id, &[ModelType::Classification])?;
+        // Every text gets a score per label: the answer grows with both.
+        let scores = texts.len().saturating_mul(weights.info.labels.len());
+        if scores > MAX_SCORES_PER_CALL {
+            return Err(HostError::LimitExceeded(format!(
+                "{} texts x {} labels is {scores} scores; one call may ask for at most \
+                 {MAX_SCORES_PER_CALL}: split the call",
+                texts.len(),
+                weights.info.labels.len()
+            )));
+        }
         let (scores, workers) = match texts.is_empty() {
             true => (Vec::new(), Vec::new()),
             false => {
@@ -685,6 +695,9 @@ fn log_progress(name: &str) -> impl FnMut(FileProgress) + '_ {
         FileProgress::Advanced { .. } | FileProgress::Done { .. } => {}
     }
 }
+
+/// Most label scores one classification call may return.
+const MAX_SCORES_PER_CALL: usize = 1 << 20;
 
 /// Longest chat role, in bytes.
 const MAX_ROLE_BYTES: usize = 32;
