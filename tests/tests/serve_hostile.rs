@@ -222,7 +222,11 @@ fn a_handler_that_blocks_forever_hits_the_request_deadline() {
     assert_eq!(host.get("/faults/ok"), (200, "384".into()));
     // Before the response: 504.
     let started = Instant::now();
-    let (status, body) = host.get("/faults/block");
+    let (status, body) = reply(
+        ureq::get(&host.url("/faults/block"))
+            .timeout(Duration::from_secs(30))
+            .call(),
+    );
     let elapsed = started.elapsed();
     assert_eq!(status, 504, "{body}");
     let error = json(&body);
@@ -275,9 +279,22 @@ fn an_initialize_that_blocks_fails_the_module_start_with_the_deadline() {
     };
     // Optional: reported as failed; the others serve.
     let modules = format!("{stuck}required = false\n{}", faults("faults", ""));
+    let host = Served::start_with(
+        MODELHOST,
+        dir.path(),
+        &dir.path().join("compiled"),
+        &modules,
+        options,
+    );
     let started = Instant::now();
-    let host = start(dir.path(), &modules, options);
-    assert!(started.elapsed() < Duration::from_secs(60));
+    while host.get("/readyz").0 != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the start did not end: {}",
+            host.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let status = host.status();
     assert_eq!(status["modules"][0]["state"], "failed", "{status}");
     let reason = status["modules"][0]["reason"].as_str().unwrap();
