@@ -1,5 +1,5 @@
 //! Attacks on the host's memory, measured in the process's resident set: a guest naming
-//! thousands of long model ids, a guest embedding many long texts with the cache on, and a
+//! thousands of long model ids, many long texts embedded with the cache on, and a
 //! checkpoint declaring two billion positions. Each stays within a stated bound, and the host
 //! serves a good request afterwards. Alone in its test binary, so no other test allocates
 //! meanwhile; with the allocator the `modelhost` binary uses.
@@ -8,6 +8,8 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use modelhost::limits::ModuleLimits;
+use modelhost::registry::ModuleId;
+use modelhost::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::{MINILM, SMOLLM2, code, link_or_copy, model_store, probe, real_runtime};
 use serde_json::{Value, json};
 
@@ -62,47 +64,70 @@ async fn hostile_ids_texts_and_contexts_stay_within_memory_bounds() {
     let good = json!({"op": "embed", "id": "good", "texts": ["still serving"]});
     let minilm = register("good", json!({"model_type": "embedding", "name": MINILM}));
 
-    // Warm up: the model loaded, the allocator's pools filled by one of each call.
-    let warm = [
-        minilm.clone(),
-        json!({"op": "embed_many_ids", "count": 10, "id_bytes": 64 << 10}),
-        json!({"op": "embed_long_texts", "id": "good", "count": 2, "text_bytes": 1 << 20}),
-    ];
-    let (replies, _) = probe(&runtime, "warm", "", &warm).await.unwrap();
-    assert!(replies.iter().all(|r| code(r) == "ok"), "{replies:?}");
+    let manager = runtime.manager();
+    let module = ModuleId::new("texts");
+    let requirement = ModelRequirement::new(ModelType::Embedding, MINILM);
+    manager
+        .register(&module, "texts", requirement)
+        .await
+        .unwrap();
+    let text = |i: usize| format!("{i} {}", "word ".repeat((1 << 20) / 5));
+    let ids = |first: usize| {
+        [
+            minilm.clone(),
+            json!({"op": "embed_many_ids", "count": 2000, "id_bytes": 64 << 10, "first": first}),
+            good.clone(),
+        ]
+    };
 
-    // 2,000 calls under unregistered 64 KB ids: 128 MB of ids; they were kept as metric labels.
-    let before = resident_bytes();
-    let ids = [
-        minilm.clone(),
-        json!({"op": "embed_many_ids", "count": 2000, "id_bytes": 64 << 10}),
-        good.clone(),
-    ];
-    let (replies, _) = probe(&runtime, "ids", "", &ids).await.unwrap();
-    assert_eq!(replies[1]["ok"], json!({"invalid-input": 2000}));
-    assert_eq!(code(&replies[2]), "ok");
-    let grown = resident_bytes().saturating_sub(before);
-    println!(
-        "2000 calls with 64 KB ids: resident memory grew {} MiB",
-        grown / MIB
-    );
-    assert!(grown < 32 * MIB, "grew {} MiB", grown / MIB);
+    // Each attack runs twice, the second time on other ids and texts. The first round grows
+    // what the allocator and the guests keep of transient memory (it is not all given back to
+    // the system); the second round's growth is what the host keeps.
+    for round in 0..2 {
+        // 2,000 calls under unregistered 64 KB ids: 128 MB of ids, which were kept as metric
+        // labels.
+        let before = resident_bytes();
+        let (replies, _) = probe(&runtime, "ids", "", &ids(round * 2000))
+            .await
+            .unwrap();
+        assert_eq!(replies[1]["ok"], json!({"invalid-input": 2000}));
+        assert_eq!(code(&replies[2]), "ok");
+        let ids_grown = resident_bytes().saturating_sub(before);
 
-    // 100 embeddings of distinct 1 MB texts with the cache on: the cache keeps hashes.
-    let before = resident_bytes();
-    let texts = [
-        minilm.clone(),
-        json!({"op": "embed_long_texts", "id": "good", "count": 100, "text_bytes": 1 << 20}),
-        good.clone(),
-    ];
-    let (replies, _) = probe(&runtime, "texts", "", &texts).await.unwrap();
-    assert!(replies.iter().all(|r| code(r) == "ok"), "{replies:?}");
-    let grown = resident_bytes().saturating_sub(before);
-    println!(
-        "100 cached 1 MB texts: resident memory grew {} MiB",
-        grown / MIB
+        // 100 embeddings of distinct 1 MB texts with the cache on, which kept each text in its
+        // key. Called on the manager, as the host serves a module's call, so that what a guest's
+        // own memory does with its texts is not counted.
+        let before = resident_bytes();
+        for i in 0..100 {
+            let embedded = manager
+                .embed(&module, "texts", vec![text(round * 100 + i)])
+                .await
+                .unwrap();
+            assert!(!embedded.cached);
+        }
+        let texts_grown = resident_bytes().saturating_sub(before);
+        println!(
+            "round {round}: 2000 calls with 64 KB ids grew resident memory {} MiB, \
+             100 cached 1 MB texts {} MiB",
+            ids_grown / MIB,
+            texts_grown / MIB
+        );
+        if round == 1 {
+            assert!(ids_grown < 32 * MIB, "ids grew {} MiB", ids_grown / MIB);
+            assert!(
+                texts_grown < 32 * MIB,
+                "texts grew {} MiB",
+                texts_grown / MIB
+            );
+        }
+    }
+    assert!(
+        manager
+            .embed(&module, "texts", vec![text(150)])
+            .await
+            .unwrap()
+            .cached
     );
-    assert!(grown < 48 * MIB, "grew {} MiB", grown / MIB);
 
     // A checkpoint declaring two billion positions: the context is capped, the rotary table and
     // KV cache sized by the cap, and accounted before they are made.

@@ -13,9 +13,10 @@
 //! Faults and sandbox checks: `{"op": "spin"}` (loops forever), `{"op": "allocate", "mb": N}`
 //! (grows memory by N MiB, 1 MiB at a time), `{"op": "register_many", "count": N,
 //! "requirement": REQUIREMENT}` (ids `m0`..), `{"op": "embed_many_ids", "count": N,
-//! "id_bytes": B}` (embeds under N unregistered ids of B bytes; counts the codes),
-//! `{"op": "embed_long_texts", "id": ID, "count": N, "text_bytes": B}` (N calls of one distinct
-//! B-byte text each), `{"op": "env"}` (the variables it sees),
+//! "id_bytes": B, "first": F}` (embeds under N unregistered ids of B bytes, numbered from F;
+//! counts the codes),
+//! `{"op": "embed_long_texts", "id": ID, "count": N, "text_bytes": B, "first": F}` (N calls of
+//! one distinct B-byte text each, numbered from F), `{"op": "env"}` (the variables it sees),
 //! `{"op": "read_file", "path": PATH}`, `{"op": "connect", "address": "HOST:PORT"}`.
 
 use std::collections::BTreeMap;
@@ -115,11 +116,15 @@ enum Command {
     EmbedManyIds {
         count: usize,
         id_bytes: usize,
+        #[serde(default)]
+        first: usize,
     },
     EmbedLongTexts {
         id: String,
         count: usize,
         text_bytes: usize,
+        #[serde(default)]
+        first: usize,
     },
     Env,
     ReadFile {
@@ -235,9 +240,13 @@ fn execute(command: Command) -> Result<Value, Error> {
             }
             json!({ "registered": count })
         }
-        Command::EmbedManyIds { count, id_bytes } => {
+        Command::EmbedManyIds {
+            count,
+            id_bytes,
+            first,
+        } => {
             let mut codes = BTreeMap::<String, usize>::new();
-            for i in 0..count {
+            for i in first..first + count {
                 let id = format!("{i}-{}", "x".repeat(id_bytes));
                 let code = match modelhost_guest::generate_embeddings(&id, &["x".to_string()]) {
                     Ok(_) => "ok".to_string(),
@@ -251,8 +260,9 @@ fn execute(command: Command) -> Result<Value, Error> {
             id,
             count,
             text_bytes,
+            first,
         } => {
-            for i in 0..count {
+            for i in first..first + count {
                 let text = format!("{i} {}", "word ".repeat(text_bytes / 5));
                 modelhost_guest::generate_embeddings(&id, &[text])?;
             }
