@@ -80,10 +80,13 @@ async fn hostile_ids_texts_and_contexts_stay_within_memory_bounds() {
         ]
     };
 
-    // Each attack runs twice, the second time on other ids and texts. The first round grows
-    // what the allocator and the guests keep of transient memory (it is not all given back to
-    // the system); the second round's growth is what the host keeps.
-    for round in 0..2 {
+    // Each attack runs three times, on other ids and texts each time. The resident set also
+    // holds transient memory the allocator has not given back to the system yet, which comes
+    // and goes from round to round; memory the host kept per id or text would grow every round
+    // by at least the attack's size (128 MiB of ids, 100 MiB of text). So after the first
+    // round, the smallest growth of a round is what the host keeps.
+    let (mut ids_kept, mut texts_kept) = (u64::MAX, u64::MAX);
+    for round in 0..3 {
         // 2,000 calls under unregistered 64 KB ids: 128 MB of ids, which were kept as metric
         // labels.
         let before = resident_bytes();
@@ -112,15 +115,13 @@ async fn hostile_ids_texts_and_contexts_stay_within_memory_bounds() {
             ids_grown / MIB,
             texts_grown / MIB
         );
-        if round == 1 {
-            assert!(ids_grown < 32 * MIB, "ids grew {} MiB", ids_grown / MIB);
-            assert!(
-                texts_grown < 32 * MIB,
-                "texts grew {} MiB",
-                texts_grown / MIB
-            );
+        if round > 0 {
+            ids_kept = ids_kept.min(ids_grown);
+            texts_kept = texts_kept.min(texts_grown);
         }
     }
+    assert!(ids_kept < 32 * MIB, "ids kept {} MiB", ids_kept / MIB);
+    assert!(texts_kept < 32 * MIB, "texts kept {} MiB", texts_kept / MIB);
     assert!(
         manager
             .embed(&module, "texts", vec![text(150)])
