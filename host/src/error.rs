@@ -261,3 +261,12 @@ pub enum HostError {
     #[error("internal host error: {0}")]
     Internal(String),
 }
+
+/// The text of a panic's payload (a `&str` or a `String`), for the error a caught panic becomes.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::checkpoint_bounds::{
     MAX_ENCODER_INPUT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
-    MAX_WIDTH, finite_positive, heads, positive, text_file,
+    MAX_WIDTH, finite_positive, heads, positive,
 };
 use crate::error::HostError;
 use crate::hub::ModelFiles;
@@ -99,7 +99,6 @@ fn bert_eps() -> f64 {
 impl EncoderConfig {
     /// Reads `config.json` as `family` describes it.
     pub fn read(files: &ModelFiles, family: Family) -> Result<Self, HostError> {
-        text_file(files, "config.json")?;
         let text = files.read_to_string("config.json")?;
         let invalid = |e: serde_json::Error| {
             files.invalid(format!("config.json is not a valid {family:?} config: {e}"))

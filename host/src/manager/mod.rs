@@ -13,7 +13,7 @@ use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings}
 use crate::cache::{CacheSettings, Embedded, EmbeddingCache};
 use crate::device::DeviceInventory;
 use crate::download::{Downloader, FileProgress, HubSettings};
-use crate::error::HostError;
+use crate::error::{HostError, panic_message};
 use crate::hub::ModelStore;
 use crate::limits::{ModuleLimits, check_model_id};
 use crate::metrics::Metrics;
@@ -737,21 +737,12 @@ async fn run_blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(outcome) => outcome,
         Err(error) => match error.try_into_panic() {
-            Ok(payload) => Err(failed(panic_text(payload.as_ref()))),
+            Ok(payload) => Err(failed(panic_message(payload.as_ref()).to_string())),
             Err(error) => Err(HostError::Internal(format!(
                 "blocking task failed: {error}"
             ))),
         },
     }
-}
-
-/// The text of a panic's payload.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into())
 }
 
 /// Unloads idle weights periodically for as long as the manager exists.

@@ -1,7 +1,6 @@
 //! One worker: a dedicated thread that owns a device and the models loaded on it, fed jobs by a
 //! channel, so inference never runs on the async runtime (as TEI's backend thread).
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,7 +11,7 @@ use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 use crate::backends::{GenerationRequest, GenerationSummary, LoadedModel, ModelBackend};
 use crate::device::ComputeDevice;
-use crate::error::HostError;
+use crate::error::{HostError, panic_message};
 use crate::hub::ModelFiles;
 use crate::registry::WeightsKey;
 
@@ -57,7 +56,6 @@ pub struct Worker {
     busy: AtomicUsize,
     loaded: Arc<AtomicUsize>,
     busy_micros: Arc<AtomicU64>,
-    restarts: AtomicU64,
 }
 
 impl Worker {
@@ -78,7 +76,6 @@ impl Worker {
             busy: AtomicUsize::new(0),
             loaded,
             busy_micros,
-            restarts: AtomicU64::new(0),
         })
     }
 
@@ -95,11 +92,6 @@ impl Worker {
     /// Seconds this worker's thread has spent running jobs.
     pub fn busy_seconds(&self) -> f64 {
         self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6
-    }
-
-    /// How many times the worker's thread died and was replaced.
-    pub fn restarts(&self) -> u64 {
-        self.restarts.load(Ordering::Relaxed)
     }
 
     pub(super) fn begin(&self) {
@@ -170,7 +162,6 @@ impl Worker {
         let Err(mpsc::SendError(job)) = jobs.send(job) else {
             return;
         };
-        self.restarts.fetch_add(1, Ordering::Relaxed);
         self.loaded.store(0, Ordering::SeqCst);
         tracing::error!(worker = %self.id, "worker thread died; starting a new one");
         match start_thread(
@@ -303,7 +294,7 @@ impl WorkerThread {
     ) -> Result<T, HostError> {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| work(self)));
         let outcome = outcome.unwrap_or_else(|payload| {
-            let reason = panic_message(&payload).to_string();
+            let reason = panic_message(payload.as_ref()).to_string();
             tracing::error!(worker = %self.id, model = %key.name, %reason, "model panicked");
             Err(match stage {
                 Stage::Load => HostError::LoadFailed {
@@ -363,13 +354,4 @@ fn out_of_memory(error: HostError, device: ComputeDevice) -> HostError {
 /// The error for a job that does not fit the loaded model's kind.
 fn not_a(key: &WeightsKey, kind: &str) -> HostError {
     HostError::Internal(format!("model '{}' is not a {kind} model", key.name))
-}
-
-/// The text of a panic's payload.
-fn panic_message(payload: &Box<dyn Any + Send>) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }
