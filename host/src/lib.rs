@@ -29,24 +29,14 @@
 //! # Ok(()) }
 //! ```
 
+// The layers, each importing only the ones listed before it (see ARCHITECTURE.md).
 pub mod backends;
-mod bindings;
-pub mod cache;
 pub mod cli;
-pub mod config;
-pub mod device;
-pub mod download;
-pub mod error;
-pub mod hub;
+pub mod engine;
 mod kernels;
-pub mod limits;
 pub mod manager;
-pub mod memory;
-pub mod metrics;
-pub mod registry;
-pub mod requirement;
-pub mod results;
 pub mod runtime;
 pub mod serve;
-pub mod status_table;
-pub mod workers;
+pub mod store;
+pub mod types;
+pub mod wit_host;

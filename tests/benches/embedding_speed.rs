@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use modelhost::backends::{CandleBackend, LoadedModel, ModelBackend, SequenceModel, TextEncoder};
-use modelhost::device::ComputeDevice;
-use modelhost::requirement::{ModelType, Precision};
+use modelhost::engine::device::ComputeDevice;
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime, Stdio};
+use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::{MINILM, guests, model_store, runtime_with, test_settings};
 use serde_json::{Value, json};
 

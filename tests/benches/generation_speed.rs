@@ -15,8 +15,8 @@ use std::io::BufRead;
 use std::time::Instant;
 
 use modelhost::backends::{LlamaGenerator, TextGenerator};
-use modelhost::device::ComputeDevice;
-use modelhost::requirement::Precision;
+use modelhost::engine::device::ComputeDevice;
+use modelhost::types::requirement::Precision;
 use modelhost_tests::{SMOLLM2, greedy_request, model_store};
 use serde_json::json;
 

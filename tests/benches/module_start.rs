@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use modelhost::config::RuntimeConfig;
+use modelhost::cli::config::RuntimeConfig;
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime};
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{guests, manager, repo_root, test_settings};
@@ -18,7 +18,7 @@ use modelhost_tests::{guests, manager, repo_root, test_settings};
 fn runtime(cache: &Path) -> Runtime {
     let manager = manager(
         Arc::new(FakeBackend::default()),
-        &modelhost::device::SystemDevices,
+        &modelhost::engine::device::SystemDevices,
         test_settings(Duration::from_secs(300)),
     );
     let config = RuntimeConfig {

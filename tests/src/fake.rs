@@ -9,11 +9,11 @@ use std::time::Duration;
 use modelhost::backends::{
     Inspection, LoadedModel, ModelBackend, ModelInfo, SequenceModel, TextEncoder,
 };
-use modelhost::device::{ComputeDevice, DeviceInventory};
-use modelhost::error::HostError;
-use modelhost::hub::ModelFiles;
-use modelhost::memory::MemoryEstimate;
-use modelhost::requirement::{ModelType, Precision};
+use modelhost::engine::device::{ComputeDevice, DeviceInventory};
+use modelhost::store::local::ModelFiles;
+use modelhost::types::MemoryEstimate;
+use modelhost::types::error::HostError;
+use modelhost::types::requirement::{ModelType, Precision};
 
 /// A text that makes the fake model panic.
 pub const PANIC_TEXT: &str = "panic!";

@@ -9,12 +9,12 @@ use modelhost::backends::{
     CandleBackend, GenerationRequest, GenerationSummary, ModelBackend, Prompt, SamplingSettings,
     TextGenerator,
 };
-use modelhost::config::{HostConfig, RuntimeConfig};
-use modelhost::device::{DeviceInventory, SystemDevices};
-use modelhost::hub::ModelStore;
-use modelhost::limits::ModuleLimits;
+use modelhost::cli::config::{HostConfig, RuntimeConfig};
+use modelhost::engine::device::{DeviceInventory, SystemDevices};
+use modelhost::manager::limits::ModuleLimits;
 use modelhost::manager::{ManagerSettings, ModelManager};
 use modelhost::runtime::{ModuleInstance, ModuleOptions, Runtime, Stdio};
+use modelhost::store::local::ModelStore;
 use serde_json::Value;
 
 pub mod fake;

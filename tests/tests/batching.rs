@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use modelhost::backends::CandleBackend;
-use modelhost::results::ServiceStatus;
+use modelhost::types::results::ServiceStatus;
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{
     MINILM, code, max_abs_diff, probe, reference_embeddings, runtime_with, test_settings,

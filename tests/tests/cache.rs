@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use modelhost::manager::{ManagerSettings, ModelManager};
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{ModelRequirement, ModelType};
+use modelhost::types::ModuleId;
+use modelhost::types::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::fake::{FakeBackend, SimulatedDevices, fake_vector};
 use modelhost_tests::{MINILM, test_settings};
 

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use modelhost::download::{Downloader, FileProgress, HubSettings};
-use modelhost::error::HostError;
-use modelhost::hub::ModelStore;
+use modelhost::store::hub::{Downloader, FileProgress, HubSettings};
+use modelhost::store::local::ModelStore;
+use modelhost::types::error::HostError;
 use modelhost_tests::fixtures;
 use modelhost_tests::hub_emulator::{COMMIT, HubConfig, HubEmulator};
 
@@ -37,7 +37,7 @@ fn downloader(endpoint: &str, token: Option<&str>, offline: bool) -> Downloader 
 fn pull(
     downloader: &Downloader,
     store: &ModelStore,
-) -> Result<modelhost::hub::ModelFiles, HostError> {
+) -> Result<modelhost::store::local::ModelFiles, HostError> {
     downloader.pull(store, REPO, "main", None, &mut |_| {})
 }
 
@@ -272,8 +272,8 @@ fn modelhost_pull_downloads_ahead_with_a_summary() {
 #[tokio::test(flavor = "multi_thread")]
 async fn registration_downloads_missing_models() {
     use modelhost::backends::CandleBackend;
-    use modelhost::config::RuntimeConfig;
-    use modelhost::device::SystemDevices;
+    use modelhost::cli::config::RuntimeConfig;
+    use modelhost::engine::device::SystemDevices;
     use modelhost::manager::ModelManager;
     use modelhost::runtime::Runtime;
     use modelhost_tests::{code, probe, test_settings};

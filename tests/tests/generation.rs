@@ -3,11 +3,10 @@
 //! greedy tokens and the first step's top token from the backend; text, streaming, seeds, stop
 //! sequences, chat templates and bad input through a real guest.
 
-use modelhost::backends::{
-    CandleBackend, FinishReason, LlamaGenerator, ModelBackend, Prompt, TextGenerator,
-};
-use modelhost::device::ComputeDevice;
-use modelhost::requirement::{ModelType, Precision};
+use modelhost::backends::{CandleBackend, LlamaGenerator, ModelBackend, Prompt, TextGenerator};
+use modelhost::engine::device::ComputeDevice;
+use modelhost::types::FinishReason;
+use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::{
     SMOLLM2, code, fixtures, generate_collecting, greedy_request, model_store, probe, real_runtime,
 };
@@ -235,7 +234,7 @@ fn fast_precision_keeps_the_first_steps() {
 fn safetensors_checkpoints_generate_the_same_text() {
     use candle_core::quantized::gguf_file;
     use candle_core::{Device, Tensor};
-    use modelhost::hub::ModelStore;
+    use modelhost::store::local::ModelStore;
 
     let gguf_files = model_store().resolve(SMOLLM2, "main").unwrap();
     let gguf_path = std::fs::read_dir(&gguf_files.dir)
@@ -340,11 +339,11 @@ fn safetensors_checkpoints_generate_the_same_text() {
 #[tokio::test(flavor = "multi_thread")]
 async fn weights_file_picks_one_of_several_gguf_files() {
     use modelhost::backends::CandleBackend;
-    use modelhost::config::RuntimeConfig;
-    use modelhost::device::SystemDevices;
-    use modelhost::hub::ModelStore;
+    use modelhost::cli::config::RuntimeConfig;
+    use modelhost::engine::device::SystemDevices;
     use modelhost::manager::ModelManager;
     use modelhost::runtime::Runtime;
+    use modelhost::store::local::ModelStore;
     use modelhost_tests::test_settings;
 
     let source = model_store().resolve(SMOLLM2, "main").unwrap();

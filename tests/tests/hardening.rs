@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use modelhost::limits::ModuleLimits;
+use modelhost::manager::limits::ModuleLimits;
 use modelhost::runtime::{Runtime, RuntimeError};
 use modelhost_tests::{
     FIXTURE_ORG, MINILM, SMOLLM2, code, guests, model_store, probe, probe_limited, real_runtime,

@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use modelhost::download::{Downloader, HubSettings};
-use modelhost::error::HostError;
-use modelhost::hub::{ModelFiles, ModelStore};
+use modelhost::store::hub::{Downloader, HubSettings};
+use modelhost::store::local::{ModelFiles, ModelStore};
+use modelhost::types::error::HostError;
 use modelhost_tests::fixtures;
 use modelhost_tests::hub_emulator::{COMMIT, HubConfig, HubEmulator, git_blob_id};
 
@@ -591,7 +591,7 @@ fn names_and_revisions_that_are_paths_are_refused() {
 
 #[test]
 fn max_download_gb_is_configured_and_checked() {
-    use modelhost::config::HostConfig;
+    use modelhost::cli::config::HostConfig;
     let config = HostConfig::parse("[models]\nmax_download_gb = 0.5").unwrap();
     let downloads = config.manager_settings().downloads.unwrap();
     assert_eq!(downloads.max_download_bytes, 1 << 29);

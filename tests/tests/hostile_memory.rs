@@ -7,9 +7,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use modelhost::limits::ModuleLimits;
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{ModelRequirement, ModelType};
+use modelhost::manager::limits::ModuleLimits;
+use modelhost::types::ModuleId;
+use modelhost::types::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::{MINILM, SMOLLM2, code, link_or_copy, model_store, probe, real_runtime};
 use serde_json::{Value, json};
 

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelhost::error::HostError;
 use modelhost::manager::{ManagerSettings, ModelManager};
-use modelhost::memory::MemoryEstimate;
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
+use modelhost::types::MemoryEstimate;
+use modelhost::types::ModuleId;
+use modelhost::types::error::HostError;
+use modelhost::types::requirement::{DevicePreference, ModelRequirement, ModelType};
 use modelhost_tests::fake::{FakeBackend, SimulatedMemory};
 use modelhost_tests::{FIXTURE_ORG, MINILM, manager, test_settings};
 

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use modelhost::backends::CandleBackend;
-use modelhost::device::SystemDevices;
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{ModelRequirement, ModelType};
+use modelhost::engine::device::SystemDevices;
+use modelhost::types::ModuleId;
+use modelhost::types::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::{MINILM, manager, test_settings};
 
 /// Resident set size of this process, in bytes.

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use modelhost::device::ComputeDevice;
-use modelhost::error::HostError;
+use modelhost::engine::device::ComputeDevice;
+use modelhost::engine::workers::LoadBalancing;
 use modelhost::manager::{ManagerSettings, ModelManager};
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{DevicePreference, ModelRequirement, ModelType};
-use modelhost::results::{Embeddings, ServiceStatus};
-use modelhost::workers::LoadBalancing;
+use modelhost::types::ModuleId;
+use modelhost::types::error::HostError;
+use modelhost::types::requirement::{DevicePreference, ModelRequirement, ModelType};
+use modelhost::types::results::{Embeddings, ServiceStatus};
 use modelhost_tests::fake::{FakeBackend, PANIC_TEXT, SimulatedDevices, fake_vector};
 use modelhost_tests::{MINILM, test_settings};
 

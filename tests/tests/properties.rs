@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 
-use modelhost::limits::ModuleLimits;
+use modelhost::manager::limits::ModuleLimits;
 use modelhost::runtime::Runtime;
 use modelhost_tests::{FIXTURE_ORG, MINILM, SMOLLM2, code, probe_limited, real_runtime};
 use proptest::prelude::*;

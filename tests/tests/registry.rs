@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelhost::error::HostError;
 use modelhost::manager::ModelManager;
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{ModelRequirement, ModelType};
+use modelhost::types::ModuleId;
+use modelhost::types::error::HostError;
+use modelhost::types::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::fake::{FAKE_DIMENSION, FakeBackend, SimulatedDevices, fake_vector};
 use modelhost_tests::{FIXTURE_ORG, MINILM, test_settings};
 

@@ -2,8 +2,9 @@
 //! head; random weights, real tokenizer) against transformers' greedy ids, from the backend and
 //! through a real guest.
 
-use modelhost::backends::{FinishReason, Prompt, T5Generator, TextGenerator};
-use modelhost::device::ComputeDevice;
+use modelhost::backends::{Prompt, T5Generator, TextGenerator};
+use modelhost::engine::device::ComputeDevice;
+use modelhost::types::FinishReason;
 use modelhost_tests::{
     FIXTURE_ORG, code, fixtures, greedy_request, model_store, probe, real_runtime,
 };

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use modelhost::error::HostError;
-use modelhost::limits::ModuleLimits;
-use modelhost::registry::ModuleId;
-use modelhost::requirement::{ModelRequirement, ModelType};
+use modelhost::manager::limits::ModuleLimits;
+use modelhost::types::ModuleId;
+use modelhost::types::error::HostError;
+use modelhost::types::requirement::{ModelRequirement, ModelType};
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{
     FIXTURE_ORG, MINILM, SMOLLM2, code, link_tree, manager, model_store, probe_limited,
@@ -544,7 +544,7 @@ async fn a_panicking_load_fails_its_request_and_the_worker_serves_on() {
     let backend = Arc::new(FakeBackend::panicking_on_load(2));
     let manager = manager(
         backend.clone(),
-        &modelhost::device::SystemDevices,
+        &modelhost::engine::device::SystemDevices,
         test_settings(Duration::from_secs(60)),
     );
     let m = ModuleId::new("m");
@@ -570,7 +570,7 @@ async fn a_panicking_load_fails_its_request_and_the_worker_serves_on() {
 async fn releases_racing_preloading_registrations_never_poison_the_registry() {
     let manager = manager(
         Arc::new(FakeBackend::with_delay(Duration::from_millis(1))),
-        &modelhost::device::SystemDevices,
+        &modelhost::engine::device::SystemDevices,
         test_settings(Duration::from_secs(60)),
     );
     let m = ModuleId::new("m");
@@ -621,7 +621,7 @@ async fn expired_requests_leave_the_queue_count_exactly_once() {
     settings.cache.enabled = false;
     let manager = manager(
         Arc::new(FakeBackend::with_delay(Duration::from_millis(5))),
-        &modelhost::device::SystemDevices,
+        &modelhost::engine::device::SystemDevices,
         settings,
     );
     let m = ModuleId::new("m");

@@ -4,38 +4,28 @@
 //! Backends see only domain types (model files, texts, options), never WIT-generated ones, so the
 //! contract can evolve without touching inference code.
 
-mod bert;
-mod bert_cpu;
-mod chat_template;
-mod checkpoint_bounds;
-mod classifier;
-mod encoder_config;
-mod generation;
+mod common;
+mod encoder;
 mod llama;
-mod llama_checkpoint;
-mod llama_cpu;
-mod memory_estimate;
-mod sentence_transformers;
 mod t5;
-mod t5_model;
 
 use std::sync::Arc;
 
-use crate::device::ComputeDevice;
-use crate::error::HostError;
-use crate::hub::ModelFiles;
+use crate::engine::device::ComputeDevice;
 use crate::kernels::{Isa, WeightFormat};
-use crate::memory::MemoryEstimate;
-use crate::requirement::{ModelType, Precision};
+use crate::store::local::ModelFiles;
+use crate::types::MemoryEstimate;
+use crate::types::error::HostError;
+use crate::types::requirement::{ModelType, Precision};
 
-pub use bert::{BertEmbedder, TruncatingTokenizer};
-pub use classifier::SequenceClassifier;
-pub use generation::{
-    ChatMessage, FinishReason, GenerationRequest, GenerationSummary, Prompt, SamplingSettings,
-    TextGenerator,
+pub use common::generation::{
+    ChatMessage, GenerationRequest, GenerationSummary, Prompt, SamplingSettings, TextGenerator,
 };
+pub use common::tokenizer::TruncatingTokenizer;
+pub use encoder::classifier::SequenceClassifier;
+pub use encoder::embedder::BertEmbedder;
+pub use encoder::pooling::{Pooling, SentenceTransformerConfig};
 pub use llama::LlamaGenerator;
-pub use sentence_transformers::{Pooling, SentenceTransformerConfig};
 pub use t5::T5Generator;
 
 /// What verifying a model's files tells about it, without loading its weights.
@@ -110,8 +100,8 @@ pub struct CandleBackend;
 impl ModelBackend for CandleBackend {
     fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
         match model_type {
-            ModelType::Embedding => bert::inspect(files),
-            ModelType::Classification => classifier::inspect(files),
+            ModelType::Embedding => encoder::embedder::inspect(files),
+            ModelType::Classification => encoder::classifier::inspect(files),
             ModelType::TextGeneration => llama::inspect(files),
             ModelType::Text2Text => t5::inspect(files),
         }

@@ -3,27 +3,33 @@
 //! embeddings from the cache or through the batching queues, and unloads weights nobody has used
 //! for the idle time.
 
+pub mod cache;
+pub mod limits;
 mod placement;
+pub mod registry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings};
-use crate::cache::{CacheSettings, Embedded, EmbeddingCache};
-use crate::device::DeviceInventory;
-use crate::download::{Downloader, FileProgress, HubSettings};
-use crate::error::{HostError, panic_message};
-use crate::hub::ModelStore;
-use crate::limits::{ModuleLimits, check_model_id};
-use crate::metrics::Metrics;
-use crate::registry::{IdEntry, ModuleId, Registry, Weights, WeightsKey};
-use crate::requirement::{GenerationOptions, ModelRequirement, ModelType};
-use crate::results::{
+use crate::engine::device::DeviceInventory;
+use crate::engine::metrics::Metrics;
+use crate::engine::workers::{
+    GenerationStream, PoolSettings, ServedModel, StreamEvent, WorkerPool,
+};
+use crate::manager::cache::{CacheSettings, Embedded, EmbeddingCache};
+use crate::manager::limits::{ModuleLimits, check_model_id};
+use crate::manager::registry::{IdEntry, Registry, SharedModel};
+use crate::store::hub::{Downloader, FileProgress, HubSettings};
+use crate::store::local::ModelStore;
+use crate::types::error::{HostError, panic_message};
+use crate::types::requirement::{GenerationOptions, ModelRequirement, ModelType};
+use crate::types::results::{
     Classification, Classifications, Embeddings, Generation, ModelStatus, ModuleReference,
     Registration, Release, ServiceStatus,
 };
-use crate::workers::{GenerationStream, PoolSettings, ServedModel, StreamEvent, WorkerPool};
+use crate::types::{ModelKey, ModuleId};
 
 /// Most tokens a generation call produces when neither the call nor the requirement says.
 pub const DEFAULT_MAX_NEW_TOKENS: u32 = 256;
@@ -332,7 +338,7 @@ impl ModelManager {
     async fn run_sequences(
         &self,
         requirement: &ModelRequirement,
-        weights: &Weights,
+        weights: &SharedModel,
         texts: Vec<String>,
     ) -> Result<SequenceRun, HostError> {
         let encoder = weights.encoder.clone();
@@ -532,7 +538,7 @@ impl ModelManager {
         module: &ModuleId,
         model_id: &str,
         types: &[ModelType],
-    ) -> Result<(ModelRequirement, Arc<Weights>), HostError> {
+    ) -> Result<(ModelRequirement, Arc<SharedModel>), HostError> {
         check_model_id(model_id)?;
         let registry = self.registry();
         let entry = registry.entry_for(module, model_id)?;
@@ -553,7 +559,7 @@ impl ModelManager {
     async fn verified_weights(
         &self,
         requirement: &ModelRequirement,
-    ) -> Result<Arc<Weights>, HostError> {
+    ) -> Result<Arc<SharedModel>, HostError> {
         let store = self.store.clone();
         let backend = self.backend.clone();
         let (model_type, name, revision) = (
@@ -584,7 +590,7 @@ impl ModelManager {
             )));
         }
         files.weights_file = weights_file;
-        let key = WeightsKey {
+        let key = ModelKey {
             model_type,
             name: files.name.clone(),
             revision: files.revision.clone(),
@@ -607,7 +613,7 @@ impl ModelManager {
         let per_token = inspection.info.memory.per_token;
         Ok(self.registry().weights_or_insert(&key, || {
             let served = ServedModel::start(key.clone(), files.clone(), pool, metrics, per_token);
-            Weights::new(key.clone(), files, inspection, served)
+            SharedModel::new(key.clone(), files, inspection, served)
         }))
     }
 
@@ -665,7 +671,7 @@ impl ModelManager {
 fn registration(
     model_id: &str,
     requirement: &ModelRequirement,
-    weights: &Weights,
+    weights: &SharedModel,
     new_registration: bool,
     reference_count: u32,
 ) -> Registration {
@@ -720,7 +726,7 @@ fn random_seed() -> u64 {
 
 /// The longest input, in tokens, for `requirement` on `weights`: the requirement's limit capped
 /// at the model's.
-fn max_tokens(requirement: &ModelRequirement, weights: &Weights) -> u32 {
+fn max_tokens(requirement: &ModelRequirement, weights: &SharedModel) -> u32 {
     let model_limit = weights.info.max_input_length;
     requirement
         .max_input_length

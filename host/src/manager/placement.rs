@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use super::ModelManager;
-use crate::device::ComputeDevice;
-use crate::error::HostError;
-use crate::memory::mib;
-use crate::registry::{Weights, WeightsKey};
-use crate::requirement::DevicePreference;
+use crate::engine::device::ComputeDevice;
+use crate::engine::memory::mib;
+use crate::manager::registry::SharedModel;
+use crate::types::ModelKey;
+use crate::types::error::HostError;
+use crate::types::requirement::DevicePreference;
 
 impl ModelManager {
     /// The workers `weights` may run on: the matching devices where the model fits, GPUs before
@@ -18,7 +19,7 @@ impl ModelManager {
     /// The model's estimate is accounted on the devices it is placed on.
     pub(super) fn place(
         &self,
-        weights: &Arc<Weights>,
+        weights: &Arc<SharedModel>,
         device: DevicePreference,
     ) -> Result<(Vec<usize>, Option<String>), HostError> {
         let preference = match device {
@@ -84,7 +85,7 @@ impl ModelManager {
 
     /// Bytes `weights` are accounted for on `device`: the weights, plus the working memory on a
     /// GPU without `allow_gpu_growth`.
-    fn needed(&self, weights: &Weights, device: ComputeDevice) -> u64 {
+    fn needed(&self, weights: &SharedModel, device: ComputeDevice) -> u64 {
         let estimate = weights.info.memory;
         let reserve_working =
             matches!(device, ComputeDevice::Cuda(_)) && !self.pool.settings().memory.gpu_growth;
@@ -93,7 +94,12 @@ impl ModelManager {
 
     /// Accounts `weights` on `device`; with `evict`, unloads models no id uses from it, least
     /// recently used first, until they fit. Returns the free bytes when they do not.
-    fn account(&self, weights: &Weights, device: ComputeDevice, evict: bool) -> Result<(), u64> {
+    fn account(
+        &self,
+        weights: &SharedModel,
+        device: ComputeDevice,
+        evict: bool,
+    ) -> Result<(), u64> {
         let memory = self.pool.memory(device);
         let needed = self.needed(weights, device);
         loop {
@@ -102,7 +108,7 @@ impl ModelManager {
                 Err(free) if !evict => return Err(free),
                 Err(free) => free,
             };
-            let others: Vec<WeightsKey> = memory
+            let others: Vec<ModelKey> = memory
                 .keys()
                 .into_iter()
                 .filter(|k| k != &weights.key)

@@ -3,17 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::registry::ModuleId;
-
-/// An error a module returned from `initialize`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct GuestError {
-    /// The WIT error code, as written in the WIT (`model-not-found`, ...).
-    pub code: String,
-    /// The module's message.
-    pub message: String,
-}
+use crate::types::ModuleId;
+use crate::wit_host::GuestError;
 
 /// A failure of the runtime or of a module.
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use super::error::RuntimeError;
 use super::state::sandboxed_store;
 use super::{ModuleImage, Runtime};
-use crate::registry::ModuleId;
+use crate::types::ModuleId;
 
 /// A response a module produced; its body streams from the module's instance.
 pub type HttpResponse = hyper::Response<HyperOutgoingBody>;

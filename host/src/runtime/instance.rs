@@ -14,14 +14,14 @@ use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder};
 
-use super::convert::guest_error;
 use super::error::RuntimeError;
 use super::state::{ModuleState, sandboxed_store};
-use crate::bindings::FrameworkModule;
-use crate::config::{RuntimeConfig, optional_seconds};
-use crate::limits::ModuleLimits;
+use crate::cli::config::{RuntimeConfig, optional_seconds};
 use crate::manager::ModelManager;
-use crate::registry::ModuleId;
+use crate::manager::limits::ModuleLimits;
+use crate::types::ModuleId;
+use crate::wit_host::FrameworkModule;
+use crate::wit_host::guest_error;
 
 /// Most bytes kept of a captured output stream.
 const CAPTURE_LIMIT: usize = 64 << 20;

@@ -1,12 +1,10 @@
 //! The WebAssembly runtime: one wasmtime engine and linker for the host, compiled module images,
 //! and module instances, each in its own store that carries the module's identity.
 //!
-//! This is the only place that touches both WIT-generated and domain types: `host_impl` serves the
-//! `model-manager` imports by converting types (`convert`) and calling the [`ModelManager`].
+//! The `model-manager` imports come from [`crate::wit_host`], linked here next to WASI; this layer
+//! owns what is about wasmtime itself: the engine, compiling, stores and their sandbox limits.
 
-mod convert;
 mod error;
-mod host_impl;
 mod http;
 mod instance;
 mod state;
@@ -20,12 +18,12 @@ use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::bindings::FrameworkModule;
-use crate::config::RuntimeConfig;
+use crate::cli::config::RuntimeConfig;
 use crate::manager::ModelManager;
-use crate::registry::ModuleId;
+use crate::types::ModuleId;
 
-pub use error::{GuestError, RuntimeError};
+pub use crate::wit_host::GuestError;
+pub use error::RuntimeError;
 pub use http::{HttpRequestOptions, HttpResponse};
 pub use instance::{ExportDeadlines, ModuleInstance, ModuleOptions, Stdio};
 pub use state::ModuleState;
@@ -74,7 +72,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(RuntimeError::Engine)?;
-        FrameworkModule::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        crate::wit_host::add_to_linker(&mut linker, ModuleState::model_manager)
             .map_err(RuntimeError::Engine)?;
         start_epoch_ticker(&engine);
         Ok(Self {

@@ -1,7 +1,7 @@
-//! `ModuleState`: what each module's store carries: its identity, the shared model manager, its
-//! WASI and WASI HTTP contexts, and its sandbox: store-wide limits on memory (all linear
-//! memories together), tables, instances and host resources, and the guest CPU time of the
-//! current export call (counted in epoch ticks).
+//! `ModuleState`: what each module's store carries: its `model-manager` context (identity and the
+//! shared manager), its WASI and WASI HTTP contexts, and its sandbox: store-wide limits on memory
+//! (all linear memories together), tables, instances and host resources, and the guest CPU time
+//! of the current export call (counted in epoch ticks).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +11,10 @@ use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::limits::ModuleLimits;
 use crate::manager::ModelManager;
-use crate::registry::ModuleId;
+use crate::manager::limits::ModuleLimits;
+use crate::types::ModuleId;
+use crate::wit_host::{ModelManagerCtx, ModelManagerView};
 
 /// Most core instances in one store (a Python or JavaScript component has a few dozen).
 pub const MAX_INSTANCES: usize = 1_000;
@@ -32,12 +33,11 @@ pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The data of one module's store.
 pub struct ModuleState {
-    pub(super) module: ModuleId,
-    pub(super) manager: Arc<ModelManager>,
+    models: ModelManagerCtx,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     http_hooks: OutgoingHttp,
-    pub(super) table: ResourceTable,
+    table: ResourceTable,
     limiter: StoreLimiter,
     cpu_ticks: u64,
     cpu_limit: Option<Duration>,
@@ -55,8 +55,7 @@ impl ModuleState {
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(MAX_FIELD_BYTES);
         Self {
-            module,
-            manager,
+            models: ModelManagerCtx::new(module, manager),
             wasi,
             http,
             http_hooks: OutgoingHttp {
@@ -74,6 +73,11 @@ impl ModuleState {
         }
     }
 
+    /// The `model-manager` imports' view of this store.
+    pub(super) fn model_manager(&mut self) -> ModelManagerView<'_> {
+        ModelManagerView::new(&self.models, &mut self.table)
+    }
+
     /// Starts counting guest CPU time for a new export call.
     pub(super) fn begin_call(&mut self) {
         self.cpu_ticks = 0;
@@ -87,7 +91,7 @@ impl ModuleState {
             Some(limit) if self.cpu_ticks > budget(limit) => Err(wasmtime::Error::msg(format!(
                 "module {} ran for more than {:.1} s of CPU in one call \
                      (limits.cpu_seconds_per_call)",
-                self.module,
+                self.models.module(),
                 limit.as_secs_f64()
             ))),
             _ => Ok(UpdateDeadline::Yield(1)),

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::modules::{ModuleSummary, Modules};
 use crate::manager::ModelManager;
-use crate::results::ServiceStatus;
 use crate::runtime::HttpResponse;
+use crate::types::results::ServiceStatus;
 
 /// What `/status` returns: the service status (as `get-service-status` reports it), whether the
 /// host is ready, and every configured module.

@@ -30,12 +30,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{HostConfig, duration, optional_seconds};
-use crate::registry::ModuleId;
+use crate::cli::config::{HostConfig, duration, optional_seconds};
 use crate::runtime::{HttpRequestOptions, HttpResponse, Runtime, RuntimeError};
+use crate::types::ModuleId;
 
 pub use admin::HostStatus;
-pub use modules::{ModuleState, ModuleSummary};
+pub use modules::{ModulePhase, ModuleSummary};
 
 use modules::Modules;
 

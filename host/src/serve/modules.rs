@@ -7,15 +7,15 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::config::{ModuleConfig, route_matches};
-use crate::limits::ModuleLimits;
-use crate::registry::ModuleId;
+use crate::cli::config::{ModuleConfig, route_matches};
+use crate::manager::limits::ModuleLimits;
 use crate::runtime::{ModuleImage, ModuleInstance, ModuleOptions, Runtime, RuntimeError, Stdio};
+use crate::types::ModuleId;
 
 /// Where a configured module is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "state", content = "reason")]
-pub enum ModuleState {
+pub enum ModulePhase {
     /// Not started yet, or initializing.
     Starting,
     /// Initialized and serving.
@@ -35,7 +35,7 @@ pub struct ModuleSummary {
     pub route: Option<String>,
     /// Its state.
     #[serde(flatten)]
-    pub state: ModuleState,
+    pub state: ModulePhase,
 }
 
 /// A started module: its image (for request instances) and its main instance (for cleanup).
@@ -49,7 +49,7 @@ struct Entry {
     limits: ModuleLimits,
     in_flight: Arc<AtomicUsize>,
     id: ModuleId,
-    state: ModuleState,
+    state: ModulePhase,
     started: Option<Arc<Started>>,
 }
 
@@ -103,7 +103,7 @@ impl Modules {
                 config,
                 limits,
                 in_flight: Arc::new(AtomicUsize::new(0)),
-                state: ModuleState::Starting,
+                state: ModulePhase::Starting,
                 started: None,
             })
             .collect();
@@ -137,16 +137,16 @@ impl Modules {
                 Ok(module) => {
                     tracing::info!(module = %config.id, route = ?config.route,
                         elapsed_ms = started.elapsed().as_millis() as u64, "module ready");
-                    entries[index].state = ModuleState::Ready;
+                    entries[index].state = ModulePhase::Ready;
                     entries[index].started = Some(Arc::new(module));
                 }
                 Err(error) if config.required => {
-                    entries[index].state = ModuleState::Failed(error.to_string());
+                    entries[index].state = ModulePhase::Failed(error.to_string());
                     return Err(error);
                 }
                 Err(error) => {
                     tracing::error!(module = %config.id, %error, "optional module failed to start; serving without it");
-                    entries[index].state = ModuleState::Failed(error.to_string());
+                    entries[index].state = ModulePhase::Failed(error.to_string());
                 }
             }
         }
@@ -189,7 +189,7 @@ impl Modules {
     pub fn all_started(&self) -> bool {
         self.entries()
             .iter()
-            .all(|e| e.state != ModuleState::Starting)
+            .all(|e| e.state != ModulePhase::Starting)
     }
 
     /// The module whose route prefix is the longest one `path` falls under.
@@ -211,7 +211,7 @@ impl Modules {
             &path[route.len()..]
         };
         let target = match (&entry.started, &entry.state) {
-            (Some(started), ModuleState::Ready) => {
+            (Some(started), ModulePhase::Ready) => {
                 match InFlight::take(&entry.in_flight, entry.limits.max_in_flight) {
                     Some(slot) => Ok((started.image.clone(), slot)),
                     None => Err(format!(
@@ -222,8 +222,8 @@ impl Modules {
                 }
             }
             // The reason may name host paths: it is in the log and the admin API's /status only.
-            (_, ModuleState::Failed(_)) => Err("module failed to start".into()),
-            (_, ModuleState::Stopped) => Err("module has stopped".into()),
+            (_, ModulePhase::Failed(_)) => Err("module failed to start".into()),
+            (_, ModulePhase::Stopped) => Err("module has stopped".into()),
             _ => Err("module is starting".into()),
         };
         Some(Route {
@@ -258,7 +258,7 @@ impl Modules {
             .rev()
             .filter_map(|e| {
                 let started = e.started.take()?;
-                e.state = ModuleState::Stopped;
+                e.state = ModulePhase::Stopped;
                 Some((e.config.id.clone(), started))
             })
             .collect();

@@ -1,0 +1,190 @@
+//! The shape of a BERT-family encoder, read from a BERT or DistilBERT `config.json`, so one forward
+//! pass (`bert_cpu`) serves both: the two differ only in names, token types and config keys.
+
+use serde::Deserialize;
+
+use crate::backends::common::bounds::{
+    MAX_ENCODER_INPUT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
+    MAX_WIDTH, finite_positive, heads, positive,
+};
+use crate::store::local::ModelFiles;
+use crate::types::error::HostError;
+
+/// Which weight names and config keys the checkpoint uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `model_type: "bert"`: `encoder.layer.N.attention.self.query`, ...
+    Bert,
+    /// `model_type: "distilbert"`: `transformer.layer.N.attention.q_lin`, ...
+    DistilBert,
+}
+
+/// The feed-forward activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// The exact (erf) GELU, `"gelu"`.
+    Gelu,
+    /// The tanh approximation, `"gelu_new"`, `"gelu_pytorch_tanh"`, `"gelu_approximate"`.
+    GeluTanh,
+    /// `"relu"`.
+    Relu,
+}
+
+/// The encoder's sizes and settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderConfig {
+    /// The checkpoint's family.
+    pub family: Family,
+    /// Tokens in the vocabulary.
+    pub vocab_size: usize,
+    /// Width of every token vector.
+    pub hidden_size: usize,
+    /// Encoder layers.
+    pub layers: usize,
+    /// Attention heads per layer.
+    pub heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Positions with an embedding: the longest input.
+    pub max_positions: usize,
+    /// Token type embeddings (0: the family has none).
+    pub type_vocab_size: usize,
+    /// The feed-forward activation.
+    pub activation: Activation,
+    /// Layer norm epsilon.
+    pub eps: f32,
+}
+
+#[derive(Deserialize)]
+struct BertFields {
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default = "two")]
+    type_vocab_size: usize,
+    #[serde(default = "gelu")]
+    hidden_act: String,
+    #[serde(default = "bert_eps")]
+    layer_norm_eps: f64,
+    position_embedding_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct DistilBertFields {
+    vocab_size: usize,
+    dim: usize,
+    n_layers: usize,
+    n_heads: usize,
+    hidden_dim: usize,
+    max_position_embeddings: usize,
+    #[serde(default = "gelu")]
+    activation: String,
+}
+
+fn two() -> usize {
+    2
+}
+
+fn gelu() -> String {
+    "gelu".into()
+}
+
+fn bert_eps() -> f64 {
+    1e-12
+}
+
+impl EncoderConfig {
+    /// Reads `config.json` as `family` describes it.
+    pub fn read(files: &ModelFiles, family: Family) -> Result<Self, HostError> {
+        let text = files.read_to_string("config.json")?;
+        let invalid = |e: serde_json::Error| {
+            files.invalid(format!("config.json is not a valid {family:?} config: {e}"))
+        };
+        let config = match family {
+            Family::Bert => {
+                let c: BertFields = serde_json::from_str(&text).map_err(invalid)?;
+                if let Some(kind) = c.position_embedding_type.filter(|k| k != "absolute") {
+                    return Err(files.invalid(format!(
+                        "position_embedding_type \"{kind}\" is not supported (only \"absolute\")"
+                    )));
+                }
+                Self {
+                    family,
+                    vocab_size: c.vocab_size,
+                    hidden_size: c.hidden_size,
+                    layers: c.num_hidden_layers,
+                    heads: c.num_attention_heads,
+                    intermediate_size: c.intermediate_size,
+                    max_positions: c.max_position_embeddings,
+                    type_vocab_size: c.type_vocab_size,
+                    activation: activation(&c.hidden_act, files)?,
+                    eps: c.layer_norm_eps as f32,
+                }
+            }
+            Family::DistilBert => {
+                let c: DistilBertFields = serde_json::from_str(&text).map_err(invalid)?;
+                Self {
+                    family,
+                    vocab_size: c.vocab_size,
+                    hidden_size: c.dim,
+                    layers: c.n_layers,
+                    heads: c.n_heads,
+                    intermediate_size: c.hidden_dim,
+                    max_positions: c.max_position_embeddings,
+                    type_vocab_size: 0,
+                    activation: activation(&c.activation, files)?,
+                    eps: 1e-12,
+                }
+            }
+        };
+        config.check(files)?;
+        Ok(config)
+    }
+
+    /// The longest input the encoder is run with: its positions, at most [`MAX_ENCODER_INPUT`].
+    pub fn max_input(&self) -> usize {
+        self.max_positions.min(MAX_ENCODER_INPUT)
+    }
+
+    /// Checks every size against the bounds of `checkpoint_bounds` and the head arithmetic.
+    fn check(&self, files: &ModelFiles) -> Result<(), HostError> {
+        positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
+        positive(files, "hidden_size", self.hidden_size, MAX_WIDTH)?;
+        positive(files, "num_hidden_layers", self.layers, MAX_LAYERS)?;
+        positive(files, "num_attention_heads", self.heads, MAX_HEADS)?;
+        positive(
+            files,
+            "intermediate_size",
+            self.intermediate_size,
+            MAX_INTERMEDIATE,
+        )?;
+        positive(
+            files,
+            "max_position_embeddings",
+            self.max_positions,
+            MAX_POSITIONS,
+        )?;
+        if self.type_vocab_size > MAX_VOCAB {
+            return Err(files.invalid(format!(
+                "`type_vocab_size` is {}; it may be at most {MAX_VOCAB}",
+                self.type_vocab_size
+            )));
+        }
+        finite_positive(files, "layer_norm_eps", f64::from(self.eps))?;
+        heads(files, self.hidden_size, self.heads, self.heads)
+    }
+}
+
+fn activation(name: &str, files: &ModelFiles) -> Result<Activation, HostError> {
+    match name {
+        "gelu" => Ok(Activation::Gelu),
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_approximate" => Ok(Activation::GeluTanh),
+        "relu" => Ok(Activation::Relu),
+        other => Err(files.invalid(format!(
+            "activation \"{other}\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
+        ))),
+    }
+}

@@ -1,0 +1,259 @@
+//! BERT-family sentence embeddings: the tokenizer (truncating, no padding), the encoder (the
+//! host's CPU kernels on the CPU, candle's `BertModel` with per-batch padding on GPUs), pooling
+//! over the real tokens and optional L2 normalization.
+
+use std::sync::Arc;
+
+use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use tokenizers::Tokenizer;
+
+use super::config::{EncoderConfig, Family};
+use super::cpu::{CpuBertEncoder, TensorReader};
+use crate::backends::common::checkpoint::{WEIGHTS_FILE, architecture, require_safetensors};
+use crate::backends::common::memory_estimate;
+use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
+use crate::backends::cpu_weight_format;
+use crate::backends::{Inspection, ModelInfo, Pooling, SentenceTransformerConfig, SequenceModel};
+use crate::engine::device::ComputeDevice;
+use crate::kernels::lane_sum;
+use crate::store::local::ModelFiles;
+use crate::types::error::HostError;
+use crate::types::requirement::{ModelType, Precision};
+
+const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
+
+/// A BERT encoder with its sentence-transformers head, on one device.
+pub struct BertEmbedder {
+    name: String,
+    engine: Engine,
+    head: SentenceTransformerConfig,
+}
+
+/// What runs the encoder.
+enum Engine {
+    /// The host's CPU kernels over packed sequences.
+    Cpu(CpuBertEncoder),
+    /// candle's BERT on a GPU, over padded batches.
+    Candle { model: BertModel, device: Device },
+}
+
+/// Verifies the model folder and loads its tokenizer, without loading weights.
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
+    let (tokenizer, info) = verify(files)?;
+    let encoder = truncating_tokenizer(tokenizer, info.max_input_length);
+    Ok(Inspection {
+        info,
+        encoder: Arc::new(encoder),
+    })
+}
+
+impl BertEmbedder {
+    /// Loads the model onto `device`: packed for the CPU kernels, or mapped into candle tensors
+    /// on a GPU. `Precision::Fast` packs the linear layers as bf16 on CPUs with AVX512-BF16.
+    pub fn load(
+        files: &ModelFiles,
+        device: ComputeDevice,
+        precision: Precision,
+    ) -> Result<Self, HostError> {
+        let (config, _) = encoder_config(files)?;
+        let head = SentenceTransformerConfig::read(files)?;
+        let load_failed = |e: candle_core::Error| HostError::LoadFailed {
+            name: files.name.clone(),
+            reason: format!("on {device}: {e}"),
+        };
+        let weights = files.path(WEIGHTS_FILE);
+        let engine = match device {
+            ComputeDevice::Cpu => {
+                let format = cpu_weight_format(precision, &files.name);
+                let reader = TensorReader::open(&weights, Family::Bert).map_err(load_failed)?;
+                Engine::Cpu(CpuBertEncoder::load(&reader, &config, format).map_err(load_failed)?)
+            }
+            ComputeDevice::Cuda(n) => {
+                let device = Device::new_cuda(n as usize).map_err(load_failed)?;
+                // SAFETY: the weights file is mapped read-only; the model store never rewrites a
+                // snapshot file in place (downloads land in new files and are renamed).
+                let vb =
+                    unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+                        .map_err(load_failed)?;
+                let model = BertModel::load(vb, &candle_config(files)?).map_err(load_failed)?;
+                Engine::Candle { model, device }
+            }
+        };
+        Ok(Self {
+            name: files.name.clone(),
+            engine,
+            head,
+        })
+    }
+
+    fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+        match &self.engine {
+            Engine::Cpu(encoder) => encoder.forward(batch, |states, sequences| {
+                let width = encoder.hidden_size();
+                sequences
+                    .iter()
+                    .map(|s| {
+                        let tokens = &states[s.start * width..(s.start + s.len) * width];
+                        let mut pooled = pool_rows(tokens, width, self.head.pooling);
+                        if self.head.normalize {
+                            normalize(&mut pooled);
+                        }
+                        pooled
+                    })
+                    .collect()
+            }),
+            Engine::Candle { model, device } => {
+                candle_forward(model, device, &self.head, batch).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// candle's padded forward pass: pad to the longest sequence, mask, pool, normalize.
+fn candle_forward(
+    model: &BertModel,
+    device: &Device,
+    head: &SentenceTransformerConfig,
+    batch: &[&[u32]],
+) -> candle_core::Result<Vec<Vec<f32>>> {
+    let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
+    let mut ids = Vec::with_capacity(batch.len() * len);
+    let mut mask = Vec::with_capacity(batch.len() * len);
+    for row in batch {
+        ids.extend_from_slice(row);
+        ids.extend(std::iter::repeat_n(0u32, len - row.len()));
+        mask.extend(std::iter::repeat_n(1u32, row.len()));
+        mask.extend(std::iter::repeat_n(0u32, len - row.len()));
+    }
+    let shape = (batch.len(), len);
+    let ids = Tensor::from_vec(ids, shape, device)?;
+    let mask = Tensor::from_vec(mask, shape, device)?;
+    let token_types = ids.zeros_like()?;
+    let hidden = model.forward(&ids, &token_types, Some(&mask))?;
+    let pooled = pool(&hidden, &mask, head.pooling)?;
+    let pooled = if head.normalize {
+        l2_normalize(&pooled)?
+    } else {
+        pooled
+    };
+    pooled.to_vec2::<f32>()
+}
+
+impl SequenceModel for BertEmbedder {
+    fn run(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
+        self.forward(batch)
+            .map_err(|reason| HostError::InferenceFailed {
+                name: self.name.clone(),
+                reason,
+            })
+    }
+}
+
+/// Reads and checks config, tokenizer, sentence-transformers head and weights file.
+fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
+    let (config, architecture) = encoder_config(files)?;
+    let tokenizer = load_tokenizer(files)?;
+    let weights = require_safetensors(files)?;
+    let head = SentenceTransformerConfig::read(files)?;
+    let max_input_length = head
+        .max_seq_length
+        .unwrap_or(config.max_positions)
+        .min(config.max_input());
+    let info = ModelInfo {
+        architecture,
+        dimension: Some(config.hidden_size as u32),
+        max_input_length: max_input_length as u32,
+        head: head.describe(),
+        labels: Vec::new(),
+        memory: memory_estimate::encoder(
+            weights,
+            config.hidden_size,
+            config.intermediate_size,
+            config.heads,
+            max_input_length,
+        ),
+    };
+    Ok((tokenizer, info))
+}
+
+/// The encoder config and architecture name, after checking it is a BERT checkpoint.
+fn encoder_config(files: &ModelFiles) -> Result<(EncoderConfig, String), HostError> {
+    let (architecture, model_type) = architecture(files)?;
+    if model_type.as_deref() != Some("bert") {
+        return Err(HostError::UnsupportedArchitecture {
+            name: files.name.clone(),
+            architecture,
+            model_type: ModelType::Embedding,
+            supported: SUPPORTED,
+        });
+    }
+    Ok((EncoderConfig::read(files, Family::Bert)?, architecture))
+}
+
+/// candle's view of the same config, for the GPU path.
+fn candle_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
+    serde_json::from_str(&files.read_to_string("config.json")?)
+        .map_err(|e| files.invalid(format!("config.json is not a valid BERT config: {e}")))
+}
+
+/// Pools one sequence's token vectors (`width`-wide rows) into one vector.
+fn pool_rows(tokens: &[f32], width: usize, pooling: Pooling) -> Vec<f32> {
+    let mut rows = tokens.chunks_exact(width);
+    let first = rows
+        .next()
+        .map(<[f32]>::to_vec)
+        .unwrap_or_else(|| vec![0.0; width]);
+    match pooling {
+        Pooling::Cls => first,
+        Pooling::Mean => {
+            let mut sum: Vec<f32> = first;
+            for row in rows {
+                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+            let count = (tokens.len() / width).max(1) as f32;
+            sum.iter_mut().for_each(|s| *s /= count);
+            sum
+        }
+        Pooling::Max => {
+            let mut peak = first;
+            for row in rows {
+                peak.iter_mut().zip(row).for_each(|(p, &v)| *p = p.max(v));
+            }
+            peak
+        }
+    }
+}
+
+/// Scales `v` to unit length (a zero vector stays zero), as `torch.nn.functional.normalize`.
+fn normalize(v: &mut [f32]) {
+    let squares: Vec<f32> = v.iter().map(|x| x * x).collect();
+    let norm = lane_sum(&squares).sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+/// Pools `(batch, len, hidden)` token vectors into `(batch, hidden)`, ignoring padding.
+fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+    match pooling {
+        Pooling::Cls => hidden.i((.., 0)),
+        Pooling::Mean => {
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+            summed.broadcast_div(&counts)
+        }
+        Pooling::Max => {
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+            // Padding positions get a large negative offset so they never win the maximum.
+            let offset = ((mask - 1.0)? * 1e9)?;
+            hidden.broadcast_add(&offset)?.max(1)
+        }
+    }
+}
+
+/// Scales each row to unit length (rows of zeros stay zero).
+fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = x.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    x.broadcast_div(&norms)
+}

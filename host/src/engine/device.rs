@@ -1,0 +1,182 @@
+//! Compute devices: what a worker runs on, how the configured device list (`"auto"`, `"cpu"`,
+//! `"cuda"`, `"cuda:N"`, parsed as [`DevicePreference`]s) expands on this machine, and the
+//! inventory that says which GPUs exist.
+//!
+//! GPU detection sits behind [`DeviceInventory`] so tests can simulate a machine with GPUs.
+
+use std::fmt;
+
+use crate::types::requirement::DevicePreference;
+
+/// A device a worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ComputeDevice {
+    /// The host CPU.
+    Cpu,
+    /// A CUDA GPU by ordinal.
+    Cuda(u32),
+}
+
+impl fmt::Display for ComputeDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Which GPUs this machine has, and how much memory each device has.
+pub trait DeviceInventory: Send + Sync {
+    /// The ordinals of the usable CUDA devices.
+    fn cuda_devices(&self) -> Vec<u32>;
+
+    /// The total memory of `device` in bytes (system RAM for the CPU), when known.
+    fn memory_bytes(&self, device: ComputeDevice) -> Option<u64>;
+}
+
+/// The real machine: CUDA devices when built with the `cuda` feature, none otherwise.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemDevices;
+
+impl DeviceInventory for SystemDevices {
+    fn cuda_devices(&self) -> Vec<u32> {
+        // Ordinals are probed in order until one fails to open; without the `cuda` feature the
+        // first probe fails.
+        (0u32..)
+            .take_while(|&n| candle_core::Device::new_cuda(n as usize).is_ok())
+            .collect()
+    }
+
+    /// RAM from `/proc/meminfo`; a GPU's memory from `nvidia-smi`.
+    fn memory_bytes(&self, device: ComputeDevice) -> Option<u64> {
+        match device {
+            ComputeDevice::Cpu => {
+                let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+                let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            }
+            ComputeDevice::Cuda(n) => {
+                let output = std::process::Command::new("nvidia-smi")
+                    .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+                    .arg(format!("--id={n}"))
+                    .output()
+                    .ok()?;
+                let mib: u64 = String::from_utf8(output.stdout).ok()?.trim().parse().ok()?;
+                Some(mib << 20)
+            }
+        }
+    }
+}
+
+/// The devices a configured list stands for on this machine, in order and without repeats,
+/// plus notes on what was substituted (for the log and the status).
+pub fn expand(
+    specs: &[DevicePreference],
+    inventory: &dyn DeviceInventory,
+) -> Result<(Vec<ComputeDevice>, Vec<String>), String> {
+    let gpus = inventory.cuda_devices();
+    let mut devices = Vec::new();
+    let mut notes = Vec::new();
+    let push = |d: ComputeDevice, devices: &mut Vec<ComputeDevice>| {
+        if !devices.contains(&d) {
+            devices.push(d);
+        }
+    };
+    for spec in specs {
+        match spec {
+            DevicePreference::Cpu => push(ComputeDevice::Cpu, &mut devices),
+            DevicePreference::Auto if gpus.is_empty() => {
+                notes.push("\"auto\" found no GPU; using the cpu".to_string());
+                push(ComputeDevice::Cpu, &mut devices);
+            }
+            DevicePreference::Auto | DevicePreference::Cuda => {
+                if gpus.is_empty() {
+                    return Err("\"cuda\" is listed but this machine has no usable GPU \
+                                (or modelhost was built without the `cuda` feature)"
+                        .into());
+                }
+                for &n in &gpus {
+                    push(ComputeDevice::Cuda(n), &mut devices);
+                }
+            }
+            DevicePreference::CudaOrdinal(n) => {
+                if !gpus.contains(n) {
+                    return Err(format!(
+                        "\"cuda:{n}\" is listed but this machine's usable GPUs are {gpus:?} \
+                         (built with the `cuda` feature: {})",
+                        cfg!(feature = "cuda")
+                    ));
+                }
+                push(ComputeDevice::Cuda(*n), &mut devices);
+            }
+        }
+    }
+    if devices.is_empty() {
+        return Err("the device list is empty".into());
+    }
+    Ok((devices, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Gpus(Vec<u32>);
+
+    impl DeviceInventory for Gpus {
+        fn cuda_devices(&self) -> Vec<u32> {
+            self.0.clone()
+        }
+
+        fn memory_bytes(&self, _: ComputeDevice) -> Option<u64> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_machine_reports_its_ram() {
+        let ram = SystemDevices.memory_bytes(ComputeDevice::Cpu).unwrap();
+        assert!(ram > 256 << 20, "{ram}");
+    }
+
+    fn specs(list: &[&str]) -> Vec<DevicePreference> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn auto_expands_to_every_gpu_or_falls_back_to_the_cpu() {
+        let (devices, notes) = expand(&specs(&["auto", "cpu"]), &Gpus(vec![0, 1])).unwrap();
+        assert_eq!(
+            devices,
+            [
+                ComputeDevice::Cuda(0),
+                ComputeDevice::Cuda(1),
+                ComputeDevice::Cpu
+            ]
+        );
+        assert!(notes.is_empty());
+        let (devices, notes) = expand(&specs(&["auto", "cpu"]), &Gpus(vec![])).unwrap();
+        assert_eq!(devices, [ComputeDevice::Cpu]);
+        assert!(notes[0].contains("no GPU"));
+    }
+
+    #[test]
+    fn explicit_devices_must_exist() {
+        let (devices, _) = expand(&specs(&["cuda:1", "cpu"]), &Gpus(vec![0, 1])).unwrap();
+        assert_eq!(devices, [ComputeDevice::Cuda(1), ComputeDevice::Cpu]);
+        assert!(
+            expand(&specs(&["cuda:2"]), &Gpus(vec![0, 1]))
+                .unwrap_err()
+                .contains("cuda:2")
+        );
+        assert!(expand(&specs(&["cuda"]), &Gpus(vec![])).is_err());
+        assert!(
+            "tpu"
+                .parse::<DevicePreference>()
+                .unwrap_err()
+                .contains("unknown device 'tpu'")
+        );
+    }
+}

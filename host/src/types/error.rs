@@ -1,0 +1,272 @@
+//! `HostError`: every way a model-manager operation can fail, with enough context to act on.
+//!
+//! Domain code (store, backends, registry, manager) returns only this type. The runtime maps each
+//! variant to a WIT `error-code` in one exhaustive `match` (see `runtime::convert`).
+
+use std::path::PathBuf;
+
+use crate::types::requirement::ModelType;
+
+/// A failed model-manager operation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostError {
+    /// The requirement is malformed; the message names the field.
+    #[error("invalid requirement: {0}")]
+    InvalidRequirement(String),
+
+    /// The model is not in the model store.
+    #[error(
+        "model '{name}' (revision '{revision}') is not in the model store at {}: \
+         fetch it into that folder (for example `huggingface-cli download {name} --cache-dir {}`) \
+         or point `models.cache_dir` at the folder that holds it",
+        root.display(), root.display()
+    )]
+    ModelNotFound {
+        /// Hugging Face repository id.
+        name: String,
+        /// Requested revision.
+        revision: String,
+        /// The model store's root folder.
+        root: PathBuf,
+    },
+
+    /// The hub has no such model or revision, or none this host can read.
+    #[error(
+        "cannot download '{name}' (revision '{revision}') from {endpoint}: {reason}; check the name and revision"
+    )]
+    NotOnHub {
+        /// Hugging Face repository id.
+        name: String,
+        /// Requested revision.
+        revision: String,
+        /// The hub's address.
+        endpoint: String,
+        /// What is missing.
+        reason: String,
+    },
+
+    /// The hub wants credentials for the model.
+    #[error(
+        "the model hub at {endpoint} refused '{name}' without valid credentials (HTTP 401): set \
+         HF_TOKEN, or log in with `huggingface-cli login`"
+    )]
+    Unauthorized {
+        /// Hugging Face repository id.
+        name: String,
+        /// The hub's address.
+        endpoint: String,
+    },
+
+    /// The model is gated and the token's account has not accepted its terms.
+    #[error(
+        "model '{name}' is gated (HTTP 403 from {endpoint}): accept its terms on \
+         {endpoint}/{name} with the account of your HF_TOKEN"
+    )]
+    Gated {
+        /// Hugging Face repository id.
+        name: String,
+        /// The hub's address.
+        endpoint: String,
+    },
+
+    /// The hub could not be reached, or a transfer broke off.
+    #[error(
+        "cannot download '{name}' from {endpoint}: {reason}; check the network (or HF_ENDPOINT), \
+         or work offline with HF_HUB_OFFLINE=1 and models fetched ahead (scripts/fetch-models, \
+         `modelhost pull`)"
+    )]
+    NetworkUnreachable {
+        /// Hugging Face repository id.
+        name: String,
+        /// The hub's address.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+
+    /// The model store's disk is full.
+    #[error("the model store at {} is out of space while downloading '{name}': free space or point models.cache_dir elsewhere", root.display())]
+    DiskFull {
+        /// Hugging Face repository id.
+        name: String,
+        /// The model store's root folder.
+        root: PathBuf,
+    },
+
+    /// A downloaded file does not match its checksum or size; it was deleted.
+    #[error("the download of {file} of '{name}' is corrupt ({reason}); it was deleted: retry")]
+    CorruptDownload {
+        /// Hugging Face repository id.
+        name: String,
+        /// The file.
+        file: String,
+        /// What did not match.
+        reason: String,
+    },
+
+    /// The model's files are present but unusable.
+    #[error("the files of model '{name}' in {} are unusable: {reason}", path.display())]
+    InvalidModelFiles {
+        /// Hugging Face repository id.
+        name: String,
+        /// The snapshot folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The model's architecture cannot serve the requested model type.
+    #[error(
+        "model '{name}' has architecture '{architecture}', which this host cannot run as \
+         {model_type}; supported: {supported}"
+    )]
+    UnsupportedArchitecture {
+        /// Hugging Face repository id.
+        name: String,
+        /// The architecture named by the model's config.
+        architecture: String,
+        /// The requested model type.
+        model_type: ModelType,
+        /// The architectures that do work for this model type.
+        supported: &'static str,
+    },
+
+    /// The model's output size differs from the requirement's `dimension`.
+    #[error(
+        "model '{name}' produces {actual}-dimensional embeddings, but the requirement says dimension {expected}"
+    )]
+    DimensionMismatch {
+        /// Hugging Face repository id.
+        name: String,
+        /// The requirement's dimension.
+        expected: u32,
+        /// The model's dimension.
+        actual: u32,
+    },
+
+    /// The classifier's number of labels differs from the requirement's `num_labels`.
+    #[error("model '{name}' has {actual} labels, but the requirement says num_labels {expected}")]
+    LabelCountMismatch {
+        /// Hugging Face repository id.
+        name: String,
+        /// The requirement's number of labels.
+        expected: u32,
+        /// The model's number of labels.
+        actual: u32,
+    },
+
+    /// The id is registered for another model type than the call needs.
+    #[error(
+        "model id '{model_id}' is registered as model type {registered}; this call needs model type {needed}"
+    )]
+    WrongModelType {
+        /// The model id.
+        model_id: String,
+        /// Its registered type.
+        registered: ModelType,
+        /// The type the call needs.
+        needed: ModelType,
+    },
+
+    /// The calling module holds no reference to this id.
+    #[error("model id '{model_id}' is not registered by this module: call register-model first")]
+    NotRegistered {
+        /// The model id.
+        model_id: String,
+    },
+
+    /// The id is registered with a different requirement.
+    #[error(
+        "model id '{model_id}' is already registered with a different requirement (differs in: {}); \
+         use another model id or the same requirement",
+        fields.join(", ")
+    )]
+    Conflict {
+        /// The model id.
+        model_id: String,
+        /// The requirement fields that differ.
+        fields: Vec<&'static str>,
+    },
+
+    /// The call's input is unusable.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// This host does not offer the capability.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// A configured or requested device does not exist or cannot be used.
+    #[error("device unavailable: {0}")]
+    DeviceUnavailable(String),
+
+    /// The model could not be loaded.
+    #[error("could not load model '{name}': {reason}")]
+    LoadFailed {
+        /// Hugging Face repository id.
+        name: String,
+        /// The underlying cause.
+        reason: String,
+    },
+
+    /// The model failed while running.
+    #[error("inference failed on model '{name}': {reason}")]
+    InferenceFailed {
+        /// Hugging Face repository id.
+        name: String,
+        /// The underlying cause.
+        reason: String,
+    },
+
+    /// A call goes beyond one of the module's limits; the message names it.
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(String),
+
+    /// The module's configuration does not allow the model.
+    #[error(
+        "module '{module}' may not use model '{name}': add it to the module's \
+         `limits.allowed_models` in the host configuration"
+    )]
+    NotAllowed {
+        /// The module.
+        module: String,
+        /// The model's repository id.
+        name: String,
+    },
+
+    /// The model does not fit in the memory budget of any device it may run on.
+    #[error(
+        "out of memory: model '{name}' needs {needed} and does not fit ({free}, after evicting \
+         every model no module uses); release models, raise the memory fraction in \
+         [worker_pool], or use a smaller model"
+    )]
+    OutOfMemory {
+        /// The model's repository id.
+        name: String,
+        /// What it needs, e.g. `87.3 MiB`.
+        needed: String,
+        /// What each device had free.
+        free: String,
+    },
+
+    /// The model's queue is full.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+
+    /// The request waited too long before it started.
+    #[error("timed out: {0}")]
+    Timeout(String),
+
+    /// An unexpected host-side failure, such as a crashed inference thread.
+    #[error("internal host error: {0}")]
+    Internal(String),
+}
+
+/// The text of a panic's payload (a `&str` or a `String`), for the error a caught panic becomes.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
