@@ -1,72 +1,12 @@
 //! Text generation: whole texts, chats through the model's chat template, and streams that hand
 //! the text out as it is produced.
 
-use serde::{Deserialize, Serialize};
+use modelhost_types::{ChatMessage, GenerationOptions};
 
 use crate::bindings::modelhost::models::model_manager as host;
 use crate::bindings::modelhost::models::types as wit;
+use crate::wit_convert::{message_to_wit, options_to_wit};
 use crate::{Error, FinishReason, Generation};
-
-/// Per-call overrides of the requirement's generation settings; every field defaults to the
-/// requirement's (then the host's: greedy, 256 tokens).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GenerationOptions {
-    /// Most tokens to generate.
-    pub max_output_length: Option<u32>,
-    /// Sampling temperature; 0 is greedy.
-    pub temperature: Option<f32>,
-    /// Sample only from the k most likely tokens.
-    pub top_k: Option<u32>,
-    /// Sample only from the smallest token set whose probability reaches p, in (0, 1].
-    pub top_p: Option<f32>,
-    /// Penalty on tokens already in the context (> 1 discourages repeats).
-    pub repetition_penalty: Option<f32>,
-    /// Seed for sampling: the same seed gives the same text.
-    pub seed: Option<u64>,
-    /// Generation stops when one of these appears (it is left out of the text).
-    pub stop: Vec<String>,
-}
-
-impl GenerationOptions {
-    fn to_wit(&self) -> wit::GenerationOptions {
-        wit::GenerationOptions {
-            max_output_length: self.max_output_length,
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            repetition_penalty: self.repetition_penalty,
-            seed: self.seed,
-            stop: self.stop.clone(),
-        }
-    }
-}
-
-/// One message of a chat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The message text.
-    pub content: String,
-}
-
-impl ChatMessage {
-    /// A message from `role`.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-
-    fn to_wit(&self) -> wit::ChatMessage {
-        wit::ChatMessage {
-            role: self.role.clone(),
-            content: self.content.clone(),
-        }
-    }
-}
 
 /// Continues `prompt` with the generation model registered as `model_id`.
 pub fn generate_text(
@@ -77,7 +17,7 @@ pub fn generate_text(
     Ok(host::generate_text(
         model_id,
         prompt,
-        Some(&options.to_wit()),
+        Some(&options_to_wit(options)),
     )?)
 }
 
@@ -90,7 +30,7 @@ pub fn stream_text(
     Ok(TextStream::new(host::stream_text(
         model_id,
         prompt,
-        Some(&options.to_wit()),
+        Some(&options_to_wit(options)),
     )?))
 }
 
@@ -100,8 +40,12 @@ pub fn chat(
     messages: &[ChatMessage],
     options: &GenerationOptions,
 ) -> Result<Generation, Error> {
-    let messages: Vec<wit::ChatMessage> = messages.iter().map(ChatMessage::to_wit).collect();
-    Ok(host::chat(model_id, &messages, Some(&options.to_wit()))?)
+    let messages: Vec<wit::ChatMessage> = messages.iter().map(message_to_wit).collect();
+    Ok(host::chat(
+        model_id,
+        &messages,
+        Some(&options_to_wit(options)),
+    )?)
 }
 
 /// Like [`chat`], handing the reply out as it is produced.
@@ -110,11 +54,11 @@ pub fn stream_chat(
     messages: &[ChatMessage],
     options: &GenerationOptions,
 ) -> Result<TextStream, Error> {
-    let messages: Vec<wit::ChatMessage> = messages.iter().map(ChatMessage::to_wit).collect();
+    let messages: Vec<wit::ChatMessage> = messages.iter().map(message_to_wit).collect();
     Ok(TextStream::new(host::stream_chat(
         model_id,
         &messages,
-        Some(&options.to_wit()),
+        Some(&options_to_wit(options)),
     )?))
 }
 

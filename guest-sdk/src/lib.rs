@@ -52,18 +52,19 @@ mod error;
 mod generation;
 mod models;
 mod module;
-mod requirement;
+mod wit_convert;
 
 pub use bindings::modelhost::models::types::{
     Classification, Classifications, Embeddings, ErrorCode, FinishReason, Generation, LabelScore,
     ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
 };
 pub use error::{Error, parse_settings};
-pub use generation::{
-    ChatMessage, GenerationOptions, TextStream, chat, generate_text, stream_chat, stream_text,
+pub use generation::{TextStream, chat, generate_text, stream_chat, stream_text};
+pub use modelhost_types::{
+    ChatMessage, DevicePreference, GenerationOptions, Invalid, ModelRequirement, ModelType,
+    Precision,
 };
 pub use models::{
     classify, generate_embeddings, register_model, release_all, release_model, service_status,
 };
 pub use module::Module;
-pub use requirement::{Device, ModelRequirement, ModelType, Precision};

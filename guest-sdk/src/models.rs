@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use crate::bindings::modelhost::models::model_manager as host;
+use crate::wit_convert::requirement_to_wit;
 use crate::{
     Classifications, Embeddings, Error, ModelRequirement, Registration, Release, ServiceStatus,
 };
@@ -21,7 +22,7 @@ pub fn register_model(
     model_id: &str,
     requirement: &ModelRequirement,
 ) -> Result<Registration, Error> {
-    let registration = host::register_model(model_id, &requirement.to_wit())?;
+    let registration = host::register_model(model_id, &requirement_to_wit(requirement))?;
     held().push(model_id.to_string());
     Ok(registration)
 }

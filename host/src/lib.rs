@@ -9,7 +9,9 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use modelhost::{backends::CandleBackend, config::HostConfig, device::SystemDevices};
+//! use modelhost::backends::CandleBackend;
+//! use modelhost::cli::config::HostConfig;
+//! use modelhost::engine::device::SystemDevices;
 //! use modelhost::manager::ModelManager;
 //! use modelhost::runtime::{ModuleOptions, Runtime};
 //!

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use modelhost::backends::{CandleBackend, LoadedModel, ModelBackend, SequenceModel, TextEncoder};
-use modelhost::engine::device::ComputeDevice;
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime, Stdio};
+use modelhost::types::ComputeDevice;
 use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::{MINILM, guests, model_store, runtime_with, test_settings};
 use serde_json::{Value, json};

@@ -15,7 +15,7 @@ use std::io::BufRead;
 use std::time::Instant;
 
 use modelhost::backends::{LlamaGenerator, TextGenerator};
-use modelhost::engine::device::ComputeDevice;
+use modelhost::types::ComputeDevice;
 use modelhost::types::requirement::Precision;
 use modelhost_tests::{SMOLLM2, greedy_request, model_store};
 use serde_json::json;

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use modelhost::backends::{CandleBackend, LoadedModel, ModelBackend};
-use modelhost::engine::device::ComputeDevice;
 use modelhost::manager::ManagerSettings;
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime, Stdio};
+use modelhost::types::ComputeDevice;
 use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{MINILM, fixtures, guests, model_store, runtime_with, test_settings};

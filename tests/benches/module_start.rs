@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use modelhost::cli::config::RuntimeConfig;
+use modelhost::runtime::RuntimeSettings;
 use modelhost::runtime::{ModuleImage, ModuleOptions, Runtime};
 use modelhost_tests::fake::FakeBackend;
 use modelhost_tests::{guests, manager, repo_root, test_settings};
@@ -21,10 +21,10 @@ fn runtime(cache: &Path) -> Runtime {
         &modelhost::engine::device::SystemDevices,
         test_settings(Duration::from_secs(300)),
     );
-    let config = RuntimeConfig {
+    let config = RuntimeSettings {
         compile_cache: true,
         compile_cache_dir: Some(cache.to_path_buf()),
-        ..RuntimeConfig::default()
+        ..RuntimeSettings::default()
     };
     Runtime::new(manager, &config).expect("runtime")
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use modelhost::backends::{
     Inspection, LoadedModel, ModelBackend, ModelInfo, SequenceModel, TextEncoder,
 };
-use modelhost::engine::device::{ComputeDevice, DeviceInventory};
+use modelhost::engine::device::DeviceInventory;
 use modelhost::store::local::ModelFiles;
+use modelhost::types::ComputeDevice;
 use modelhost::types::MemoryEstimate;
 use modelhost::types::error::HostError;
 use modelhost::types::requirement::{ModelType, Precision};

@@ -9,10 +9,11 @@ use modelhost::backends::{
     CandleBackend, GenerationRequest, GenerationSummary, ModelBackend, Prompt, SamplingSettings,
     TextGenerator,
 };
-use modelhost::cli::config::{HostConfig, RuntimeConfig};
+use modelhost::cli::config::HostConfig;
 use modelhost::engine::device::{DeviceInventory, SystemDevices};
 use modelhost::manager::limits::ModuleLimits;
 use modelhost::manager::{ManagerSettings, ModelManager};
+use modelhost::runtime::RuntimeSettings;
 use modelhost::runtime::{ModuleInstance, ModuleOptions, Runtime, Stdio};
 use modelhost::store::local::ModelStore;
 use serde_json::Value;
@@ -136,7 +137,7 @@ pub fn real_runtime() -> Runtime {
 /// A runtime over the test model store with `backend` and `settings`, on this machine.
 pub fn runtime_with(backend: Arc<dyn ModelBackend>, settings: ManagerSettings) -> Runtime {
     let manager = manager(backend, &SystemDevices, settings);
-    Runtime::new(manager, &RuntimeConfig::default()).expect("runtime")
+    Runtime::new(manager, &RuntimeSettings::default()).expect("runtime")
 }
 
 /// Starts `guest` with `settings`, feeding `stdin`, and returns the initialized instance.

@@ -2,18 +2,20 @@
 //! implementation of it.
 //!
 //! Backends see only domain types (model files, texts, options), never WIT-generated ones, so the
-//! contract can evolve without touching inference code.
+//! contract can evolve without touching inference code. Backend code fails with [`BackendError`];
+//! the traits the manager and the workers call through return it converted into `HostError`.
 
 mod common;
 mod encoder;
+mod error;
 mod llama;
 mod t5;
 
 use std::sync::Arc;
 
-use crate::engine::device::ComputeDevice;
 use crate::kernels::{Isa, WeightFormat};
 use crate::store::local::ModelFiles;
+use crate::types::ComputeDevice;
 use crate::types::MemoryEstimate;
 use crate::types::error::HostError;
 use crate::types::requirement::{ModelType, Precision};
@@ -25,6 +27,7 @@ pub use common::tokenizer::TruncatingTokenizer;
 pub use encoder::classifier::SequenceClassifier;
 pub use encoder::embedder::BertEmbedder;
 pub use encoder::pooling::{Pooling, SentenceTransformerConfig};
+pub use error::{BackendError, InferenceError};
 pub use llama::LlamaGenerator;
 pub use t5::T5Generator;
 
@@ -99,12 +102,13 @@ pub struct CandleBackend;
 
 impl ModelBackend for CandleBackend {
     fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
-        match model_type {
+        let inspection = match model_type {
             ModelType::Embedding => encoder::embedder::inspect(files),
             ModelType::Classification => encoder::classifier::inspect(files),
             ModelType::TextGeneration => llama::inspect(files),
             ModelType::Text2Text => t5::inspect(files),
-        }
+        };
+        inspection.map_err(HostError::from)
     }
 
     fn load(

@@ -183,7 +183,7 @@ fn start_runtime(config: &HostConfig) -> anyhow::Result<Runtime> {
 
 async fn serve(config: HostConfig) -> anyhow::Result<ExitCode> {
     let runtime = Arc::new(start_runtime(&config)?);
-    let server = Server::bind(&config, runtime).await?;
+    let server = Server::bind(&config.serve, config.served_modules()?, runtime).await?;
     println!("listening on http://{}", server.local_addr());
     match server.admin_addr() {
         Some(admin) => println!("admin API on http://{admin}"),
@@ -261,7 +261,7 @@ async fn run_module(config: HostConfig, args: RunArgs) -> anyhow::Result<ExitCod
             .collect::<anyhow::Result<_>>()?,
         dirs: args.dirs.iter().map(|d| parse_dir(d)).collect(),
         stdio: Stdio::Inherit,
-        limits: config.module_limits(None),
+        limits: config.module_limits(None)?,
     };
     let runtime = start_runtime(&config)?;
     let image = runtime.load(&args.module)?;

@@ -4,27 +4,8 @@
 //!
 //! GPU detection sits behind [`DeviceInventory`] so tests can simulate a machine with GPUs.
 
-use std::fmt;
-
+use crate::types::ComputeDevice;
 use crate::types::requirement::DevicePreference;
-
-/// A device a worker runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ComputeDevice {
-    /// The host CPU.
-    Cpu,
-    /// A CUDA GPU by ordinal.
-    Cuda(u32),
-}
-
-impl fmt::Display for ComputeDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
-        }
-    }
-}
 
 /// Which GPUs this machine has, and how much memory each device has.
 pub trait DeviceInventory: Send + Sync {
@@ -176,6 +157,7 @@ mod tests {
             "tpu"
                 .parse::<DevicePreference>()
                 .unwrap_err()
+                .message()
                 .contains("unknown device 'tpu'")
         );
     }

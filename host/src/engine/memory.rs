@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::engine::device::ComputeDevice;
+use crate::types::ComputeDevice;
 use crate::types::{DeviceMemoryStatus, ModelKey};
 
 /// One device's budget and the models accounted on it.

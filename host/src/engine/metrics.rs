@@ -1,6 +1,12 @@
 //! Counters and histograms the host keeps while it serves, and their rendering in the Prometheus
 //! text format (`/metrics`). Calls are labelled by module and model; live values (queue depth,
 //! loaded models, worker load) are read from the manager's state at scrape time.
+//!
+//! Written here rather than with `prometheus-client`: the label values of call metrics are model
+//! ids that guests choose, so every family must stay below [`MAX_SERIES`] label sets (folding the
+//! rest into [`OTHER`]), which `prometheus-client`'s `Family` cannot bound; and half of what is
+//! exposed is live state rendered from one status snapshot per scrape, which would need a custom
+//! collector anyway. What is left, two histograms and counters in the text format, is small.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -24,7 +24,9 @@ use crate::manager::registry::{IdEntry, Registry, SharedModel};
 use crate::store::hub::{Downloader, FileProgress, HubSettings};
 use crate::store::local::ModelStore;
 use crate::types::error::{HostError, panic_message};
-use crate::types::requirement::{GenerationOptions, ModelRequirement, ModelType};
+use crate::types::requirement::{
+    GenerationOptions, ModelRequirement, ModelType, check_options, check_requirement,
+};
 use crate::types::results::{
     Classification, Classifications, Embeddings, Generation, ModelStatus, ModuleReference,
     Registration, Release, ServiceStatus,
@@ -105,7 +107,7 @@ impl ModelManager {
         requirement: ModelRequirement,
     ) -> Result<Registration, HostError> {
         check_model_id(model_id)?;
-        requirement.validate()?;
+        check_requirement(&requirement)?;
         let limits = self.limits(module);
         if !limits.allows(&requirement.name) {
             return Err(HostError::NotAllowed {
@@ -127,8 +129,14 @@ impl ModelManager {
         let existing = self
             .registry()
             .add_reference(module, model_id, &requirement)?;
-        if let Some((count, weights)) = existing {
-            return Ok(registration(model_id, &requirement, &weights, false, count));
+        if let Some(reference) = existing {
+            return Ok(registration(
+                model_id,
+                &requirement,
+                &reference.weights,
+                false,
+                reference.count,
+            ));
         }
         let weights = self.verified_weights(&requirement).await?;
         if let (Some(expected), Some(actual)) = (requirement.dimension, weights.info.dimension)
@@ -151,11 +159,11 @@ impl ModelManager {
                 actual: labels,
             });
         }
-        let (placed, fallback) = self.place(&weights, requirement.device)?;
-        if let Some(note) = &fallback {
+        let placement = self.place(&weights, requirement.device)?;
+        if let Some(note) = &placement.fallback {
             tracing::warn!(%module, model_id, "{note}");
         }
-        weights.served.allow(&placed, fallback);
+        weights.served.allow(&placement.workers, placement.fallback);
         let preload = requirement.preload_workers as usize;
         // The answer is built now, under the lock that registers the id: a release may remove
         // the id while the preload below awaits.
@@ -163,9 +171,13 @@ impl ModelManager {
             let mut registry = self.registry();
             // Another caller may have created the id while the files were verified.
             match registry.add_reference(module, model_id, &requirement)? {
-                Some((count, existing)) => {
-                    registration(model_id, &requirement, &existing, false, count)
-                }
+                Some(existing) => registration(
+                    model_id,
+                    &requirement,
+                    &existing.weights,
+                    false,
+                    existing.count,
+                ),
                 None => {
                     let answer = registration(model_id, &requirement, &weights, true, 1);
                     registry.insert(module, model_id, requirement, weights.clone());
@@ -220,10 +232,11 @@ impl ModelManager {
     pub fn release_module(&self, module: &ModuleId) -> u32 {
         self.limits_map().remove(module);
         let released = self.registry().release_module(module);
-        for (model_id, count) in &released {
-            tracing::info!(%module, model_id, references = count, "released references of departing module");
+        for r in &released {
+            tracing::info!(%module, model_id = %r.model_id, references = r.references,
+                "released references of departing module");
         }
-        released.iter().map(|(_, count)| count).sum()
+        released.iter().map(|r| r.references).sum()
     }
 
     /// Embeds `texts` with the embedding model `model_id` (see the WIT `generate-embeddings`):
@@ -376,7 +389,7 @@ impl ModelManager {
         prompt: Prompt,
         options: GenerationOptions,
     ) -> Result<GenerationStream, HostError> {
-        options.validate()?;
+        check_options(&options)?;
         if matches!(&prompt, Prompt::Chat(messages) if messages.is_empty()) {
             return Err(HostError::InvalidInput(
                 "a chat needs at least one message".into(),
@@ -585,9 +598,11 @@ impl ModelManager {
         if let Some(file) = weights_file.as_deref()
             && !files.path(file).is_file()
         {
-            return Err(files.invalid(format!(
-                "the requirement's weights_file '{file}' is not in the snapshot"
-            )));
+            return Err(files
+                .invalid(format!(
+                    "the requirement's weights_file '{file}' is not in the snapshot"
+                ))
+                .into());
         }
         files.weights_file = weights_file;
         let key = ModelKey {
@@ -605,7 +620,10 @@ impl ModelManager {
             let invalid = files.clone();
             run_blocking(
                 move || backend.inspect(model_type, &checked),
-                move |reason| invalid.invalid(format!("verifying the files panicked: {reason}")),
+                move |reason| {
+                    let reason = format!("verifying the files panicked: {reason}");
+                    invalid.invalid(reason).into()
+                },
             )
             .await?
         };
@@ -618,7 +636,7 @@ impl ModelManager {
     }
 
     fn model_status(&self, model_id: &str, entry: &IdEntry) -> ModelStatus {
-        let (_, wall) = entry.weights.last_used();
+        let wall = entry.weights.last_used().wall;
         let placement = entry.weights.served.placement_snapshot();
         let workers = self.pool.workers();
         let shown = match placement.holders.is_empty() {

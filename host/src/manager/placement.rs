@@ -4,12 +4,20 @@
 use std::sync::Arc;
 
 use super::ModelManager;
-use crate::engine::device::ComputeDevice;
 use crate::engine::memory::mib;
 use crate::manager::registry::SharedModel;
+use crate::types::ComputeDevice;
 use crate::types::ModelKey;
-use crate::types::error::HostError;
+use crate::types::error::{DeviceFree, FreeMemory, HostError};
 use crate::types::requirement::DevicePreference;
+
+/// The workers a model may run on.
+pub(super) struct Placement {
+    /// The workers, by index in the pool.
+    pub workers: Vec<usize>,
+    /// Why they are not the ones the requirement asked for, when no worker matches it.
+    pub fallback: Option<String>,
+}
 
 impl ModelManager {
     /// The workers `weights` may run on: the matching devices where the model fits, GPUs before
@@ -21,7 +29,7 @@ impl ModelManager {
         &self,
         weights: &Arc<SharedModel>,
         device: DevicePreference,
-    ) -> Result<(Vec<usize>, Option<String>), HostError> {
+    ) -> Result<Placement, HostError> {
         let preference = match device {
             DevicePreference::Auto => self.pool.settings().device_preference,
             device => device,
@@ -62,24 +70,27 @@ impl ModelManager {
                     .copied()
                     .filter(|&i| fitting.contains(&workers[i].device))
                     .collect();
-                return Ok((placed, fallback));
+                return Ok(Placement {
+                    workers: placed,
+                    fallback,
+                });
             }
         }
         let free = shortfalls
             .iter()
-            .map(|(device, free)| {
-                let budget = self.pool.memory(*device).status().budget_bytes.unwrap_or(0);
-                format!("{device}: {} free of {}", mib(*free), mib(budget))
+            .map(|&(device, free)| DeviceFree {
+                device: device.to_string(),
+                free,
+                budget: self.pool.memory(device).status().budget_bytes.unwrap_or(0),
             })
-            .collect::<Vec<_>>()
-            .join(", ");
+            .collect();
         Err(HostError::OutOfMemory {
             name: weights.key.name.clone(),
-            needed: mib(self.needed(
+            needed: Some(self.needed(
                 weights,
                 shortfalls.first().map_or(ComputeDevice::Cpu, |s| s.0),
             )),
-            free,
+            free: FreeMemory::Devices(free),
         })
     }
 

@@ -30,7 +30,25 @@ pub struct SharedModel {
     pub encoder: Arc<dyn TextEncoder>,
     /// Its placement on the workers and its batching queue.
     pub served: Arc<ServedModel>,
-    last_used: Mutex<(Instant, SystemTime)>,
+    last_used: Mutex<LastUse>,
+}
+
+/// When weights were last used.
+#[derive(Debug, Clone, Copy)]
+pub struct LastUse {
+    /// As a monotonic instant, for idle times.
+    pub at: Instant,
+    /// As wall-clock time, for the status.
+    pub wall: SystemTime,
+}
+
+impl LastUse {
+    fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
 }
 
 impl SharedModel {
@@ -47,7 +65,7 @@ impl SharedModel {
             info: inspection.info,
             encoder: inspection.encoder,
             served,
-            last_used: Mutex::new((Instant::now(), SystemTime::now())),
+            last_used: Mutex::new(LastUse::now()),
         }
     }
 
@@ -58,12 +76,11 @@ impl SharedModel {
 
     /// Records a use now.
     pub fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) =
-            (Instant::now(), SystemTime::now());
+        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = LastUse::now();
     }
 
-    /// When the weights were last used, as a monotonic instant and as wall-clock time.
-    pub fn last_used(&self) -> (Instant, SystemTime) {
+    /// When the weights were last used.
+    pub fn last_used(&self) -> LastUse {
         *self.last_used.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -92,6 +109,23 @@ impl IdEntry {
     pub fn total_references(&self) -> u32 {
         self.holders.values().sum()
     }
+}
+
+/// A module's reference to an existing id, as [`Registry::add_reference`] adds it.
+pub struct Reference {
+    /// The references the module now holds to the id.
+    pub count: u32,
+    /// The id's weights.
+    pub weights: Arc<SharedModel>,
+}
+
+/// The references a departing module held to one id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The model id.
+    pub model_id: String,
+    /// How many references the module held to it.
+    pub references: u32,
 }
 
 /// What is left after a release.
@@ -129,7 +163,7 @@ impl Registry {
         module: &ModuleId,
         model_id: &str,
         requirement: &ModelRequirement,
-    ) -> Result<Option<(u32, Arc<SharedModel>)>, HostError> {
+    ) -> Result<Option<Reference>, HostError> {
         let Some(entry) = self.ids.get_mut(model_id) else {
             return Ok(None);
         };
@@ -147,7 +181,10 @@ impl Registry {
             )));
         }
         *count += 1;
-        Ok(Some((*count, entry.weights.clone())))
+        Ok(Some(Reference {
+            count: *count,
+            weights: entry.weights.clone(),
+        }))
     }
 
     /// Creates `model_id` with one reference from `module`. The id must not exist.
@@ -209,12 +246,15 @@ impl Registry {
     }
 
     /// Drops every reference `module` holds. Returns the ids and how many references each lost.
-    pub fn release_module(&mut self, module: &ModuleId) -> Vec<(String, u32)> {
+    pub fn release_module(&mut self, module: &ModuleId) -> Vec<Released> {
         let mut released = Vec::new();
         for (model_id, entry) in &mut self.ids {
-            if let Some(count) = entry.holders.remove(module) {
+            if let Some(references) = entry.holders.remove(module) {
                 entry.weights.touch();
-                released.push((model_id.clone(), count));
+                released.push(Released {
+                    model_id: model_id.clone(),
+                    references,
+                });
             }
         }
         self.ids.retain(|_, entry| !entry.holders.is_empty());
@@ -229,7 +269,7 @@ impl Registry {
             .weights
             .iter()
             .filter(|(key, w)| {
-                !in_use.contains(key) && now.saturating_duration_since(w.last_used().0) >= idle
+                !in_use.contains(key) && now.saturating_duration_since(w.last_used().at) >= idle
             })
             .map(|(key, _)| key.clone())
             .collect();
@@ -246,7 +286,7 @@ impl Registry {
         let key = keys
             .iter()
             .filter(|key| !in_use.contains(key))
-            .filter_map(|key| Some((self.weights.get(key)?.last_used().0, key)))
+            .filter_map(|key| Some((self.weights.get(key)?.last_used().at, key)))
             .min_by_key(|(used, _)| *used)?
             .1
             .clone();

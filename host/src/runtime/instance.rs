@@ -15,8 +15,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder};
 
 use super::error::RuntimeError;
+use super::settings::{RuntimeSettings, optional_seconds};
 use super::state::{ModuleState, sandboxed_store};
-use crate::cli::config::{RuntimeConfig, optional_seconds};
 use crate::manager::ModelManager;
 use crate::manager::limits::ModuleLimits;
 use crate::types::ModuleId;
@@ -71,11 +71,11 @@ pub struct ExportDeadlines {
 
 impl ExportDeadlines {
     /// The deadlines `[runtime]` sets.
-    pub fn from_config(config: &RuntimeConfig) -> Self {
+    pub fn from_settings(settings: &RuntimeSettings) -> Self {
         Self {
-            initialize: optional_seconds(config.initialize_timeout_seconds),
-            run: optional_seconds(config.run_timeout_seconds),
-            cleanup: optional_seconds(config.cleanup_timeout_seconds),
+            initialize: optional_seconds(settings.initialize_timeout_seconds),
+            run: optional_seconds(settings.run_timeout_seconds),
+            cleanup: optional_seconds(settings.cleanup_timeout_seconds),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod error;
 mod http;
 mod instance;
+pub mod settings;
 mod state;
 
 use std::path::Path;
@@ -18,7 +19,6 @@ use wasmtime::{Cache, CacheConfig, Config, Engine};
 
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::cli::config::RuntimeConfig;
 use crate::manager::ModelManager;
 use crate::types::ModuleId;
 
@@ -26,6 +26,7 @@ pub use crate::wit_host::GuestError;
 pub use error::RuntimeError;
 pub use http::{HttpRequestOptions, HttpResponse};
 pub use instance::{ExportDeadlines, ModuleInstance, ModuleOptions, Stdio};
+pub use settings::RuntimeSettings;
 pub use state::ModuleState;
 
 /// A compiled module, ready to be instantiated any number of times.
@@ -55,7 +56,10 @@ pub struct Runtime {
 
 impl Runtime {
     /// An engine configured for async component-model modules, with every host import linked.
-    pub fn new(manager: Arc<ModelManager>, settings: &RuntimeConfig) -> Result<Self, RuntimeError> {
+    pub fn new(
+        manager: Arc<ModelManager>,
+        settings: &RuntimeSettings,
+    ) -> Result<Self, RuntimeError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -80,7 +84,7 @@ impl Runtime {
             linker,
             manager,
             instances_started: AtomicU64::new(0),
-            deadlines: ExportDeadlines::from_config(settings),
+            deadlines: ExportDeadlines::from_settings(settings),
         })
     }
 

@@ -15,6 +15,7 @@
 
 mod admin;
 mod modules;
+pub mod settings;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,12 +31,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::cli::config::{HostConfig, duration, optional_seconds};
+use crate::manager::limits::ModuleLimits;
+use crate::runtime::settings::{duration, optional_seconds};
 use crate::runtime::{HttpRequestOptions, HttpResponse, Runtime, RuntimeError};
 use crate::types::ModuleId;
 
 pub use admin::HostStatus;
 pub use modules::{ModulePhase, ModuleSummary};
+pub use settings::{ModuleSettings, ServeSettings};
 
 use modules::Modules;
 
@@ -102,10 +105,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `serve.address` (and `serve.admin_address`, unless empty) for the `[[modules]]` of
-    /// `config`. Port 0 picks a free port ([`Server::local_addr`], [`Server::admin_addr`]).
-    pub async fn bind(config: &HostConfig, runtime: Arc<Runtime>) -> Result<Self, ServeError> {
-        let settings = &config.serve;
+    /// Binds `serve.address` (and `serve.admin_address`, unless empty) of `settings` for
+    /// `modules` (the `[[modules]]` entries, each with its limits), none started yet. Port 0 picks
+    /// a free port ([`Server::local_addr`], [`Server::admin_addr`]).
+    pub async fn bind(
+        settings: &ServeSettings,
+        modules: Vec<(ModuleSettings, ModuleLimits)>,
+        runtime: Arc<Runtime>,
+    ) -> Result<Self, ServeError> {
         let admin_token = match &settings.admin_token_env {
             None => None,
             Some(_) if settings.admin_address.is_empty() => None,
@@ -114,11 +121,6 @@ impl Server {
                 _ => return Err(ServeError::AdminToken { name: name.clone() }),
             },
         };
-        let modules = config
-            .modules
-            .iter()
-            .map(|m| (m.clone(), config.module_limits(Some(m))))
-            .collect();
         let public = bind("serve.address", &settings.address).await?;
         let admin = match settings.admin_address.is_empty() {
             true => None,

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::cli::config::{ModuleConfig, route_matches};
+use super::settings::{ModuleSettings, route_matches};
 use crate::manager::limits::ModuleLimits;
 use crate::runtime::{ModuleImage, ModuleInstance, ModuleOptions, Runtime, RuntimeError, Stdio};
 use crate::types::ModuleId;
@@ -45,7 +45,7 @@ struct Started {
 }
 
 struct Entry {
-    config: ModuleConfig,
+    config: ModuleSettings,
     limits: ModuleLimits,
     in_flight: Arc<AtomicUsize>,
     id: ModuleId,
@@ -95,7 +95,7 @@ impl Drop for InFlight {
 
 impl Modules {
     /// The modules of `configs` with their limits, none started yet.
-    pub fn new(runtime: Arc<Runtime>, configs: Vec<(ModuleConfig, ModuleLimits)>) -> Self {
+    pub fn new(runtime: Arc<Runtime>, configs: Vec<(ModuleSettings, ModuleLimits)>) -> Self {
         let entries = configs
             .into_iter()
             .map(|(config, limits)| Entry {
@@ -155,7 +155,7 @@ impl Modules {
 
     async fn start(
         &self,
-        config: &ModuleConfig,
+        config: &ModuleSettings,
         limits: ModuleLimits,
         id: ModuleId,
     ) -> Result<Started, RuntimeError> {

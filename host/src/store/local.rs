@@ -15,6 +15,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::store::StoreError;
 use crate::types::error::HostError;
 
 /// Environment variable naming the Hugging Face cache folder itself.
@@ -46,7 +47,7 @@ impl ModelFiles {
     /// Reads a small file of the snapshot as text: `file` must be a relative path of plain
     /// names (a checkpoint's own files name others, as `modules.json` does), and at most
     /// [`MAX_TEXT_FILE_BYTES`] long. Fails with `InvalidModelFiles`.
-    pub fn read_to_string(&self, file: &str) -> Result<String, HostError> {
+    pub fn read_to_string(&self, file: &str) -> Result<String, StoreError> {
         let plain = Path::new(file)
             .components()
             .all(|c| matches!(c, std::path::Component::Normal(_)));
@@ -66,8 +67,8 @@ impl ModelFiles {
     }
 
     /// An `InvalidModelFiles` error about this snapshot.
-    pub fn invalid(&self, reason: impl Into<String>) -> HostError {
-        HostError::InvalidModelFiles {
+    pub fn invalid(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::InvalidModelFiles {
             name: self.name.clone(),
             path: self.dir.clone(),
             reason: reason.into(),
@@ -114,7 +115,7 @@ impl ModelStore {
         check_repo_name(name)?;
         check_revision(revision)?;
         let repo = self.root.join(repo_folder(name));
-        let not_found = || HostError::ModelNotFound {
+        let not_found = || StoreError::ModelNotFound {
             name: name.to_string(),
             revision: revision.to_string(),
             root: self.root.clone(),
@@ -122,21 +123,22 @@ impl ModelStore {
         let commit = match read_ref(&repo.join("refs").join(revision)) {
             Some(commit) if is_snapshot_name(&commit) => commit,
             Some(commit) => {
-                return Err(HostError::InvalidModelFiles {
+                return Err(StoreError::InvalidModelFiles {
                     name: name.to_string(),
                     path: repo.join("refs").join(revision),
                     reason: format!(
                         "the ref does not name a snapshot folder ('{}')",
                         commit.escape_debug()
                     ),
-                });
+                }
+                .into());
             }
             None if is_snapshot_name(revision) => revision.to_string(),
-            None => return Err(not_found()),
+            None => return Err(not_found().into()),
         };
         let dir = repo.join("snapshots").join(&commit);
         if !dir.join("config.json").is_file() {
-            return Err(not_found());
+            return Err(not_found().into());
         }
         let files = ModelFiles {
             name: name.to_string(),
@@ -167,7 +169,7 @@ pub fn repo_folder(name: &str) -> String {
 /// Checks a repository id: `name` or `org/name`, each part 1 to 96 of `[A-Za-z0-9._-]`, not
 /// starting or ending with `.` or `-`, without `..` or `--` (which would be ambiguous in the
 /// store's folder names).
-pub fn check_repo_name(name: &str) -> Result<(), HostError> {
+pub fn check_repo_name(name: &str) -> Result<(), StoreError> {
     let part_ok = |p: &str| {
         (1..=MAX_NAME_PART).contains(&p.len())
             && p.chars()
@@ -181,7 +183,7 @@ pub fn check_repo_name(name: &str) -> Result<(), HostError> {
     if parts.len() <= 2 && parts.iter().all(|p| part_ok(p)) {
         return Ok(());
     }
-    Err(HostError::InvalidRequirement(format!(
+    Err(StoreError::InvalidName(format!(
         "`name` '{}' is not a Hugging Face repository id ('name' or 'org/name' of letters, \
          digits, '-', '_' and '.')",
         name.escape_debug()
@@ -190,7 +192,7 @@ pub fn check_repo_name(name: &str) -> Result<(), HostError> {
 
 /// Checks a revision (branch, tag or commit name): 1 to 255 of `[A-Za-z0-9._/-]`, `/`-separated
 /// parts none of which is empty, `.` or `..`.
-pub fn check_revision(revision: &str) -> Result<(), HostError> {
+pub fn check_revision(revision: &str) -> Result<(), StoreError> {
     let ok = (1..=MAX_REVISION).contains(&revision.len())
         && revision
             .chars()
@@ -201,7 +203,7 @@ pub fn check_revision(revision: &str) -> Result<(), HostError> {
     if ok {
         return Ok(());
     }
-    Err(HostError::InvalidRequirement(format!(
+    Err(StoreError::InvalidName(format!(
         "`revision` '{}' is not a branch, tag or commit name",
         revision.escape_debug()
     )))
@@ -232,7 +234,7 @@ fn read_ref(path: &Path) -> Option<String> {
 
 /// Checks that the snapshot folder and every entry under it (symlinks followed) lie inside
 /// `root` (the store's canonical folder); a dangling symlink is refused too.
-fn check_inside(root: &Path, files: &ModelFiles) -> Result<(), HostError> {
+fn check_inside(root: &Path, files: &ModelFiles) -> Result<(), StoreError> {
     let outside = |path: &Path| {
         files.invalid(format!(
             "{} leads outside the model store at {}",

@@ -1,11 +1,14 @@
 //! `HostError`: every way a model-manager operation can fail, with enough context to act on.
 //!
-//! Domain code (store, backends, registry, manager) returns only this type. The runtime maps each
-//! variant to a WIT `error-code` in one exhaustive `match` (see `runtime::convert`).
+//! The store and the backends have errors of their own (`store::StoreError`,
+//! `backends::BackendError`), each of which converts into this type; the manager returns only
+//! this type. `wit_host::convert` maps each variant to a WIT `error-code` in one exhaustive
+//! `match`.
 
+use std::fmt;
 use std::path::PathBuf;
 
-use crate::types::requirement::ModelType;
+use modelhost_types::ModelType;
 
 /// A failed model-manager operation.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -236,17 +239,18 @@ pub enum HostError {
 
     /// The model does not fit in the memory budget of any device it may run on.
     #[error(
-        "out of memory: model '{name}' needs {needed} and does not fit ({free}, after evicting \
+        "out of memory: model '{name}' needs {} and does not fit ({free}, after evicting \
          every model no module uses); release models, raise the memory fraction in \
-         [worker_pool], or use a smaller model"
+         [worker_pool], or use a smaller model",
+        needed.map_or_else(|| "more than was free".to_string(), mib)
     )]
     OutOfMemory {
         /// The model's repository id.
         name: String,
-        /// What it needs, e.g. `87.3 MiB`.
-        needed: String,
-        /// What each device had free.
-        free: String,
+        /// The bytes it needs; `None` when a device failed to allocate without saying.
+        needed: Option<u64>,
+        /// What the devices had free.
+        free: FreeMemory,
     },
 
     /// The model's queue is full.
@@ -262,6 +266,75 @@ pub enum HostError {
     Internal(String),
 }
 
+/// What the devices had free when a model did not fit, as [`HostError::OutOfMemory`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FreeMemory {
+    /// The devices tried, each with the bytes left in its budget.
+    Devices(Vec<DeviceFree>),
+    /// A device whose whole budget is less than one piece of work needs.
+    Budget {
+        /// The device, e.g. `cuda:0`.
+        device: String,
+        /// Its budget in bytes.
+        budget: u64,
+        /// The work, e.g. `one batch`.
+        work: &'static str,
+    },
+    /// A device's allocator failed.
+    AllocationFailed {
+        /// The device, e.g. `cuda:0`.
+        device: String,
+        /// What the allocator said.
+        reason: String,
+    },
+}
+
+/// The bytes left in one device's budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFree {
+    /// The device, e.g. `cpu`.
+    pub device: String,
+    /// Bytes left in its budget.
+    pub free: u64,
+    /// Its budget in bytes.
+    pub budget: u64,
+}
+
+impl fmt::Display for FreeMemory {
+    /// `cpu: 200.0 MiB free of 1000.0 MiB, ...`, `cpu: a budget of 1000.0 MiB for one batch`
+    /// or `cuda:0 failed to allocate: ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Devices(devices) => {
+                for (i, d) in devices.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { ", " };
+                    write!(
+                        f,
+                        "{separator}{}: {} free of {}",
+                        d.device,
+                        mib(d.free),
+                        mib(d.budget)
+                    )?;
+                }
+                Ok(())
+            }
+            Self::Budget {
+                device,
+                budget,
+                work,
+            } => write!(f, "{device}: a budget of {} for {work}", mib(*budget)),
+            Self::AllocationFailed { device, reason } => {
+                write!(f, "{device} failed to allocate: {reason}")
+            }
+        }
+    }
+}
+
+/// `bytes` in MiB with one decimal (`87.3 MiB`), as messages show memory sizes.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
 /// The text of a panic's payload (a `&str` or a `String`), for the error a caught panic becomes.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
@@ -269,4 +342,51 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .copied()
         .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_shows_bytes_in_mib() {
+        let error = HostError::OutOfMemory {
+            name: "org/m".into(),
+            needed: Some(400 << 20),
+            free: FreeMemory::Devices(vec![
+                DeviceFree {
+                    device: "cpu".into(),
+                    free: 200 << 20,
+                    budget: 1000 << 20,
+                },
+                DeviceFree {
+                    device: "cuda:0".into(),
+                    free: 0,
+                    budget: 512 << 20,
+                },
+            ]),
+        };
+        assert!(error.to_string().starts_with(
+            "out of memory: model 'org/m' needs 400.0 MiB and does not fit (cpu: 200.0 MiB free \
+             of 1000.0 MiB, cuda:0: 0.0 MiB free of 512.0 MiB, after evicting"
+        ));
+        let error = HostError::OutOfMemory {
+            name: "org/m".into(),
+            needed: None,
+            free: FreeMemory::AllocationFailed {
+                device: "cuda:0".into(),
+                reason: "CUDA_ERROR_OUT_OF_MEMORY".into(),
+            },
+        };
+        assert!(error.to_string().contains(
+            "needs more than was free and does not fit (cuda:0 failed to allocate: \
+             CUDA_ERROR_OUT_OF_MEMORY, after"
+        ));
+        let budget = FreeMemory::Budget {
+            device: "cpu".into(),
+            budget: 3 << 19,
+            work: "one batch",
+        };
+        assert_eq!(budget.to_string(), "cpu: a budget of 1.5 MiB for one batch");
+    }
 }

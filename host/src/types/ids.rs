@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::requirement::{ModelType, Precision};
+use modelhost_types::{ModelType, Precision};
 
 /// The identity of one module instance, assigned by the host (never by the module).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

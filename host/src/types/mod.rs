@@ -2,11 +2,13 @@
 //! answers (results, status), the identities it keys things by, and the one error type every
 //! layer's errors convert into. Plain data: nothing here does I/O or knows about WIT.
 
+pub mod device;
 pub mod error;
 pub mod ids;
 pub mod requirement;
 pub mod results;
 
+pub use device::ComputeDevice;
 pub use error::HostError;
 pub use ids::{ModelKey, ModuleId};
 pub use requirement::{

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::requirement::ModelType;
+use modelhost_types::ModelType;
 
 /// The outcome of a registration.
 #[derive(Debug, Clone, PartialEq)]

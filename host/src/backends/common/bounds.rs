@@ -3,8 +3,8 @@
 //! allocation, a loop bound or a divisor, with an error that names the key. The bounds are far
 //! above any released model of the families the backends run.
 
+use crate::backends::BackendError;
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
 
 /// Widest hidden or per-head width.
 pub const MAX_WIDTH: usize = 1 << 16;
@@ -38,20 +38,24 @@ pub fn positive(
     key: &str,
     value: usize,
     max: usize,
-) -> Result<usize, HostError> {
+) -> Result<usize, BackendError> {
     match value {
         1.. if value <= max => Ok(value),
-        _ => Err(files.invalid(format!(
-            "`{key}` is {value}; it must be between 1 and {max}"
-        ))),
+        _ => Err(files
+            .invalid(format!(
+                "`{key}` is {value}; it must be between 1 and {max}"
+            ))
+            .into()),
     }
 }
 
 /// A positive, finite epsilon or base (`key` names it).
-pub fn finite_positive(files: &ModelFiles, key: &str, value: f64) -> Result<f64, HostError> {
+pub fn finite_positive(files: &ModelFiles, key: &str, value: f64) -> Result<f64, BackendError> {
     match value.is_finite() && value > 0.0 {
         true => Ok(value),
-        false => Err(files.invalid(format!("`{key}` is {value}; it must be a positive number"))),
+        false => Err(files
+            .invalid(format!("`{key}` is {value}; it must be a positive number"))
+            .into()),
     }
 }
 
@@ -62,15 +66,17 @@ pub fn heads(
     width: usize,
     heads: usize,
     kv_heads: usize,
-) -> Result<(), HostError> {
+) -> Result<(), BackendError> {
     if heads == 0
         || kv_heads == 0
         || !width.is_multiple_of(heads)
         || !heads.is_multiple_of(kv_heads)
     {
-        return Err(files.invalid(format!(
-            "inconsistent head counts: {heads} heads, {kv_heads} key/value heads, width {width}"
-        )));
+        return Err(files
+            .invalid(format!(
+                "inconsistent head counts: {heads} heads, {kv_heads} key/value heads, width {width}"
+            ))
+            .into());
     }
     Ok(())
 }
@@ -81,13 +87,13 @@ pub fn elements(dims: impl IntoIterator<Item = u64>) -> Option<u64> {
 }
 
 /// Checks that the text file `file` of the snapshot is small enough to read into memory.
-pub fn text_file(files: &ModelFiles, file: &str) -> Result<(), HostError> {
+pub fn text_file(files: &ModelFiles, file: &str) -> Result<(), BackendError> {
     let size = std::fs::metadata(files.path(file)).map_or(0, |m| m.len());
     match size <= MAX_TEXT_FILE_BYTES {
         true => Ok(()),
         false => Err(files.invalid(format!(
             "{file} has {size} bytes; files read into memory may have at most {MAX_TEXT_FILE_BYTES}"
-        ))),
+        )).into()),
     }
 }
 

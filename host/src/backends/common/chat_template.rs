@@ -5,8 +5,8 @@ use minijinja::{Environment, Error, ErrorKind, context};
 use serde::Deserialize;
 
 use super::generation::ChatMessage;
+use crate::backends::BackendError;
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
 
 /// The template and the special tokens it may refer to.
 pub struct ChatTemplate {
@@ -42,7 +42,7 @@ impl SpecialToken {
 
 impl ChatTemplate {
     /// The template of the model in `files`, or `None` when it has none.
-    pub fn read(files: &ModelFiles) -> Result<Option<Self>, HostError> {
+    pub fn read(files: &ModelFiles) -> Result<Option<Self>, BackendError> {
         if !files.path("tokenizer_config.json").is_file() {
             return Ok(None);
         }
@@ -85,7 +85,7 @@ impl ChatTemplate {
     }
 
     /// The prompt for `messages`, ending where the assistant's reply starts.
-    pub fn render(&self, messages: &[ChatMessage]) -> Result<String, HostError> {
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String, BackendError> {
         let messages: Vec<_> = messages
             .iter()
             .map(|m| context! { role => m.role, content => m.content })
@@ -106,12 +106,12 @@ impl ChatTemplate {
                 &mut prompt,
             )
             .map_err(|e| {
-                HostError::InvalidInput(format!(
+                BackendError::InvalidInput(format!(
                     "the model's chat template rejects these messages: {e}"
                 ))
             })?;
         String::from_utf8(prompt.0).map_err(|_| {
-            HostError::InvalidInput("the model's chat template wrote invalid UTF-8".into())
+            BackendError::InvalidInput("the model's chat template wrote invalid UTF-8".into())
         })
     }
 }

@@ -7,6 +7,7 @@ use candle_core::Tensor;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokenizers::Tokenizer;
 
+use crate::backends::InferenceError;
 use crate::types::{FinishReason, HostError};
 
 /// One message of a chat.
@@ -100,7 +101,7 @@ pub trait TextGenerator: Send + Sync {
 /// of earlier steps (the decoder keeps them in its cache and knows their positions).
 pub trait Decoder {
     /// Next-token logits, a 1-D tensor over the vocabulary.
-    fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor>;
+    fn next_logits(&mut self, tokens: &[u32]) -> Result<Tensor, InferenceError>;
 }
 
 /// Most prompt tokens run through a decoder in one step.
@@ -114,19 +115,16 @@ pub fn decode_loop(
     end_of_sequence: &[u32],
     request: &GenerationRequest,
     emit: &mut dyn FnMut(&str) -> bool,
-) -> Result<GenerationSummary, String> {
-    let failed = |e: candle_core::Error| e.to_string();
+) -> Result<GenerationSummary, InferenceError> {
     let mut sampler =
         LogitsProcessor::from_sampling(request.sampling.seed, sampling(&request.sampling));
     let mut text = StreamedText::new(tokenizer, &request.stop);
     let mut context: Vec<u32> = prompt.to_vec();
     // The prompt goes through in chunks: prefill attention grows with the chunk times the
     // context, so a long prompt costs what its chunks do, not the square of its length.
-    let mut logits = decoder
-        .next_logits(&prompt[..prompt.len().min(PREFILL_CHUNK)])
-        .map_err(failed)?;
+    let mut logits = decoder.next_logits(&prompt[..prompt.len().min(PREFILL_CHUNK)])?;
     for chunk in prompt.chunks(PREFILL_CHUNK).skip(1) {
-        logits = decoder.next_logits(chunk).map_err(failed)?;
+        logits = decoder.next_logits(chunk)?;
     }
     let mut finish = FinishReason::Length;
     let mut generated = 0;
@@ -136,10 +134,9 @@ pub fn decode_loop(
                 &logits,
                 request.sampling.repetition_penalty,
                 &context,
-            )
-            .map_err(failed)?;
+            )?;
         }
-        let token = sampler.sample(&logits).map_err(failed)?;
+        let token = sampler.sample(&logits)?;
         generated += 1;
         if end_of_sequence.contains(&token) {
             finish = FinishReason::EndOfSequence;
@@ -154,12 +151,12 @@ pub fn decode_loop(
             }
             Progress::Text(piece) => {
                 if !piece.is_empty() && !emit(&piece) {
-                    return Err("generation cancelled: the caller went away".into());
+                    return Err(InferenceError::Cancelled);
                 }
             }
         }
         if generated < request.max_new_tokens {
-            logits = decoder.next_logits(&[token]).map_err(failed)?;
+            logits = decoder.next_logits(&[token])?;
         }
     }
     if finish != FinishReason::Stop {
@@ -225,12 +222,12 @@ impl<'a> StreamedText<'a> {
         }
     }
 
-    fn push(&mut self, token: u32) -> Result<Progress, String> {
+    fn push(&mut self, token: u32) -> Result<Progress, InferenceError> {
         self.tokens.push(token);
         let text = self
             .tokenizer
             .decode(&self.tokens, true)
-            .map_err(|e| format!("cannot decode generated tokens: {e}"))?;
+            .map_err(InferenceError::Detokenize)?;
         // An incomplete character decodes as U+FFFD until its last byte arrives.
         if text.ends_with('\u{FFFD}') {
             return Ok(Progress::Text(String::new()));

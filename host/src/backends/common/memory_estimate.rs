@@ -18,30 +18,89 @@ pub struct SafetensorsHeader {
     tensors: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Why a safetensors header is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// The file cannot be read.
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    /// The header's length does not fit the file (or is beyond 100 MiB).
+    #[error("a header of {length} bytes in a {file_size}-byte file")]
+    Length {
+        /// The length the file states.
+        length: u64,
+        /// The file's size.
+        file_size: u64,
+    },
+    /// The header is not JSON.
+    #[error("the header does not parse: {0}")]
+    Parse(serde_json::Error),
+    /// The header lists more tensors than a weights file may hold.
+    #[error("{count} tensors; a weights file may hold at most {}", MAX_TENSORS)]
+    TooManyTensors {
+        /// Tensors listed.
+        count: usize,
+    },
+    /// A tensor's entry is unusable.
+    #[error("tensor {name}: {problem}")]
+    Tensor {
+        /// The tensor.
+        name: String,
+        /// What is wrong with its entry.
+        problem: TensorProblem,
+    },
+}
+
+/// What is wrong with a tensor's entry in a safetensors header.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorProblem {
+    /// Its dtype is none the backends read.
+    #[error("dtype {0:?} is not supported")]
+    Dtype(Option<String>),
+    /// It has no shape.
+    #[error("no shape")]
+    NoShape,
+    /// It has no data offsets.
+    #[error("no data_offsets")]
+    NoOffsets,
+    /// Its element count overflows.
+    #[error("its shape overflows")]
+    ShapeOverflow,
+    /// Its byte range does not hold its shape.
+    #[error("shape {dims:?} needs {bytes} bytes, its data_offsets span {offsets:?}")]
+    Span {
+        /// Its shape.
+        dims: Vec<u64>,
+        /// The bytes the shape needs.
+        bytes: u64,
+        /// Its data offsets.
+        offsets: (u64, u64),
+    },
+}
+
 impl SafetensorsHeader {
     /// Reads the header of the file at `path`.
-    pub fn read(path: &Path) -> Result<Self, String> {
-        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        let file_size = file.metadata().map_err(|e| e.to_string())?.len();
+    pub fn read(path: &Path) -> Result<Self, HeaderError> {
+        let mut file = std::fs::File::open(path)?;
+        let file_size = file.metadata()?.len();
         let mut length = [0u8; 8];
-        file.read_exact(&mut length).map_err(|e| e.to_string())?;
+        file.read_exact(&mut length)?;
         let header_length = u64::from_le_bytes(length);
         if header_length > file_size.saturating_sub(8) || header_length > 100 << 20 {
-            return Err(format!(
-                "a header of {header_length} bytes in a {file_size}-byte file"
-            ));
+            return Err(HeaderError::Length {
+                length: header_length,
+                file_size,
+            });
         }
         let mut header = vec![0u8; header_length as usize];
-        file.read_exact(&mut header).map_err(|e| e.to_string())?;
+        file.read_exact(&mut header)?;
         let mut tensors: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&header)
-                .map_err(|e| format!("the header does not parse: {e}"))?;
+            serde_json::from_slice(&header).map_err(HeaderError::Parse)?;
         tensors.remove("__metadata__");
         if tensors.len() > MAX_TENSORS {
-            return Err(format!(
-                "{} tensors; a weights file may hold at most {MAX_TENSORS}",
-                tensors.len()
-            ));
+            return Err(HeaderError::TooManyTensors {
+                count: tensors.len(),
+            });
         }
         let header = Self {
             file_size,
@@ -54,48 +113,55 @@ impl SafetensorsHeader {
 
     /// Checks every tensor's entry: a known dtype, a shape whose size matches its byte range, and
     /// a byte range in order. The sizes derived from the header are then bounded by the file's.
-    fn check_tensors(&self) -> Result<(), String> {
+    fn check_tensors(&self) -> Result<(), HeaderError> {
         for (name, tensor) in &self.tensors {
-            let bad = |what: &str| format!("tensor {name}: {what}");
+            let bad = |problem| HeaderError::Tensor {
+                name: name.clone(),
+                problem,
+            };
             let dtype_bytes = match tensor.get("dtype").and_then(|d| d.as_str()) {
                 Some("F64" | "I64" | "U64") => 8,
                 Some("F32" | "I32" | "U32") => 4,
                 Some("F16" | "BF16" | "I16" | "U16") => 2,
                 Some("I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2") => 1,
-                other => return Err(bad(&format!("dtype {other:?} is not supported"))),
+                other => return Err(bad(TensorProblem::Dtype(other.map(str::to_string)))),
             };
             let dims = tensor
                 .get("shape")
                 .and_then(|s| s.as_array())
                 .and_then(|s| s.iter().map(|d| d.as_u64()).collect::<Option<Vec<u64>>>())
-                .ok_or_else(|| bad("no shape"))?;
+                .ok_or_else(|| bad(TensorProblem::NoShape))?;
             let offsets = tensor
                 .get("data_offsets")
                 .and_then(|o| Some((o.get(0)?.as_u64()?, o.get(1)?.as_u64()?)))
-                .ok_or_else(|| bad("no data_offsets"))?;
+                .ok_or_else(|| bad(TensorProblem::NoOffsets))?;
             let bytes = elements(dims.iter().copied().chain([dtype_bytes]))
-                .ok_or_else(|| bad("its shape overflows"))?;
+                .ok_or_else(|| bad(TensorProblem::ShapeOverflow))?;
             if offsets.0 > offsets.1 || offsets.1 - offsets.0 != bytes {
-                return Err(bad(&format!(
-                    "shape {dims:?} needs {bytes} bytes, its data_offsets span {offsets:?}"
-                )));
+                return Err(bad(TensorProblem::Span {
+                    dims,
+                    bytes,
+                    offsets,
+                }));
             }
         }
         Ok(())
     }
 
-    /// The file's size and the size its header describes (header plus tensor data).
-    pub fn extent(&self) -> (u64, u64) {
+    /// The file's size in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// The size in bytes the header describes: the header plus the tensor data.
+    pub fn described_size(&self) -> u64 {
         let data_end = self
             .tensors
             .values()
             .filter_map(|tensor| tensor.get("data_offsets")?.get(1)?.as_u64())
             .max()
             .unwrap_or(0);
-        (
-            self.file_size,
-            (8 + self.header_length).saturating_add(data_end),
-        )
+        (8 + self.header_length).saturating_add(data_end)
     }
 
     /// Bytes of every tensor as f32, the way the backends hold them.

@@ -4,7 +4,7 @@
 use tokenizers::{Encoding, Tokenizer};
 
 use super::bounds;
-use crate::backends::TextEncoder;
+use crate::backends::{BackendError, TextEncoder};
 use crate::store::ModelFiles;
 use crate::types::HostError;
 
@@ -21,13 +21,13 @@ impl TextEncoder for TruncatingTokenizer {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
-            .map_err(|e| HostError::InvalidInput(format!("cannot tokenize: {e}")))?;
+            .map_err(|e| BackendError::InvalidInput(format!("cannot tokenize: {e}")))?;
         Ok(encodings.iter().map(|e| truncate(e, limit)).collect())
     }
 }
 
 /// `tokenizer.json` with padding and truncation off (both are done per call).
-pub fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, HostError> {
+pub fn load_tokenizer(files: &ModelFiles) -> Result<Tokenizer, BackendError> {
     bounds::text_file(files, "tokenizer.json")?;
     let mut tokenizer = Tokenizer::from_file(files.path("tokenizer.json"))
         .map_err(|e| files.invalid(format!("tokenizer.json does not load: {e}")))?;

@@ -11,14 +11,15 @@ use serde::Deserialize;
 
 use super::config::{EncoderConfig, Family};
 use super::cpu::{CpuBertEncoder, TensorReader};
+use crate::backends::BackendError;
 use crate::backends::common::checkpoint::{architecture, require_safetensors};
 use crate::backends::common::memory_estimate;
 use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
 use crate::backends::{Inspection, ModelInfo, SequenceModel};
-use crate::engine::device::ComputeDevice;
 use crate::kernels::{PackedLinear, WeightFormat};
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
+use crate::types::ComputeDevice;
+use crate::types::HostError;
 use crate::types::requirement::ModelType;
 
 use crate::backends::common::bounds::{MAX_LABEL_BYTES, MAX_LABELS};
@@ -42,13 +43,13 @@ struct ClassifierConfig {
 }
 
 impl ClassifierConfig {
-    fn read(files: &ModelFiles) -> Result<Self, HostError> {
-        let (architecture, _) = architecture(files)?;
+    fn read(files: &ModelFiles) -> Result<Self, BackendError> {
+        let architecture = architecture(files)?.name;
         let family = match architecture.as_str() {
             "BertForSequenceClassification" => Family::Bert,
             "DistilBertForSequenceClassification" => Family::DistilBert,
             _ => {
-                return Err(HostError::UnsupportedArchitecture {
+                return Err(BackendError::UnsupportedArchitecture {
                     name: files.name.clone(),
                     architecture,
                     model_type: ModelType::Classification,
@@ -59,26 +60,32 @@ impl ClassifierConfig {
         let fields: LabelFields = serde_json::from_str(&files.read_to_string("config.json")?)
             .map_err(|e| files.invalid(format!("config.json: {e}")))?;
         if fields.id2label.len() > MAX_LABELS {
-            return Err(files.invalid(format!(
-                "config.json id2label has {} labels; at most {MAX_LABELS}",
-                fields.id2label.len()
-            )));
+            return Err(files
+                .invalid(format!(
+                    "config.json id2label has {} labels; at most {MAX_LABELS}",
+                    fields.id2label.len()
+                ))
+                .into());
         }
         let mut labels = Vec::with_capacity(fields.id2label.len());
         for (i, (id, label)) in numeric_order(&fields.id2label).into_iter().enumerate() {
             if id != i {
-                return Err(files.invalid(format!("config.json id2label has no label {i}")));
+                return Err(files
+                    .invalid(format!("config.json id2label has no label {i}"))
+                    .into());
             }
             if label.len() > MAX_LABEL_BYTES {
-                return Err(files.invalid(format!(
-                    "config.json id2label: label {i} has {} bytes; at most {MAX_LABEL_BYTES}",
-                    label.len()
-                )));
+                return Err(files
+                    .invalid(format!(
+                        "config.json id2label: label {i} has {} bytes; at most {MAX_LABEL_BYTES}",
+                        label.len()
+                    ))
+                    .into());
             }
             labels.push(label.clone());
         }
         if labels.is_empty() {
-            return Err(files.invalid("config.json has no id2label"));
+            return Err(files.invalid("config.json has no id2label").into());
         }
         Ok(Self {
             architecture,
@@ -100,7 +107,7 @@ fn numeric_order(id2label: &BTreeMap<String, String>) -> Vec<(usize, &String)> {
 }
 
 /// Verifies a classification checkpoint and loads its tokenizer.
-pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
     let config = ClassifierConfig::read(files)?;
     let tokenizer = load_tokenizer(files)?;
     let weights = require_safetensors(files)?;
@@ -150,8 +157,8 @@ pub struct SequenceClassifier {
 
 impl SequenceClassifier {
     /// Loads the checkpoint in `files`. Classifiers run on CPU workers only.
-    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, HostError> {
-        let load_failed = |reason: String| HostError::LoadFailed {
+    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, BackendError> {
+        let load_failed = |reason: String| BackendError::LoadFailed {
             name: files.name.clone(),
             reason,
         };
@@ -197,7 +204,7 @@ impl SequenceClassifier {
     }
 
     /// The logits of each sequence, in order.
-    pub fn logits(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
+    pub fn logits(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, BackendError> {
         let h = self.encoder.hidden_size();
         let first_tokens = self
             .encoder
@@ -207,9 +214,9 @@ impl SequenceClassifier {
                     .flat_map(|s| states[s.start * h..(s.start + 1) * h].to_vec())
                     .collect::<Vec<f32>>()
             })
-            .map_err(|reason| HostError::InferenceFailed {
+            .map_err(|source| BackendError::InferenceFailed {
                 name: self.name.clone(),
-                reason,
+                source,
             })?;
         let mut pooled = vec![0.0; first_tokens.len()];
         match &self.head {

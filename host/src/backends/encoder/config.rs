@@ -3,12 +3,13 @@
 
 use serde::Deserialize;
 
+use crate::backends::BackendError;
+use crate::backends::common::activation::Activation;
 use crate::backends::common::bounds::{
     MAX_ENCODER_INPUT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB,
     MAX_WIDTH, finite_positive, heads, positive,
 };
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
 
 /// Which weight names and config keys the checkpoint uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,17 +18,6 @@ pub enum Family {
     Bert,
     /// `model_type: "distilbert"`: `transformer.layer.N.attention.q_lin`, ...
     DistilBert,
-}
-
-/// The feed-forward activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// The exact (erf) GELU, `"gelu"`.
-    Gelu,
-    /// The tanh approximation, `"gelu_new"`, `"gelu_pytorch_tanh"`, `"gelu_approximate"`.
-    GeluTanh,
-    /// `"relu"`.
-    Relu,
 }
 
 /// The encoder's sizes and settings.
@@ -49,7 +39,8 @@ pub struct EncoderConfig {
     pub max_positions: usize,
     /// Token type embeddings (0: the family has none).
     pub type_vocab_size: usize,
-    /// The feed-forward activation.
+    /// The feed-forward activation: never [`Activation::Silu`], which the encoder's kernels do
+    /// not implement ([`Self::read`] refuses it).
     pub activation: Activation,
     /// Layer norm epsilon.
     pub eps: f32,
@@ -98,7 +89,7 @@ fn bert_eps() -> f64 {
 
 impl EncoderConfig {
     /// Reads `config.json` as `family` describes it.
-    pub fn read(files: &ModelFiles, family: Family) -> Result<Self, HostError> {
+    pub fn read(files: &ModelFiles, family: Family) -> Result<Self, BackendError> {
         let text = files.read_to_string("config.json")?;
         let invalid = |e: serde_json::Error| {
             files.invalid(format!("config.json is not a valid {family:?} config: {e}"))
@@ -109,7 +100,7 @@ impl EncoderConfig {
                 if let Some(kind) = c.position_embedding_type.filter(|k| k != "absolute") {
                     return Err(files.invalid(format!(
                         "position_embedding_type \"{kind}\" is not supported (only \"absolute\")"
-                    )));
+                    )).into());
                 }
                 Self {
                     family,
@@ -150,7 +141,7 @@ impl EncoderConfig {
     }
 
     /// Checks every size against the bounds of `checkpoint_bounds` and the head arithmetic.
-    fn check(&self, files: &ModelFiles) -> Result<(), HostError> {
+    fn check(&self, files: &ModelFiles) -> Result<(), BackendError> {
         positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
         positive(files, "hidden_size", self.hidden_size, MAX_WIDTH)?;
         positive(files, "num_hidden_layers", self.layers, MAX_LAYERS)?;
@@ -168,23 +159,26 @@ impl EncoderConfig {
             MAX_POSITIONS,
         )?;
         if self.type_vocab_size > MAX_VOCAB {
-            return Err(files.invalid(format!(
-                "`type_vocab_size` is {}; it may be at most {MAX_VOCAB}",
-                self.type_vocab_size
-            )));
+            return Err(files
+                .invalid(format!(
+                    "`type_vocab_size` is {}; it may be at most {MAX_VOCAB}",
+                    self.type_vocab_size
+                ))
+                .into());
         }
         finite_positive(files, "layer_norm_eps", f64::from(self.eps))?;
         heads(files, self.hidden_size, self.heads, self.heads)
     }
 }
 
-fn activation(name: &str, files: &ModelFiles) -> Result<Activation, HostError> {
-    match name {
-        "gelu" => Ok(Activation::Gelu),
-        "gelu_new" | "gelu_pytorch_tanh" | "gelu_approximate" => Ok(Activation::GeluTanh),
-        "relu" => Ok(Activation::Relu),
-        other => Err(files.invalid(format!(
-            "activation \"{other}\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
-        ))),
+/// The activation `name` names, if the encoder's kernels implement it (all but silu).
+fn activation(name: &str, files: &ModelFiles) -> Result<Activation, BackendError> {
+    match Activation::from_name(name) {
+        Some(activation) if activation != Activation::Silu => Ok(activation),
+        _ => Err(files
+            .invalid(format!(
+                "activation \"{name}\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
+            ))
+            .into()),
     }
 }

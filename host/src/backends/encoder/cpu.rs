@@ -12,7 +12,9 @@ use std::sync::Mutex;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 
-use super::config::{Activation, EncoderConfig, Family};
+use super::config::{EncoderConfig, Family};
+use crate::backends::InferenceError;
+use crate::backends::common::activation::Activation;
 use crate::kernels::{
     PackedLinear, Sequence, WeightFormat, attention, gelu_in_place, gelu_tanh_in_place,
     layer_norm_rows,
@@ -263,7 +265,7 @@ impl CpuBertEncoder {
         &self,
         batch: &[&[u32]],
         read: impl FnOnce(&[f32], &[Sequence]) -> T,
-    ) -> Result<T, String> {
+    ) -> Result<T, InferenceError> {
         let h = self.hidden_size;
         let mut sequences = Vec::with_capacity(batch.len());
         let mut rows = 0;
@@ -285,24 +287,22 @@ impl CpuBertEncoder {
     }
 
     /// Word + position + token type embeddings, then layer norm.
-    fn embed(&self, batch: &[&[u32]], out: &mut [f32]) -> Result<(), String> {
+    fn embed(&self, batch: &[&[u32]], out: &mut [f32]) -> Result<(), InferenceError> {
         let h = self.hidden_size;
         let vocab = self.word_embeddings.len() / h;
         let positions = self.position_embeddings.len() / h;
         let mut rows = out.chunks_exact_mut(h);
         for ids in batch {
             if ids.len() > positions {
-                return Err(format!(
-                    "a sequence of {} tokens exceeds the model's {positions} positions",
-                    ids.len()
-                ));
+                return Err(InferenceError::TooManyPositions {
+                    tokens: ids.len(),
+                    positions,
+                });
             }
             for (position, &id) in ids.iter().enumerate() {
                 let id = id as usize;
                 if id >= vocab {
-                    return Err(format!(
-                        "token id {id} is outside the vocabulary of {vocab}"
-                    ));
+                    return Err(InferenceError::UnknownToken { id, vocab });
                 }
                 let row = rows.next().expect("one row per token");
                 let word = &self.word_embeddings[id * h..(id + 1) * h];
@@ -374,6 +374,7 @@ fn activate(block: &mut [f32], activation: Activation) {
         Activation::Gelu => gelu_in_place(block),
         Activation::GeluTanh => gelu_tanh_in_place(block),
         Activation::Relu => block.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Silu => unreachable!("EncoderConfig::read refuses silu"),
     }
 }
 

@@ -11,15 +11,18 @@ use tokenizers::Tokenizer;
 
 use super::config::{EncoderConfig, Family};
 use super::cpu::{CpuBertEncoder, TensorReader};
+use crate::backends::BackendError;
 use crate::backends::common::checkpoint::{WEIGHTS_FILE, architecture, require_safetensors};
 use crate::backends::common::memory_estimate;
 use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
 use crate::backends::cpu_weight_format;
-use crate::backends::{Inspection, ModelInfo, Pooling, SentenceTransformerConfig, SequenceModel};
-use crate::engine::device::ComputeDevice;
+use crate::backends::{
+    InferenceError, Inspection, ModelInfo, Pooling, SentenceTransformerConfig, SequenceModel,
+};
 use crate::kernels::lane_sum;
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
+use crate::types::ComputeDevice;
+use crate::types::HostError;
 use crate::types::requirement::{ModelType, Precision};
 
 const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
@@ -40,7 +43,7 @@ enum Engine {
 }
 
 /// Verifies the model folder and loads its tokenizer, without loading weights.
-pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
     let (tokenizer, info) = verify(files)?;
     let encoder = truncating_tokenizer(tokenizer, info.max_input_length);
     Ok(Inspection {
@@ -56,10 +59,10 @@ impl BertEmbedder {
         files: &ModelFiles,
         device: ComputeDevice,
         precision: Precision,
-    ) -> Result<Self, HostError> {
+    ) -> Result<Self, BackendError> {
         let (config, _) = encoder_config(files)?;
         let head = SentenceTransformerConfig::read(files)?;
-        let load_failed = |e: candle_core::Error| HostError::LoadFailed {
+        let load_failed = |e: candle_core::Error| BackendError::LoadFailed {
             name: files.name.clone(),
             reason: format!("on {device}: {e}"),
         };
@@ -88,7 +91,7 @@ impl BertEmbedder {
         })
     }
 
-    fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+    fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, InferenceError> {
         match &self.engine {
             Engine::Cpu(encoder) => encoder.forward(batch, |states, sequences| {
                 let width = encoder.hidden_size();
@@ -105,7 +108,7 @@ impl BertEmbedder {
                     .collect()
             }),
             Engine::Candle { model, device } => {
-                candle_forward(model, device, &self.head, batch).map_err(|e| e.to_string())
+                candle_forward(model, device, &self.head, batch).map_err(InferenceError::Tensor)
             }
         }
     }
@@ -143,16 +146,18 @@ fn candle_forward(
 
 impl SequenceModel for BertEmbedder {
     fn run(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, HostError> {
-        self.forward(batch)
-            .map_err(|reason| HostError::InferenceFailed {
+        let vectors = self
+            .forward(batch)
+            .map_err(|source| BackendError::InferenceFailed {
                 name: self.name.clone(),
-                reason,
-            })
+                source,
+            })?;
+        Ok(vectors)
     }
 }
 
 /// Reads and checks config, tokenizer, sentence-transformers head and weights file.
-fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
+fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), BackendError> {
     let (config, architecture) = encoder_config(files)?;
     let tokenizer = load_tokenizer(files)?;
     let weights = require_safetensors(files)?;
@@ -179,23 +184,26 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), HostError> {
 }
 
 /// The encoder config and architecture name, after checking it is a BERT checkpoint.
-fn encoder_config(files: &ModelFiles) -> Result<(EncoderConfig, String), HostError> {
-    let (architecture, model_type) = architecture(files)?;
-    if model_type.as_deref() != Some("bert") {
-        return Err(HostError::UnsupportedArchitecture {
+fn encoder_config(files: &ModelFiles) -> Result<(EncoderConfig, String), BackendError> {
+    let architecture = architecture(files)?;
+    if architecture.model_type.as_deref() != Some("bert") {
+        return Err(BackendError::UnsupportedArchitecture {
             name: files.name.clone(),
-            architecture,
+            architecture: architecture.name,
             model_type: ModelType::Embedding,
             supported: SUPPORTED,
         });
     }
-    Ok((EncoderConfig::read(files, Family::Bert)?, architecture))
+    Ok((EncoderConfig::read(files, Family::Bert)?, architecture.name))
 }
 
 /// candle's view of the same config, for the GPU path.
-fn candle_config(files: &ModelFiles) -> Result<BertConfig, HostError> {
-    serde_json::from_str(&files.read_to_string("config.json")?)
-        .map_err(|e| files.invalid(format!("config.json is not a valid BERT config: {e}")))
+fn candle_config(files: &ModelFiles) -> Result<BertConfig, BackendError> {
+    serde_json::from_str(&files.read_to_string("config.json")?).map_err(|e| {
+        files
+            .invalid(format!("config.json is not a valid BERT config: {e}"))
+            .into()
+    })
 }
 
 /// Pools one sequence's token vectors (`width`-wide rows) into one vector.

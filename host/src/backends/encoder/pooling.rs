@@ -4,8 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::backends::BackendError;
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
 
 const POOLING_MODULE: &str = "sentence_transformers.models.Pooling";
 const NORMALIZE_MODULE: &str = "sentence_transformers.models.Normalize";
@@ -64,7 +64,7 @@ struct SentenceBertConfig {
 impl SentenceTransformerConfig {
     /// Reads the model folder. A folder without `modules.json` (a plain transformer) gets mean
     /// pooling without normalization, the sentence-transformers default for such models.
-    pub fn read(files: &ModelFiles) -> Result<Self, HostError> {
+    pub fn read(files: &ModelFiles) -> Result<Self, BackendError> {
         let max_seq_length = if files.path("sentence_bert_config.json").is_file() {
             parse::<SentenceBertConfig>(files, "sentence_bert_config.json")?.max_seq_length
         } else {
@@ -89,10 +89,12 @@ impl SentenceTransformerConfig {
                 }
                 NORMALIZE_MODULE => normalize = true,
                 other => {
-                    return Err(files.invalid(format!(
-                        "modules.json lists '{other}', which this host does not implement \
+                    return Err(files
+                        .invalid(format!(
+                            "modules.json lists '{other}', which this host does not implement \
                          (supported: Transformer, Pooling, Normalize)"
-                    )));
+                        ))
+                        .into());
                 }
             }
         }
@@ -119,7 +121,7 @@ impl SentenceTransformerConfig {
     }
 }
 
-fn pooling_mode(files: &ModelFiles, config: &PoolingConfig) -> Result<Pooling, HostError> {
+fn pooling_mode(files: &ModelFiles, config: &PoolingConfig) -> Result<Pooling, BackendError> {
     let unsupported = config.pooling_mode_mean_sqrt_len_tokens
         || config.pooling_mode_weightedmean_tokens
         || config.pooling_mode_lasttoken;
@@ -132,14 +134,16 @@ fn pooling_mode(files: &ModelFiles, config: &PoolingConfig) -> Result<Pooling, H
         (true, false, false, false) => Ok(Pooling::Mean),
         (false, true, false, false) => Ok(Pooling::Cls),
         (false, false, true, false) => Ok(Pooling::Max),
-        _ => {
-            Err(files
-                .invalid("the pooling config must enable exactly one of mean, cls or max pooling"))
-        }
+        _ => Err(files
+            .invalid("the pooling config must enable exactly one of mean, cls or max pooling")
+            .into()),
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(files: &ModelFiles, file: &str) -> Result<T, HostError> {
+fn parse<T: serde::de::DeserializeOwned>(
+    files: &ModelFiles,
+    file: &str,
+) -> Result<T, BackendError> {
     serde_json::from_str(&files.read_to_string(file)?)
-        .map_err(|e| files.invalid(format!("{file} does not parse: {e}")))
+        .map_err(|e| files.invalid(format!("{file} does not parse: {e}")).into())
 }

@@ -10,6 +10,7 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use super::cpu::{LayerPart, LlamaCpu, LlamaShape, LlamaTensor, RopeStyle};
+use crate::backends::BackendError;
 use crate::backends::common::bounds::{
     MAX_CONTEXT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_TENSORS, MAX_VOCAB, MAX_WIDTH,
     elements, finite_positive, heads, positive,
@@ -17,7 +18,6 @@ use crate::backends::common::bounds::{
 use crate::backends::common::memory_estimate::SafetensorsHeader;
 use crate::kernels::WeightFormat;
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
 
 /// The fields of a Hugging Face Llama `config.json` the forward pass needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -58,10 +58,12 @@ pub enum LlamaCheckpoint {
 impl LlamaCheckpoint {
     /// The weights file the requirement named, else the snapshot's single `.gguf` file, else
     /// its `model.safetensors`.
-    pub fn find(files: &ModelFiles) -> Result<Self, HostError> {
+    pub fn find(files: &ModelFiles) -> Result<Self, BackendError> {
         let mut ggufs: Vec<PathBuf> = match &files.weights_file {
             Some(named) if !files.path(named).is_file() => {
-                return Err(files.invalid(format!("the named weights file {named} is not there")));
+                return Err(files
+                    .invalid(format!("the named weights file {named} is not there"))
+                    .into());
             }
             Some(named) if named.ends_with(".gguf") => vec![files.path(named)],
             Some(_) => Vec::new(),
@@ -72,10 +74,12 @@ impl LlamaCheckpoint {
                 .collect(),
         };
         if ggufs.len() > 1 {
-            return Err(files.invalid(format!(
-                "{} .gguf files; name one with the requirement's weights_file",
-                ggufs.len()
-            )));
+            return Err(files
+                .invalid(format!(
+                    "{} .gguf files; name one with the requirement's weights_file",
+                    ggufs.len()
+                ))
+                .into());
         }
         if let Some(path) = ggufs.pop() {
             let mut file = std::fs::File::open(&path)
@@ -91,7 +95,9 @@ impl LlamaCheckpoint {
         }
         let path = files.path(files.weights_file.as_deref().unwrap_or("model.safetensors"));
         if !path.is_file() {
-            return Err(files.invalid("no weights: neither a .gguf file nor model.safetensors"));
+            return Err(files
+                .invalid("no weights: neither a .gguf file nor model.safetensors")
+                .into());
         }
         let config = serde_json::from_str(&files.read_to_string("config.json")?)
             .map_err(|e| files.invalid(format!("config.json is not a valid Llama config: {e}")))?;
@@ -108,7 +114,7 @@ impl LlamaCheckpoint {
 
     /// The longest sequence the model is run with: its declared context, capped at
     /// [`MAX_CONTEXT`] (the rotary table and the KV cache are sized by it).
-    pub fn context(&self, files: &ModelFiles) -> Result<u32, HostError> {
+    pub fn context(&self, files: &ModelFiles) -> Result<u32, BackendError> {
         let declared = match self {
             Self::Gguf { content, .. } => content
                 .metadata
@@ -127,18 +133,22 @@ impl LlamaCheckpoint {
 
     /// Bytes of every tensor of the weights file as f32: what loading may allocate at most,
     /// whatever the shape says.
-    pub fn f32_bytes(&self, files: &ModelFiles) -> Result<u64, HostError> {
+    pub fn f32_bytes(&self, files: &ModelFiles) -> Result<u64, BackendError> {
         match self {
             Self::Gguf { content, .. } => check_gguf_tensors(files, content),
             Self::Safetensors { path, .. } => SafetensorsHeader::read(path)
                 .map(|header| header.f32_bytes())
-                .map_err(|reason| files.invalid(format!("{}: {reason}", file_name(path)))),
+                .map_err(|reason| {
+                    files
+                        .invalid(format!("{}: {reason}", file_name(path)))
+                        .into()
+                }),
         }
     }
 
     /// The model's sizes, checked: every size positive and bounded, the head arithmetic
     /// consistent, the epsilon and rotary base positive.
-    pub fn verified_shape(&self, files: &ModelFiles) -> Result<LlamaShape, HostError> {
+    pub fn verified_shape(&self, files: &ModelFiles) -> Result<LlamaShape, BackendError> {
         let shape = self.shape().map_err(|e| files.invalid(e.to_string()))?;
         positive(files, "hidden size", shape.hidden, MAX_WIDTH)?;
         positive(files, "layers", shape.layers, MAX_LAYERS)?;
@@ -152,10 +162,12 @@ impl LlamaCheckpoint {
         )?;
         heads(files, shape.hidden, shape.heads, shape.kv_heads)?;
         if !(shape.hidden / shape.heads).is_multiple_of(2) {
-            return Err(files.invalid(format!(
-                "the head width {} is odd; rotary embeddings pair values",
-                shape.hidden / shape.heads
-            )));
+            return Err(files
+                .invalid(format!(
+                    "the head width {} is odd; rotary embeddings pair values",
+                    shape.hidden / shape.heads
+                ))
+                .into());
         }
         finite_positive(files, "rms norm epsilon", f64::from(shape.eps))?;
         finite_positive(files, "rope base", f64::from(shape.rope_base))?;
@@ -246,12 +258,17 @@ impl LlamaCheckpoint {
 /// overflow and fits the vocabulary-by-width bound, and data inside the file (candle checks the
 /// last before reading, but the count must not wrap first). Returns the bytes of the tensors
 /// dequantized to f32.
-fn check_gguf_tensors(files: &ModelFiles, content: &gguf_file::Content) -> Result<u64, HostError> {
+fn check_gguf_tensors(
+    files: &ModelFiles,
+    content: &gguf_file::Content,
+) -> Result<u64, BackendError> {
     if content.tensor_infos.len() > MAX_TENSORS {
-        return Err(files.invalid(format!(
-            "the GGUF file holds {} tensors; at most {MAX_TENSORS}",
-            content.tensor_infos.len()
-        )));
+        return Err(files
+            .invalid(format!(
+                "the GGUF file holds {} tensors; at most {MAX_TENSORS}",
+                content.tensor_infos.len()
+            ))
+            .into());
     }
     let largest = (MAX_VOCAB as u64) * (MAX_WIDTH as u64);
     let mut f32_bytes = 0u64;

@@ -6,6 +6,7 @@
 
 use candle_core::Device;
 
+use crate::backends::InferenceError;
 use crate::backends::common::generation::Decoder;
 use crate::kernels::{PackedLinear, WeightFormat, attention_causal, rms_norm_rows, silu_mul};
 
@@ -219,7 +220,7 @@ impl LlamaCpu {
 
 impl LlamaState<'_> {
     /// Runs `tokens` (at positions `length..`) through the model; returns the last one's logits.
-    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, String> {
+    fn forward(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferenceError> {
         let model = self.model;
         let s = &model.shape;
         let (h, d) = (s.hidden, s.head_dim());
@@ -227,17 +228,16 @@ impl LlamaState<'_> {
         let n = tokens.len();
         let first = self.length;
         if first + n > model.context {
-            return Err(format!(
-                "the sequence exceeds the model's context of {}",
-                model.context
-            ));
+            return Err(InferenceError::ContextExceeded {
+                context: model.context,
+            });
         }
         let vocab = model.embeddings.len() / h;
         let mut x = Vec::with_capacity(n * h);
         for &t in tokens {
             let t = t as usize;
             if t >= vocab {
-                return Err(format!("token id {t} is outside the vocabulary of {vocab}"));
+                return Err(InferenceError::UnknownToken { id: t, vocab });
             }
             x.extend_from_slice(&model.embeddings[t * h..(t + 1) * h]);
         }
@@ -300,12 +300,9 @@ impl LlamaState<'_> {
 }
 
 impl Decoder for LlamaState<'_> {
-    fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<candle_core::Tensor> {
-        let logits = self.forward(tokens).map_err(candle_core::Error::Msg)?;
-        candle_core::Tensor::from_vec(
-            logits,
-            self.model.embeddings.len() / self.model.shape.hidden,
-            &Device::Cpu,
-        )
+    fn next_logits(&mut self, tokens: &[u32]) -> Result<candle_core::Tensor, InferenceError> {
+        let logits = self.forward(tokens)?;
+        let vocab = self.model.embeddings.len() / self.model.shape.hidden;
+        Ok(candle_core::Tensor::from_vec(logits, vocab, &Device::Cpu)?)
     }
 }

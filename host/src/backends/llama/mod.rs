@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
+use crate::backends::BackendError;
 use crate::backends::common::bounds::{MAX_VOCAB, positive};
 use crate::backends::common::chat_template::ChatTemplate;
 use crate::backends::common::checkpoint::architecture;
@@ -24,9 +25,9 @@ use crate::backends::common::generation::{
 use crate::backends::common::memory_estimate::{self, DecoderShape};
 use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
 use crate::backends::{Inspection, ModelInfo, cpu_weight_format};
-use crate::engine::device::ComputeDevice;
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
+use crate::types::ComputeDevice;
+use crate::types::HostError;
 use crate::types::requirement::{ModelType, Precision};
 use checkpoint::LlamaCheckpoint;
 use cpu::LlamaCpu;
@@ -69,12 +70,12 @@ fn end_of_sequence(
 
 /// Verifies a Llama model: architecture, weights (GGUF header or safetensors config), tokenizer,
 /// chat template.
-pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
-    let (name, model_type) = architecture(files)?;
-    if model_type.as_deref() != Some("llama") {
-        return Err(HostError::UnsupportedArchitecture {
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
+    let architecture = architecture(files)?;
+    if architecture.model_type.as_deref() != Some("llama") {
+        return Err(BackendError::UnsupportedArchitecture {
             name: files.name.clone(),
-            architecture: name,
+            architecture: architecture.name,
             model_type: ModelType::TextGeneration,
             supported: SUPPORTED,
         });
@@ -98,7 +99,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
     memory.weights = memory.weights.max(checkpoint.f32_bytes(files)?);
     ChatTemplate::read(files)?;
     let info = ModelInfo {
-        architecture: name,
+        architecture: architecture.name,
         dimension: None,
         max_input_length: context,
         head: checkpoint.describe(),
@@ -127,8 +128,8 @@ impl LlamaGenerator {
         files: &ModelFiles,
         device: ComputeDevice,
         precision: Precision,
-    ) -> Result<Self, HostError> {
-        let load_failed = |reason: String| HostError::LoadFailed {
+    ) -> Result<Self, BackendError> {
+        let load_failed = |reason: String| BackendError::LoadFailed {
             name: files.name.clone(),
             reason,
         };
@@ -162,14 +163,14 @@ impl LlamaGenerator {
     }
 
     /// The token ids of `prompt` as the model sees it (chat messages rendered by the template).
-    pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, HostError> {
+    pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>, BackendError> {
         let text = match prompt {
             Prompt::Text(text) => text.clone(),
             Prompt::Chat(messages) => self
                 .template
                 .as_ref()
                 .ok_or_else(|| {
-                    HostError::InvalidInput(format!(
+                    BackendError::InvalidInput(format!(
                         "model '{}' has no chat template; send a plain prompt",
                         self.name
                     ))
@@ -179,7 +180,7 @@ impl LlamaGenerator {
         let encoding = self
             .tokenizer
             .encode(text, false)
-            .map_err(|e| HostError::InvalidInput(format!("cannot tokenize the prompt: {e}")))?;
+            .map_err(|e| BackendError::InvalidInput(format!("cannot tokenize the prompt: {e}")))?;
         Ok(encoding.get_ids().to_vec())
     }
 }
@@ -192,18 +193,19 @@ impl TextGenerator for LlamaGenerator {
     ) -> Result<GenerationSummary, HostError> {
         let prompt = self.prompt_ids(&request.prompt)?;
         if prompt.is_empty() {
-            return Err(HostError::InvalidInput("the prompt is empty".into()));
+            return Err(BackendError::InvalidInput("the prompt is empty".into()).into());
         }
         if prompt.len() + request.max_new_tokens > self.context {
-            return Err(HostError::InvalidInput(format!(
+            return Err(BackendError::InvalidInput(format!(
                 "the prompt has {} tokens; with {} new tokens it exceeds the model's context of {} (shorten the prompt or lower max_output_length)",
                 prompt.len(),
                 request.max_new_tokens,
                 self.context
-            )));
+            ))
+            .into());
         }
         let mut decoder = self.model.state();
-        decode_loop(
+        let summary = decode_loop(
             &mut decoder,
             &self.tokenizer,
             &prompt,
@@ -211,9 +213,10 @@ impl TextGenerator for LlamaGenerator {
             request,
             emit,
         )
-        .map_err(|reason| HostError::InferenceFailed {
+        .map_err(|source| BackendError::InferenceFailed {
             name: self.name.clone(),
-            reason,
-        })
+            source,
+        })?;
+        Ok(summary)
     }
 }

@@ -17,12 +17,11 @@ use crate::backends::common::generation::{
     Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
 };
 use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
-use crate::backends::{Inspection, ModelInfo};
-use crate::engine::device::ComputeDevice;
+use crate::backends::{BackendError, InferenceError, Inspection, ModelInfo};
 use crate::store::local::ModelFiles;
-use crate::types::MemoryEstimate;
-use crate::types::error::HostError;
+use crate::types::ComputeDevice;
 use crate::types::requirement::ModelType;
+use crate::types::{HostError, MemoryEstimate};
 use model::{DecoderState, T5Config, T5Model};
 
 const SUPPORTED: &str = "T5ForConditionalGeneration (T5, flan-T5)";
@@ -30,10 +29,10 @@ const WEIGHTS_FILE: &str = "model.safetensors";
 /// The input limit when `tokenizer_config.json` sets none (T5's relative positions have none).
 const DEFAULT_MAX_INPUT: u32 = 512;
 
-fn read_config(files: &ModelFiles) -> Result<(T5Config, String), HostError> {
-    let (name, _) = architecture(files)?;
+fn read_config(files: &ModelFiles) -> Result<(T5Config, String), BackendError> {
+    let name = architecture(files)?.name;
     if name != "T5ForConditionalGeneration" {
-        return Err(HostError::UnsupportedArchitecture {
+        return Err(BackendError::UnsupportedArchitecture {
             name: files.name.clone(),
             architecture: name,
             model_type: ModelType::Text2Text,
@@ -44,7 +43,9 @@ fn read_config(files: &ModelFiles) -> Result<(T5Config, String), HostError> {
         .map_err(|e| files.invalid(format!("config.json is not a valid T5 config: {e}")))?;
     config.check(files)?;
     if config.feed_forward().is_none() {
-        return Err(files.invalid("config.json: unsupported feed_forward_proj / dense_act_fn"));
+        return Err(files
+            .invalid("config.json: unsupported feed_forward_proj / dense_act_fn")
+            .into());
     }
     Ok((config, name))
 }
@@ -67,7 +68,7 @@ fn max_input_length(files: &ModelFiles) -> u32 {
 }
 
 /// Verifies a T5 checkpoint and loads its tokenizer.
-pub fn inspect(files: &ModelFiles) -> Result<Inspection, HostError> {
+pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
     let (config, name) = read_config(files)?;
     let tokenizer = load_tokenizer(files)?;
     let weights = require_safetensors(files)?;
@@ -101,8 +102,8 @@ pub struct T5Generator {
 
 impl T5Generator {
     /// Loads the checkpoint in `files` onto `device`.
-    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, HostError> {
-        let load_failed = |e: candle_core::Error| HostError::LoadFailed {
+    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, BackendError> {
+        let load_failed = |e: candle_core::Error| BackendError::LoadFailed {
             name: files.name.clone(),
             reason: format!("on {device}: {e}"),
         };
@@ -127,10 +128,10 @@ impl T5Generator {
 
     /// The encoder's input ids for `prompt`: tokenized with `</s>`, truncated to `limit` tokens
     /// (at most the model's input limit), keeping `</s>` last.
-    pub fn input_ids(&self, prompt: &Prompt, limit: usize) -> Result<Vec<u32>, HostError> {
+    pub fn input_ids(&self, prompt: &Prompt, limit: usize) -> Result<Vec<u32>, BackendError> {
         let limit = limit.clamp(1, self.max_input);
         let Prompt::Text(text) = prompt else {
-            return Err(HostError::InvalidInput(format!(
+            return Err(BackendError::InvalidInput(format!(
                 "model '{}' is a text2text model; chats need a text-generation model",
                 self.name
             )));
@@ -138,7 +139,7 @@ impl T5Generator {
         let encoding = self
             .tokenizer
             .encode(text.as_str(), true)
-            .map_err(|e| HostError::InvalidInput(format!("cannot tokenize the prompt: {e}")))?;
+            .map_err(|e| BackendError::InvalidInput(format!("cannot tokenize the prompt: {e}")))?;
         let mut ids = encoding.get_ids().to_vec();
         if ids.len() > limit {
             let last = ids[ids.len() - 1];
@@ -156,8 +157,8 @@ struct T5Decoder<'a> {
 }
 
 impl Decoder for T5Decoder<'_> {
-    fn next_logits(&mut self, tokens: &[u32]) -> candle_core::Result<Tensor> {
-        self.model.decode(&mut self.state, tokens)
+    fn next_logits(&mut self, tokens: &[u32]) -> Result<Tensor, InferenceError> {
+        Ok(self.model.decode(&mut self.state, tokens)?)
     }
 }
 
@@ -168,14 +169,11 @@ impl TextGenerator for T5Generator {
         emit: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerationSummary, HostError> {
         let input = self.input_ids(&request.prompt, request.max_input_tokens)?;
-        let failed = |reason: String| HostError::InferenceFailed {
+        let failed = |source: InferenceError| BackendError::InferenceFailed {
             name: self.name.clone(),
-            reason,
+            source,
         };
-        let state = self
-            .model
-            .start(&input)
-            .map_err(|e| failed(e.to_string()))?;
+        let state = self.model.start(&input).map_err(|e| failed(e.into()))?;
         let mut decoder = T5Decoder {
             model: &self.model,
             state,

@@ -8,12 +8,13 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, embedding, linear_no_bias};
 use serde::Deserialize;
 
+use crate::backends::BackendError;
+use crate::backends::common::activation::Activation;
 use crate::backends::common::bounds::{
     MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, finite_positive,
     positive,
 };
 use crate::store::local::ModelFiles;
-use crate::types::error::HostError;
 
 /// The fields of a T5 `config.json` this implementation reads.
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +55,7 @@ fn yes() -> bool {
 
 impl T5Config {
     /// Checks every size against the bounds of `checkpoint_bounds`.
-    pub fn check(&self, files: &ModelFiles) -> std::result::Result<(), HostError> {
+    pub fn check(&self, files: &ModelFiles) -> std::result::Result<(), BackendError> {
         positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
         positive(files, "d_model", self.d_model, MAX_WIDTH)?;
         positive(files, "d_kv", self.d_kv, MAX_WIDTH)?;
@@ -83,10 +84,12 @@ impl T5Config {
             ("decoder_start_token_id", self.decoder_start_token_id),
         ] {
             if id.is_some_and(|id| id as usize >= self.vocab_size) {
-                return Err(files.invalid(format!(
-                    "`{key}` is outside the vocabulary of {}",
-                    self.vocab_size
-                )));
+                return Err(files
+                    .invalid(format!(
+                        "`{key}` is outside the vocabulary of {}",
+                        self.vocab_size
+                    ))
+                    .into());
             }
         }
         Ok(())
@@ -108,8 +111,8 @@ impl T5Config {
         self.decoder_start_token_id.unwrap_or(self.pad_token_id)
     }
 
-    /// Whether the feed-forward is gated, and its activation; `None` when unsupported.
-    pub fn feed_forward(&self) -> Option<(bool, Activation)> {
+    /// The feed-forward block's kind; `None` when its activation is unsupported.
+    pub fn feed_forward(&self) -> Option<FeedForwardKind> {
         let (gated, act) = match self.feed_forward_proj.strip_prefix("gated-") {
             Some(act) => (true, act),
             None => (false, self.feed_forward_proj.as_str()),
@@ -118,38 +121,29 @@ impl T5Config {
             "gelu" if gated => "gelu_new",
             other => other,
         });
-        let activation = match act {
-            "relu" => Activation::Relu,
-            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
-            "gelu" => Activation::Gelu,
-            "silu" | "swish" => Activation::Silu,
-            _ => return None,
-        };
-        Some((gated, activation))
+        Some(FeedForwardKind {
+            gated,
+            activation: Activation::from_name(act)?,
+        })
     }
 }
 
-/// A feed-forward activation.
+/// What a T5 feed-forward block computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    /// max(x, 0).
-    Relu,
-    /// The tanh approximation of GELU (`gelu_new`).
-    GeluTanh,
-    /// The exact GELU.
-    Gelu,
-    /// x·sigmoid(x).
-    Silu,
+pub struct FeedForwardKind {
+    /// Whether a second projection gates the activation (`gated-*`, as in flan-T5).
+    pub gated: bool,
+    /// The activation.
+    pub activation: Activation,
 }
 
-impl Activation {
-    fn apply(self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Relu => x.relu(),
-            Self::GeluTanh => x.gelu(),
-            Self::Gelu => x.gelu_erf(),
-            Self::Silu => x.silu(),
-        }
+/// `activation` of every value of `x`, with candle's operations.
+fn activate(x: &Tensor, activation: Activation) -> Result<Tensor> {
+    match activation {
+        Activation::Relu => x.relu(),
+        Activation::GeluTanh => x.gelu(),
+        Activation::Gelu => x.gelu_erf(),
+        Activation::Silu => x.silu(),
     }
 }
 
@@ -320,7 +314,7 @@ struct FeedForward {
 
 impl FeedForward {
     fn load(vb: VarBuilder, config: &T5Config) -> Result<Self> {
-        let (gated, activation) = config.feed_forward().ok_or_else(|| {
+        let FeedForwardKind { gated, activation } = config.feed_forward().ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "feed_forward_proj {:?} is not supported",
                 config.feed_forward_proj
@@ -343,7 +337,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut hidden = self.activation.apply(&self.wi.forward(x)?)?;
+        let mut hidden = activate(&self.wi.forward(x)?, self.activation)?;
         if let Some(gate) = &self.gate {
             hidden = (hidden * gate.forward(x)?)?;
         }

@@ -5,9 +5,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::ServedModel;
 use crate::backends::{GenerationRequest, GenerationSummary};
-use crate::engine::memory::mib;
 use crate::types::FinishReason;
-use crate::types::error::HostError;
+use crate::types::error::{FreeMemory, HostError};
 
 /// What a stream hands out next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,11 +79,12 @@ impl ServedModel {
             .try_hold_working(device, context, self.working_per_token)
             .map_err(|budget| HostError::OutOfMemory {
                 name: self.key.name.clone(),
-                needed: mib((context as u64).saturating_mul(self.working_per_token)),
-                free: format!(
-                    "{device}: a budget of {} for a generation's KV cache",
-                    mib(budget)
-                ),
+                needed: Some((context as u64).saturating_mul(self.working_per_token)),
+                free: FreeMemory::Budget {
+                    device: device.to_string(),
+                    budget,
+                    work: "a generation's KV cache",
+                },
             })?;
         tokio::spawn(async move {
             let _working = working;

@@ -16,8 +16,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::backends::ModelBackend;
-use crate::engine::device::{self, ComputeDevice, DeviceInventory};
+use crate::engine::device::{self, DeviceInventory};
 use crate::engine::memory::{DeviceMemory, WorkingMemory, mib};
+use crate::types::ComputeDevice;
 use crate::types::ModelKey;
 use crate::types::requirement::DevicePreference;
 use crate::types::results::{WorkerPoolStatus, WorkerStatus};
@@ -26,8 +27,10 @@ pub use generate::{GenerationStream, StreamEvent};
 pub use served::{Placement, ServedModel};
 pub use worker::Worker;
 
-/// How the next batch picks among the workers holding a model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the next batch picks among the workers holding a model; configured as `"round_robin"` or
+/// `"least_busy"` (`worker_pool.load_balancing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LoadBalancing {
     /// Each holder in turn.
     RoundRobin,

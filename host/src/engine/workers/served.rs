@@ -12,11 +12,10 @@ use std::time::Instant;
 use tokio::sync::{Notify, oneshot};
 
 use super::{LoadBalancing, WorkerPermit, WorkerPool};
-use crate::engine::memory::mib;
 use crate::engine::metrics::Metrics;
 use crate::store::local::ModelFiles;
 use crate::types::ModelKey;
-use crate::types::error::HostError;
+use crate::types::error::{FreeMemory, HostError};
 
 /// Vectors in request order, and the workers that computed them.
 pub type Served = (Vec<Vec<f32>>, Vec<String>);
@@ -427,12 +426,12 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
             }
             Err(budget) => Err(HostError::OutOfMemory {
                 name: served.key.name.clone(),
-                needed: mib((padded as u64).saturating_mul(served.working_per_token)),
-                free: format!(
-                    "{}: a budget of {} for one batch",
-                    worker.device,
-                    mib(budget)
-                ),
+                needed: Some((padded as u64).saturating_mul(served.working_per_token)),
+                free: FreeMemory::Budget {
+                    device: worker.device.to_string(),
+                    budget,
+                    work: "one batch",
+                },
             }),
         };
     if matches!(outcome, Err(HostError::LoadFailed { .. })) {

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 use crate::backends::{GenerationRequest, GenerationSummary, LoadedModel, ModelBackend};
-use crate::engine::device::ComputeDevice;
 use crate::store::local::ModelFiles;
+use crate::types::ComputeDevice;
 use crate::types::ModelKey;
-use crate::types::error::{HostError, panic_message};
+use crate::types::error::{FreeMemory, HostError, panic_message};
 
 /// What a worker is asked to do.
 enum Job {
@@ -343,8 +343,11 @@ fn out_of_memory(error: HostError, device: ComputeDevice) -> HostError {
         {
             HostError::OutOfMemory {
                 name,
-                needed: "more than was free".into(),
-                free: format!("{device} failed to allocate: {reason}"),
+                needed: None,
+                free: FreeMemory::AllocationFailed {
+                    device: device.to_string(),
+                    reason,
+                },
             }
         }
         other => other,

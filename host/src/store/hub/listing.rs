@@ -72,13 +72,52 @@ pub struct Wanted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// The repository lacks what the model needs (the hub's answer is fine).
-    Missing(String),
+    Missing(Missing),
     /// The answer is unsafe or inconsistent: `file` names what (or the listing itself).
     Unsafe {
         /// The file concerned, or `repository listing`.
         file: String,
         /// What is wrong.
         reason: String,
+    },
+}
+
+/// What a repository lacks that the model needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    /// It has no `config.json`.
+    #[error("it has no config.json")]
+    Config,
+    /// It has no file of the name the requirement's `weights_file` gives.
+    #[error("it has no file {0}")]
+    WeightsFile(String),
+    /// It holds several `.gguf` files and the requirement names none.
+    #[error("it holds {0} .gguf files; name one with the requirement's weights_file")]
+    WhichGguf(usize),
+    /// It holds no weights in a format this host reads.
+    #[error(
+        "it has no weights this host reads (model.safetensors, sharded safetensors, \
+         one .gguf file; pytorch_model.bin is not read)"
+    )]
+    Weights,
+}
+
+/// Why a sibling's size or hash cannot be taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Announced {
+    /// Its `blobId` is not a git hash.
+    #[error("its blobId '{}' is not 40 lowercase hex digits", .0.escape_debug())]
+    BlobId(String),
+    /// Its `lfs.sha256` is not a sha256.
+    #[error("its lfs.sha256 '{}' is not 64 lowercase hex digits", .0.escape_debug())]
+    Sha256(String),
+    /// It has two different sizes.
+    #[error("the listing gives it two sizes ({size} and lfs.size {lfs_size})")]
+    TwoSizes {
+        /// Its `size`.
+        size: u64,
+        /// Its `lfs.size`.
+        lfs_size: u64,
     },
 }
 
@@ -142,9 +181,9 @@ pub fn parse(body: &[u8]) -> Result<Listing, Refusal> {
                 sibling.rfilename
             )));
         }
-        let (size, hash) = announced(&sibling).map_err(|reason| Refusal::Unsafe {
+        let (size, hash) = announced(&sibling).map_err(|refused| Refusal::Unsafe {
             file: sibling.rfilename.clone(),
-            reason,
+            reason: refused.to_string(),
         })?;
         files.push(ListedFile {
             name: sibling.rfilename,
@@ -158,57 +197,66 @@ pub fn parse(body: &[u8]) -> Result<Listing, Refusal> {
 /// The size and hash a sibling announces: `lfs.sha256` and `lfs.size` for an LFS file (whose
 /// `blobId` is the hash of its pointer, not of its content), else `blobId` and `size`. Absent
 /// values stay `None`; malformed or contradicting ones are refused.
-fn announced(sibling: &RawSibling) -> Result<(Option<u64>, Option<Expected>), String> {
+fn announced(sibling: &RawSibling) -> Result<(Option<u64>, Option<Expected>), Announced> {
     let Some(lfs) = &sibling.lfs else {
         let hash = match &sibling.blob_id {
             Some(id) if is_hex(id, 40) => Some(Expected::GitSha1(id.clone())),
-            Some(id) => {
-                return Err(format!(
-                    "its blobId '{}' is not 40 lowercase hex digits",
-                    id.escape_debug()
-                ));
-            }
+            Some(id) => return Err(Announced::BlobId(id.clone())),
             None => None,
         };
         return Ok((sibling.size, hash));
     };
     let hash = match &lfs.sha256 {
         Some(sha) if is_hex(sha, 64) => Some(Expected::Sha256(sha.clone())),
-        Some(sha) => {
-            return Err(format!(
-                "its lfs.sha256 '{}' is not 64 lowercase hex digits",
-                sha.escape_debug()
-            ));
-        }
+        Some(sha) => return Err(Announced::Sha256(sha.clone())),
         None => None,
     };
     match (sibling.size, lfs.size) {
-        (Some(a), Some(b)) if a != b => Err(format!(
-            "the listing gives it two sizes ({a} and lfs.size {b})"
-        )),
+        (Some(size), Some(lfs_size)) if size != lfs_size => {
+            Err(Announced::TwoSizes { size, lfs_size })
+        }
         (a, b) => Ok((b.or(a), hash)),
     }
 }
 
+/// Why a file name is refused; the message follows "which" (or the name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FileNameError {
+    /// It is empty or longer than 1024 bytes.
+    #[error("is empty or longer than {} bytes", MAX_FILE_NAME)]
+    Length,
+    /// It starts with `/`.
+    #[error("is an absolute path")]
+    Absolute,
+    /// It holds a backslash, NUL or other control character.
+    #[error("holds a backslash or a control character")]
+    Character,
+    /// A part is empty, `.` or `..`.
+    #[error("has an empty, '.' or '..' part")]
+    DotPart,
+    /// A part is longer than 255 bytes.
+    #[error("has a part longer than {} bytes", MAX_NAME_PART)]
+    LongPart,
+}
+
 /// Checks a file name from the hub: relative, `/`-separated, no empty, `.` or `..` part, no
-/// backslash, NUL or other control character, at most 1024 bytes (255 a part). The error says
-/// what is wrong, to follow "which".
-pub fn check_file_name(name: &str) -> Result<(), String> {
+/// backslash, NUL or other control character, at most 1024 bytes (255 a part).
+pub fn check_file_name(name: &str) -> Result<(), FileNameError> {
     if name.is_empty() || name.len() > MAX_FILE_NAME {
-        return Err(format!("is empty or longer than {MAX_FILE_NAME} bytes"));
+        return Err(FileNameError::Length);
     }
     if name.starts_with('/') {
-        return Err("is an absolute path".into());
+        return Err(FileNameError::Absolute);
     }
     if name.contains('\\') || name.chars().any(char::is_control) {
-        return Err("holds a backslash or a control character".into());
+        return Err(FileNameError::Character);
     }
     for part in name.split('/') {
         if part.is_empty() || part == "." || part == ".." {
-            return Err("has an empty, '.' or '..' part".into());
+            return Err(FileNameError::DotPart);
         }
         if part.len() > MAX_NAME_PART {
-            return Err(format!("has a part longer than {MAX_NAME_PART} bytes"));
+            return Err(FileNameError::LongPart);
         }
     }
     Ok(())
@@ -252,7 +300,7 @@ pub fn select(listing: &Listing, weights_file: Option<&str>) -> Result<Vec<Wante
 }
 
 /// The names to take (see [`select`]), or what is missing.
-fn needed_files(available: &[&str], weights_file: Option<&str>) -> Result<Vec<String>, String> {
+fn needed_files(available: &[&str], weights_file: Option<&str>) -> Result<Vec<String>, Missing> {
     let has = |f: &str| available.contains(&f);
     let top_level = |f: &&str| !f.contains('/');
     let mut wanted: Vec<String> = available
@@ -265,7 +313,7 @@ fn needed_files(available: &[&str], weights_file: Option<&str>) -> Result<Vec<St
         .map(|f| f.to_string())
         .collect();
     if !has("config.json") {
-        return Err("it has no config.json".into());
+        return Err(Missing::Config);
     }
     let ggufs: Vec<&str> = available
         .iter()
@@ -275,7 +323,7 @@ fn needed_files(available: &[&str], weights_file: Option<&str>) -> Result<Vec<St
         .collect();
     if let Some(file) = weights_file {
         if !has(file) {
-            return Err(format!("it has no file {file}"));
+            return Err(Missing::WeightsFile(file.to_string()));
         }
         wanted.push(file.to_string());
     } else if has("model.safetensors") {
@@ -293,16 +341,9 @@ fn needed_files(available: &[&str], weights_file: Option<&str>) -> Result<Vec<St
     } else if ggufs.len() == 1 {
         wanted.push(ggufs[0].to_string());
     } else if ggufs.len() > 1 {
-        return Err(format!(
-            "it holds {} .gguf files; name one with the requirement's weights_file",
-            ggufs.len()
-        ));
+        return Err(Missing::WhichGguf(ggufs.len()));
     } else {
-        return Err(
-            "it has no weights this host reads (model.safetensors, sharded safetensors, \
-                    one .gguf file; pytorch_model.bin is not read)"
-                .into(),
-        );
+        return Err(Missing::Weights);
     }
     Ok(wanted)
 }
@@ -389,7 +430,8 @@ mod tests {
         else {
             panic!("a .bin-only repository was accepted");
         };
-        assert!(reason.contains("pytorch_model.bin"), "{reason}");
+        assert_eq!(reason, Missing::Weights);
+        assert!(reason.to_string().contains("pytorch_model.bin"), "{reason}");
     }
 
     #[test]
@@ -398,7 +440,8 @@ mod tests {
         let Err(Refusal::Missing(reason)) = names(&repo, None) else {
             panic!("two ggufs without a name were accepted");
         };
-        assert!(reason.contains("weights_file"));
+        assert_eq!(reason, Missing::WhichGguf(2));
+        assert!(reason.to_string().contains("weights_file"));
         assert_eq!(
             names(&repo, Some("m.Q8_0.gguf")).unwrap(),
             ["config.json", "m.Q8_0.gguf"]

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::store::StoreError;
 use crate::store::local::{ModelFiles, ModelStore, check_repo_name, check_revision};
 use crate::types::error::HostError;
 use layout::RepoDirs;
@@ -225,9 +226,9 @@ impl Downloader {
         revision: &str,
         weights_file: Option<&str>,
         progress: &mut dyn FnMut(FileProgress),
-    ) -> Result<(), HostError> {
-        let client =
-            Client::new(&self.settings).map_err(|reason| self.unreachable(name, reason))?;
+    ) -> Result<(), StoreError> {
+        let client = Client::new(&self.settings)
+            .map_err(|refused| self.unreachable(name, refused.to_string()))?;
         let url = client.url(&format!(
             "api/models/{name}/revision/{}?blobs=true",
             encode_part(revision)
@@ -256,12 +257,11 @@ impl Downloader {
             .filter(|w| !dirs.in_place(&snapshot, &w.name) && !dirs.has_blob(&w.expected, w.size))
             .fold(0u64, |sum, w| sum.saturating_add(w.size));
         if missing > self.settings.max_download_bytes {
-            return Err(HostError::LimitExceeded(format!(
-                "downloading '{name}' needs {missing} bytes ({:.2} GiB), more than \
-                 models.max_download_gb allows ({:.2} GiB)",
-                gib(missing),
-                gib(self.settings.max_download_bytes)
-            )));
+            return Err(StoreError::DownloadTooLarge {
+                name: name.to_string(),
+                needed: missing,
+                allowed: self.settings.max_download_bytes,
+            });
         }
         for file in &wanted {
             if dirs.in_place(&snapshot, &file.name) {
@@ -300,7 +300,7 @@ impl Downloader {
         commit: &str,
         file: &Wanted,
         progress: &mut dyn FnMut(FileProgress),
-    ) -> Result<bool, HostError> {
+    ) -> Result<bool, StoreError> {
         let blob = dirs.blob(&file.expected);
         if std::fs::symlink_metadata(&blob).is_ok_and(|m| m.is_file()) {
             if verify::verify_file(&blob, file.size, &file.expected).is_ok() {
@@ -323,9 +323,9 @@ impl Downloader {
         };
         let result = client.download(&url, &partial, file.size, &file.expected, &mut advanced);
         let checked = match result {
-            Ok(actual) => file.expected.check(&actual).map_err(|reason| {
+            Ok(actual) => file.expected.check(&actual).map_err(|mismatch| {
                 let _ = std::fs::remove_file(&partial);
-                corrupt(name, &file.name, reason)
+                corrupt(name, &file.name, mismatch.to_string())
             }),
             Err(error) => {
                 if matches!(error, TransferError::Unsafe(_) | TransferError::Disk(_)) {
@@ -347,18 +347,18 @@ impl Downloader {
         revision: &str,
         file: &str,
         error: TransferError,
-    ) -> HostError {
+    ) -> StoreError {
         let endpoint = self.settings.endpoint.clone();
         match error {
-            TransferError::Status(401) => HostError::Unauthorized {
+            TransferError::Status(401) => StoreError::Unauthorized {
                 name: name.to_string(),
                 endpoint,
             },
-            TransferError::Status(403) => HostError::Gated {
+            TransferError::Status(403) => StoreError::Gated {
                 name: name.to_string(),
                 endpoint,
             },
-            TransferError::Status(404) => HostError::NotOnHub {
+            TransferError::Status(404) => StoreError::NotOnHub {
                 name: name.to_string(),
                 revision: revision.to_string(),
                 endpoint,
@@ -385,20 +385,20 @@ impl Downloader {
     }
 
     /// The typed error for a listing that cannot be used.
-    fn refusal(&self, name: &str, revision: &str, refusal: Refusal) -> HostError {
+    fn refusal(&self, name: &str, revision: &str, refusal: Refusal) -> StoreError {
         match refusal {
-            Refusal::Missing(reason) => HostError::NotOnHub {
+            Refusal::Missing(missing) => StoreError::NotOnHub {
                 name: name.to_string(),
                 revision: revision.to_string(),
                 endpoint: self.settings.endpoint.clone(),
-                reason,
+                reason: missing.to_string(),
             },
             Refusal::Unsafe { file, reason } => corrupt(name, &file, reason),
         }
     }
 
-    fn unreachable(&self, name: &str, reason: String) -> HostError {
-        HostError::NetworkUnreachable {
+    fn unreachable(&self, name: &str, reason: String) -> StoreError {
+        StoreError::NetworkUnreachable {
             name: name.to_string(),
             endpoint: self.settings.endpoint.clone(),
             reason,
@@ -406,15 +406,15 @@ impl Downloader {
     }
 
     /// The typed error for a failed write into the store.
-    fn store_error(&self, store: &ModelStore, name: &str, error: std::io::Error) -> HostError {
+    fn store_error(&self, store: &ModelStore, name: &str, error: std::io::Error) -> StoreError {
         match error.kind() {
             std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                HostError::DiskFull {
+                StoreError::DiskFull {
                     name: name.to_string(),
                     root: store.root().to_path_buf(),
                 }
             }
-            _ => HostError::InvalidModelFiles {
+            _ => StoreError::InvalidModelFiles {
                 name: name.to_string(),
                 path: store.root().join(crate::store::local::repo_folder(name)),
                 reason: format!("cannot write the download into the model store: {error}"),
@@ -423,8 +423,8 @@ impl Downloader {
     }
 }
 
-fn corrupt(name: &str, file: &str, reason: String) -> HostError {
-    HostError::CorruptDownload {
+fn corrupt(name: &str, file: &str, reason: String) -> StoreError {
+    StoreError::CorruptDownload {
         name: name.to_string(),
         file: file.to_string(),
         reason,
@@ -432,16 +432,16 @@ fn corrupt(name: &str, file: &str, reason: String) -> HostError {
 }
 
 /// Checks a requirement's `weights_file`: a safe relative path to a format a backend loads.
-fn check_weights_file(file: &str) -> Result<(), HostError> {
+fn check_weights_file(file: &str) -> Result<(), StoreError> {
     let problem = match listing::check_file_name(file) {
-        Err(which) => which,
+        Err(which) => which.to_string(),
         Ok(()) if !listing::is_weights_format(file) => format!(
             "is not weights this host loads ({})",
             listing::WEIGHTS_EXTENSIONS.join(", ")
         ),
         Ok(()) => return Ok(()),
     };
-    Err(HostError::InvalidRequirement(format!(
+    Err(StoreError::InvalidName(format!(
         "`weights_file` '{}' {problem}",
         file.escape_debug()
     )))
@@ -453,10 +453,6 @@ fn is_commit(revision: &str) -> bool {
         && revision
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-fn gib(bytes: u64) -> f64 {
-    bytes as f64 / (1u64 << 30) as f64
 }
 
 /// Whether a snapshot holds weights this host loads (the named file, or any; an interrupted

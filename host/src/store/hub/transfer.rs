@@ -33,6 +33,34 @@ pub enum TransferError {
     Disk(std::io::Error),
 }
 
+/// Why this client does not request a URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// It is not an absolute http(s) URL this client can request: `problem` says why.
+    #[error("'{}' {problem}", url.escape_debug())]
+    Malformed {
+        /// The URL as given.
+        url: String,
+        /// What is wrong, e.g. `holds credentials`.
+        problem: &'static str,
+    },
+    /// It uses plain http to a host that is not this machine.
+    #[error(
+        "{url} uses plain http to a host that is not this machine; only https is allowed \
+         (http only to 127.0.0.1, ::1 or localhost)"
+    )]
+    PlainHttp {
+        /// The URL.
+        url: Url,
+    },
+    /// The endpoint holds a query (it is a prefix that paths are appended to).
+    #[error("the endpoint {url} holds a query")]
+    EndpointQuery {
+        /// The endpoint.
+        url: Url,
+    },
+}
+
 /// A URL this client can request: `http` or `https`, host, port, path and query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
@@ -44,8 +72,13 @@ pub struct Url {
 
 impl Url {
     /// Parses an absolute `http://` or `https://` URL without credentials or fragment.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let refuse = |why: &str| Err(format!("'{}' {why}", url.escape_debug()));
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let refuse = |problem| {
+            Err(UrlError::Malformed {
+                url: url.to_string(),
+                problem,
+            })
+        };
         if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return refuse("holds spaces or control characters");
         }
@@ -119,19 +152,15 @@ impl Url {
 
     /// Refuses a URL this client does not talk to: anything but https, except plain http to a
     /// loopback address.
-    pub fn check_allowed(&self) -> Result<(), String> {
+    pub fn check_allowed(&self) -> Result<(), UrlError> {
         match self.scheme == "https" || self.is_loopback() {
             true => Ok(()),
-            false => Err(format!(
-                "{} uses plain http to a host that is not this machine; only https is allowed \
-                 (http only to 127.0.0.1, ::1 or localhost)",
-                self
-            )),
+            false => Err(UrlError::PlainHttp { url: self.clone() }),
         }
     }
 
     /// The URL a redirect's `Location` names, relative to this one.
-    pub fn join(&self, location: &str) -> Result<Self, String> {
+    pub fn join(&self, location: &str) -> Result<Self, UrlError> {
         let scheme_end = location.find("://");
         let first_special = location.find(['/', '?', '#']);
         if let Some(at) = scheme_end
@@ -188,11 +217,11 @@ pub struct Client {
 impl Client {
     /// A client for `settings.endpoint`; refused (without connecting) when the endpoint is not
     /// https or loopback http.
-    pub fn new(settings: &HubSettings) -> Result<Self, String> {
+    pub fn new(settings: &HubSettings) -> Result<Self, UrlError> {
         let endpoint = Url::parse(&settings.endpoint)?;
         endpoint.check_allowed()?;
         if endpoint.path.contains('?') {
-            return Err(format!("the endpoint {endpoint} holds a query"));
+            return Err(UrlError::EndpointQuery { url: endpoint });
         }
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(settings.connect_timeout)
@@ -215,9 +244,10 @@ impl Client {
 
     /// GETs `url` (from `offset` on, when given), following redirects by hand.
     fn get(&self, url: &str, offset: Option<u64>) -> Result<ureq::Response, TransferError> {
-        let mut target = Url::parse(url).map_err(TransferError::Unsafe)?;
+        let refused = |e: UrlError| TransferError::Unsafe(e.to_string());
+        let mut target = Url::parse(url).map_err(refused)?;
         for hop in 0..=MAX_REDIRECTS {
-            target.check_allowed().map_err(TransferError::Unsafe)?;
+            target.check_allowed().map_err(refused)?;
             // A hub may not send us to this machine: loopback is for loopback mirrors only.
             if target.is_loopback() && !self.endpoint.is_loopback() {
                 return Err(TransferError::Unsafe(format!(

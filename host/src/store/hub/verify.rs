@@ -36,17 +36,45 @@ impl Expected {
         }
     }
 
-    /// Checks `actual` (from [`StreamHasher::finish`]) against the announced hash, with a reason
-    /// when they differ.
-    pub fn check(&self, actual: &str) -> Result<(), String> {
+    /// Checks `actual` (from [`StreamHasher::finish`]) against the announced hash.
+    pub fn check(&self, actual: &str) -> Result<(), HashMismatch> {
         match actual == self.hex() {
             true => Ok(()),
-            false => Err(format!(
-                "its hash is {actual}, the hub's listing announced {}",
-                self.hex()
-            )),
+            false => Err(HashMismatch {
+                actual: actual.to_string(),
+                announced: self.hex().to_string(),
+            }),
         }
     }
+}
+
+/// A file whose hash is not the one the listing announced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("its hash is {actual}, the hub's listing announced {announced}")]
+pub struct HashMismatch {
+    /// The file's hash, lowercase hex.
+    pub actual: String,
+    /// The listing's, lowercase hex.
+    pub announced: String,
+}
+
+/// Why a file on disk is not the one the listing announced.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// It cannot be read.
+    #[error("{0}")]
+    Unreadable(#[from] std::io::Error),
+    /// Its size differs.
+    #[error("it holds {actual} bytes, the hub's listing announced {announced}")]
+    Size {
+        /// The file's size in bytes.
+        actual: u64,
+        /// The listing's.
+        announced: u64,
+    },
+    /// Its hash differs.
+    #[error(transparent)]
+    Hash(#[from] HashMismatch),
 }
 
 /// A running sha256 or git blob sha1.
@@ -90,16 +118,17 @@ pub fn feed_file(path: &Path, len: u64, hasher: &mut StreamHasher) -> std::io::R
 }
 
 /// Checks a complete file on disk: its size must be `size` and its hash `expected`.
-pub fn verify_file(path: &Path, size: u64, expected: &Expected) -> Result<(), String> {
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+pub fn verify_file(path: &Path, size: u64, expected: &Expected) -> Result<(), VerifyError> {
+    let len = std::fs::metadata(path)?.len();
     if len != size {
-        return Err(format!(
-            "it holds {len} bytes, the hub's listing announced {size}"
-        ));
+        return Err(VerifyError::Size {
+            actual: len,
+            announced: size,
+        });
     }
     let mut hasher = expected.hasher(size);
-    feed_file(path, size, &mut hasher).map_err(|e| e.to_string())?;
-    expected.check(&hasher.finish())
+    feed_file(path, size, &mut hasher)?;
+    Ok(expected.check(&hasher.finish())?)
 }
 
 /// `bytes` as lowercase hex.
@@ -134,7 +163,8 @@ mod tests {
             expected
                 .check(&other.finish())
                 .unwrap_err()
-                .contains("announced")
+                .to_string()
+                .starts_with("its hash is ")
         );
     }
 
@@ -144,9 +174,22 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(&path, b"hello\n").unwrap();
         let expected = Expected::GitSha1("ce013625030ba8dba906f756967f9e9ca394464a".into());
-        assert_eq!(verify_file(&path, 6, &expected), Ok(()));
-        assert!(verify_file(&path, 7, &expected).is_err());
+        assert!(verify_file(&path, 6, &expected).is_ok());
+        assert!(matches!(
+            verify_file(&path, 7, &expected),
+            Err(VerifyError::Size {
+                actual: 6,
+                announced: 7
+            })
+        ));
         std::fs::write(&path, b"hellO\n").unwrap();
-        assert!(verify_file(&path, 6, &expected).is_err());
+        assert!(matches!(
+            verify_file(&path, 6, &expected),
+            Err(VerifyError::Hash(_))
+        ));
+        assert!(matches!(
+            verify_file(&dir.path().join("missing"), 6, &expected),
+            Err(VerifyError::Unreadable(_))
+        ));
     }
 }

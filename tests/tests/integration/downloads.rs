@@ -272,10 +272,10 @@ fn modelhost_pull_downloads_ahead_with_a_summary() {
 #[tokio::test(flavor = "multi_thread")]
 async fn registration_downloads_missing_models() {
     use modelhost::backends::CandleBackend;
-    use modelhost::cli::config::RuntimeConfig;
     use modelhost::engine::device::SystemDevices;
     use modelhost::manager::ModelManager;
     use modelhost::runtime::Runtime;
+    use modelhost::runtime::RuntimeSettings;
     use modelhost_tests::{code, probe, test_settings};
     use serde_json::json;
 
@@ -299,7 +299,7 @@ async fn registration_downloads_missing_models() {
         settings,
     )
     .unwrap();
-    let runtime = Runtime::new(manager, &RuntimeConfig::default()).unwrap();
+    let runtime = Runtime::new(manager, &RuntimeSettings::default()).unwrap();
     let classifier = |name: &str| json!({"model_type": "classification", "name": name});
     let commands = [
         json!({"op": "register", "id": "c", "requirement": classifier(REPO)}),

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use modelhost::engine::device::ComputeDevice;
 use modelhost::engine::workers::LoadBalancing;
 use modelhost::manager::{ManagerSettings, ModelManager};
+use modelhost::types::ComputeDevice;
 use modelhost::types::ModuleId;
 use modelhost::types::error::HostError;
 use modelhost::types::requirement::{DevicePreference, ModelRequirement, ModelType};

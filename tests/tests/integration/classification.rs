@@ -3,7 +3,7 @@
 //! from the backend, labels and scores through a real guest.
 
 use modelhost::backends::{CandleBackend, ModelBackend, SequenceClassifier};
-use modelhost::engine::device::ComputeDevice;
+use modelhost::types::ComputeDevice;
 use modelhost::types::requirement::ModelType;
 use modelhost_tests::{FIXTURE_ORG, code, fixtures, model_store, probe, real_runtime};
 use serde::Deserialize;

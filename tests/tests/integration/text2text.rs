@@ -3,7 +3,7 @@
 //! through a real guest.
 
 use modelhost::backends::{Prompt, T5Generator, TextGenerator};
-use modelhost::engine::device::ComputeDevice;
+use modelhost::types::ComputeDevice;
 use modelhost::types::FinishReason;
 use modelhost_tests::{
     FIXTURE_ORG, code, fixtures, greedy_request, model_store, probe, real_runtime,

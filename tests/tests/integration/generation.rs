@@ -4,7 +4,7 @@
 //! sequences, chat templates and bad input through a real guest.
 
 use modelhost::backends::{CandleBackend, LlamaGenerator, ModelBackend, Prompt, TextGenerator};
-use modelhost::engine::device::ComputeDevice;
+use modelhost::types::ComputeDevice;
 use modelhost::types::FinishReason;
 use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::{
@@ -339,10 +339,10 @@ fn safetensors_checkpoints_generate_the_same_text() {
 #[tokio::test(flavor = "multi_thread")]
 async fn weights_file_picks_one_of_several_gguf_files() {
     use modelhost::backends::CandleBackend;
-    use modelhost::cli::config::RuntimeConfig;
     use modelhost::engine::device::SystemDevices;
     use modelhost::manager::ModelManager;
     use modelhost::runtime::Runtime;
+    use modelhost::runtime::RuntimeSettings;
     use modelhost::store::local::ModelStore;
     use modelhost_tests::test_settings;
 
@@ -372,7 +372,7 @@ async fn weights_file_picks_one_of_several_gguf_files() {
         settings,
     )
     .unwrap();
-    let runtime = Runtime::new(manager, &RuntimeConfig::default()).unwrap();
+    let runtime = Runtime::new(manager, &RuntimeSettings::default()).unwrap();
     let lm = |extra: Value| {
         let mut r = json!({"model_type": "text-generation", "name": "local/smollm2-quants"});
         r.as_object_mut()
