@@ -89,8 +89,9 @@ fn main() {
 fn wasm_path(target_dir: &Path, package: &str) -> PathBuf {
     let release = target_dir.join("wasm32-wasip2").join("release");
     let binary = release.join(format!("{package}.wasm"));
-    match binary.is_file() {
-        true => binary,
-        false => release.join(format!("{}.wasm", package.replace('-', "_"))),
+    if binary.is_file() {
+        binary
+    } else {
+        release.join(format!("{}.wasm", package.replace('-', "_")))
     }
 }

@@ -37,7 +37,8 @@
 //! Build with `cargo build --target wasm32-wasip2`; a component comes out directly. A `fn main`
 //! becomes the `wasi:cli/run` export that `modelhost run` calls between `initialize` and `cleanup`.
 
-/// Bindings generated from the `framework-module` world (`wit/`).
+/// Bindings generated from the `framework-module` world (`wit/`); their documentation is the WIT's.
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

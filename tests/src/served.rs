@@ -56,9 +56,10 @@ impl Served {
         options: ServeOptions,
     ) -> Self {
         let config = dir.join("modelhost.toml");
-        let admin_address = match options.serve.contains("admin_address") {
-            true => "",
-            false => "admin_address = \"127.0.0.1:0\"\n",
+        let admin_address = if options.serve.contains("admin_address") {
+            ""
+        } else {
+            "admin_address = \"127.0.0.1:0\"\n"
         };
         let token_env = match options.admin_token {
             Some(_) => format!("admin_token_env = {ADMIN_TOKEN_ENV:?}\n"),

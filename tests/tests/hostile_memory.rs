@@ -1,9 +1,10 @@
-// Own binary: it measures the process's resident memory, which other tests' threads would change.
 //! Attacks on the host's memory, measured in the process's resident set: a guest naming
 //! thousands of long model ids, many long texts embedded with the cache on, and a
 //! checkpoint declaring two billion positions. Each stays within a stated bound, and the host
 //! serves a good request afterwards. Alone in its test binary, so no other test allocates
 //! meanwhile; with the allocator the `modelhost` binary uses.
+//!
+//! Own binary: it measures the process's resident memory, which other tests' threads would change.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,7 +1,8 @@
-// Own binary: it sets HF_TOKEN in the process environment, which other tests' threads would race.
 //! Modules see no host files, environment or network: with a secret in the host's environment
 //! (`HF_TOKEN`, which the host itself reads), a real guest sees an empty environment, and reading
 //! host files or connecting to a listening port is denied.
+//!
+//! Own binary: it sets HF_TOKEN in the process environment, which other tests' threads would race.
 
 use modelhost_tests::{probe, real_runtime};
 use serde_json::json;

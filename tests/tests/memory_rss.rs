@@ -1,8 +1,9 @@
-// Own binary: it measures the process's resident memory, which other tests' threads would change.
 //! The host's account of a real model against the process's real memory: loading
 //! all-MiniLM-L6-v2 on the CPU worker grows the resident set by the accounted size, within 10%.
 //! Alone in its test binary, so no other test allocates meanwhile; with the allocator the
 //! `modelhost` binary uses.
+//!
+//! Own binary: it measures the process's resident memory, which other tests' threads would change.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

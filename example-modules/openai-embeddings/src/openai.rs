@@ -135,9 +135,10 @@ fn embed(request: EmbeddingsRequest) -> Reply {
         .iter()
         .enumerate()
         .map(|(index, vector)| {
-            let embedding = match base64 {
-                true => json!(encode_base64(vector)),
-                false => json!(vector),
+            let embedding = if base64 {
+                json!(encode_base64(vector))
+            } else {
+                json!(vector)
             };
             json!({"object": "embedding", "index": index, "embedding": embedding})
         })

@@ -212,9 +212,10 @@ async fn shutdown_signal() {
 
 /// `modelhost status`: GET /status from the admin API and print it.
 fn status(address: &str, token: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let base = match address.contains("://") {
-        true => address.trim_end_matches('/').to_string(),
-        false => format!("http://{address}"),
+    let base = if address.contains("://") {
+        address.trim_end_matches('/').to_string()
+    } else {
+        format!("http://{address}")
     };
     let mut request = ureq::get(&format!("{base}/status"));
     if let Some(token) = token {

@@ -83,9 +83,10 @@ impl Histogram {
 
 /// `key`, or `overflow(key)` when `map` has no such key and holds [`MAX_SERIES`] already.
 fn capped<K: Ord, V>(map: &BTreeMap<K, V>, key: K, overflow: impl FnOnce(K) -> K) -> K {
-    match map.contains_key(&key) || map.len() < MAX_SERIES {
-        true => key,
-        false => overflow(key),
+    if map.contains_key(&key) || map.len() < MAX_SERIES {
+        key
+    } else {
+        overflow(key)
     }
 }
 
@@ -377,9 +378,10 @@ fn samples<V: std::fmt::Display>(
 ) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in values {
-        match labels.is_empty() {
-            true => writeln!(out, "{name} {value}"),
-            false => writeln!(out, "{name}{{{labels}}} {value}"),
+        if labels.is_empty() {
+            writeln!(out, "{name} {value}")
+        } else {
+            writeln!(out, "{name}{{{labels}}} {value}")
         }
         .expect("writing to a string");
     }

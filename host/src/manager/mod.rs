@@ -262,9 +262,10 @@ impl ModelManager {
         )
         .into();
         let use_cache = requirement.cache_embeddings && !texts.is_empty();
-        let mut embedded = match use_cache {
-            true => self.cache.get_many(&cache_model, &texts),
-            false => vec![None; texts.len()],
+        let mut embedded = if use_cache {
+            self.cache.get_many(&cache_model, &texts)
+        } else {
+            vec![None; texts.len()]
         };
         let misses: Vec<usize> = (0..texts.len())
             .filter(|&i| embedded[i].is_none())
@@ -327,12 +328,11 @@ impl ModelManager {
                 weights.info.labels.len()
             )));
         }
-        let (scores, workers) = match texts.is_empty() {
-            true => (Vec::new(), Vec::new()),
-            false => {
-                let run = self.run_sequences(&requirement, &weights, texts).await?;
-                (run.outputs, run.workers)
-            }
+        let (scores, workers) = if texts.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let run = self.run_sequences(&requirement, &weights, texts).await?;
+            (run.outputs, run.workers)
         };
         let labels = &weights.info.labels;
         Ok(Classifications {
@@ -639,9 +639,10 @@ impl ModelManager {
         let wall = entry.weights.last_used().wall;
         let placement = entry.weights.served.placement_snapshot();
         let workers = self.pool.workers();
-        let shown = match placement.holders.is_empty() {
-            true => &placement.matching,
-            false => &placement.holders,
+        let shown = if placement.holders.is_empty() {
+            &placement.matching
+        } else {
+            &placement.holders
         };
         let mut devices: Vec<String> = shown
             .iter()

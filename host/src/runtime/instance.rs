@@ -137,9 +137,10 @@ impl ModuleInstance {
     pub async fn initialize(&mut self, settings: &str) -> Result<(), RuntimeError> {
         self.ensure_running()?;
         let Some(lifecycle) = &self.lifecycle else {
-            return match settings.is_empty() {
-                true => Ok(()),
-                false => Err(self.missing("modelhost:models/lifecycle (needed for settings)")),
+            return if settings.is_empty() {
+                Ok(())
+            } else {
+                Err(self.missing("modelhost:models/lifecycle (needed for settings)"))
             };
         };
         self.store.data_mut().begin_call();
@@ -222,11 +223,12 @@ impl ModuleInstance {
     }
 
     fn ensure_running(&self) -> Result<(), RuntimeError> {
-        match self.stopped {
-            true => Err(RuntimeError::Stopped {
+        if self.stopped {
+            Err(RuntimeError::Stopped {
                 module: self.id.clone(),
-            }),
-            false => Ok(()),
+            })
+        } else {
+            Ok(())
         }
     }
 

@@ -122,9 +122,10 @@ impl Server {
             },
         };
         let public = bind("serve.address", &settings.address).await?;
-        let admin = match settings.admin_address.is_empty() {
-            true => None,
-            false => Some(bind("serve.admin_address", &settings.admin_address).await?),
+        let admin = if settings.admin_address.is_empty() {
+            None
+        } else {
+            Some(bind("serve.admin_address", &settings.admin_address).await?)
         };
         Ok(Self {
             public,

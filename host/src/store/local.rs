@@ -1,5 +1,5 @@
 //! The model store: model files in the Hugging Face cache layout, resolved without the network
-//! (`download` fills it).
+//! (the Hub client in [`crate::store::hub`] fills it).
 //!
 //! A repository `org/name` lives in `<root>/models--org--name/`, with one folder per commit under
 //! `snapshots/` and branch or tag names mapped to commits by the files under `refs/`. This is the
@@ -11,6 +11,10 @@
 //! component, such as a 40-hex commit), and [`ModelStore::resolve`] refuses a snapshot of which
 //! any entry (symlinks followed) lies outside the store's folder, so nothing a backend later opens
 //! through [`ModelFiles::path`] can be a file elsewhere on the machine.
+//!
+//! The layout is read here rather than with hf-hub's `Cache`: hf-hub joins the contents of a ref
+//! file and the requested names into paths as they are, with none of the checks above, so a
+//! planted ref or a hostile name would resolve outside the store.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,8 @@
-//! Host bindings generated from the WIT package in `wit/`. Only `runtime` uses these types.
+//! Host bindings generated from the WIT package in `wit/`. Only `wit_host` uses these types
+//! (and `runtime`, for the world's exports).
+
+// Generated code: its documentation is the WIT's.
+#![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
     path: "../wit",

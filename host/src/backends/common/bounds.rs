@@ -51,11 +51,12 @@ pub fn positive(
 
 /// A positive, finite epsilon or base (`key` names it).
 pub fn finite_positive(files: &ModelFiles, key: &str, value: f64) -> Result<f64, BackendError> {
-    match value.is_finite() && value > 0.0 {
-        true => Ok(value),
-        false => Err(files
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(files
             .invalid(format!("`{key}` is {value}; it must be a positive number"))
-            .into()),
+            .into())
     }
 }
 
@@ -89,11 +90,12 @@ pub fn elements(dims: impl IntoIterator<Item = u64>) -> Option<u64> {
 /// Checks that the text file `file` of the snapshot is small enough to read into memory.
 pub fn text_file(files: &ModelFiles, file: &str) -> Result<(), BackendError> {
     let size = std::fs::metadata(files.path(file)).map_or(0, |m| m.len());
-    match size <= MAX_TEXT_FILE_BYTES {
-        true => Ok(()),
-        false => Err(files.invalid(format!(
-            "{file} has {size} bytes; files read into memory may have at most {MAX_TEXT_FILE_BYTES}"
-        )).into()),
+    if size <= MAX_TEXT_FILE_BYTES {
+        Ok(())
+    } else {
+        Err(files.invalid(format!(
+        "{file} has {size} bytes; files read into memory may have at most {MAX_TEXT_FILE_BYTES}"
+    )).into())
     }
 }
 

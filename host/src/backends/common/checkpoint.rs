@@ -41,13 +41,14 @@ pub fn require_safetensors(files: &ModelFiles) -> Result<u64, BackendError> {
     let header = SafetensorsHeader::read(&path)
         .map_err(|reason| files.invalid(format!("{WEIGHTS_FILE} is unreadable: {reason}")))?;
     let (size, needed) = (header.file_size(), header.described_size());
-    match size >= needed {
-        true => Ok(header.f32_bytes()),
-        false => Err(files
-            .invalid(format!(
-                "{WEIGHTS_FILE} is truncated: {size} bytes, its header describes {needed}; fetch it again"
-            ))
-            .into()),
+    if size >= needed {
+        Ok(header.f32_bytes())
+    } else {
+        Err(files
+    .invalid(format!(
+        "{WEIGHTS_FILE} is truncated: {size} bytes, its header describes {needed}; fetch it again"
+    ))
+    .into())
     }
 }
 

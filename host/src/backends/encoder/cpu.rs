@@ -374,7 +374,7 @@ fn activate(block: &mut [f32], activation: Activation) {
         Activation::Gelu => gelu_in_place(block),
         Activation::GeluTanh => gelu_tanh_in_place(block),
         Activation::Relu => block.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Silu => unreachable!("EncoderConfig::read refuses silu"),
+        Activation::Silu => block.iter_mut().for_each(|v| *v /= 1.0 + (-*v).exp()),
     }
 }
 

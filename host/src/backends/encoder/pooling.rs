@@ -114,9 +114,10 @@ impl SentenceTransformerConfig {
             Pooling::Cls => "cls",
             Pooling::Max => "max",
         };
-        match self.normalize {
-            true => format!("{pooling},normalized"),
-            false => pooling.to_string(),
+        if self.normalize {
+            format!("{pooling},normalized")
+        } else {
+            pooling.to_string()
         }
     }
 }

@@ -221,13 +221,14 @@ impl Attention {
             o: linear_no_bias(inner, config.d_model, vb.pp("o"))?,
             heads: config.num_heads,
             d_kv: config.d_kv,
-            relative_bias: match with_bias {
-                true => Some(embedding(
+            relative_bias: if with_bias {
+                Some(embedding(
                     config.relative_attention_num_buckets,
                     config.num_heads,
                     vb.pp("relative_attention_bias"),
-                )?),
-                false => None,
+                )?)
+            } else {
+                None
             },
         })
     }
@@ -321,12 +322,13 @@ impl FeedForward {
             ))
         })?;
         let (d, ff) = (config.d_model, config.d_ff);
-        let (wi, gate) = match gated {
-            true => (
+        let (wi, gate) = if gated {
+            (
                 linear_no_bias(d, ff, vb.pp("wi_0"))?,
                 Some(linear_no_bias(d, ff, vb.pp("wi_1"))?),
-            ),
-            false => (linear_no_bias(d, ff, vb.pp("wi"))?, None),
+            )
+        } else {
+            (linear_no_bias(d, ff, vb.pp("wi"))?, None)
         };
         Ok(Self {
             wi,
@@ -363,12 +365,13 @@ impl Block {
         Ok(Self {
             self_norm: RmsNorm::load(layer(0).pp("layer_norm"), d, eps)?,
             self_attention: Attention::load(layer(0).pp("SelfAttention"), config, first)?,
-            cross: match decoder {
-                true => Some((
+            cross: if decoder {
+                Some((
                     RmsNorm::load(layer(1).pp("layer_norm"), d, eps)?,
                     Attention::load(layer(1).pp("EncDecAttention"), config, false)?,
-                )),
-                false => None,
+                ))
+            } else {
+                None
             },
             ff_norm: RmsNorm::load(layer(ff).pp("layer_norm"), d, eps)?,
             feed_forward: FeedForward::load(layer(ff).pp("DenseReluDense"), config)?,
@@ -423,11 +426,11 @@ impl T5Model {
             true,
         )?;
         let eps = config.layer_norm_epsilon;
-        let lm_head = match config.tie_word_embeddings {
-            true => (shared.embeddings() * (config.d_model as f64).powf(-0.5))?,
-            false => vb
-                .pp("lm_head")
-                .get((config.vocab_size, config.d_model), "weight")?,
+        let lm_head = if config.tie_word_embeddings {
+            (shared.embeddings() * (config.d_model as f64).powf(-0.5))?
+        } else {
+            vb.pp("lm_head")
+                .get((config.vocab_size, config.d_model), "weight")?
         };
         Ok(Self {
             encoder_norm: RmsNorm::load(

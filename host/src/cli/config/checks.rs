@@ -39,9 +39,10 @@ pub(super) fn check_ranges<K: std::fmt::Display>(
         if !range.contains(value) {
             return Err(ConfigError::Range {
                 key: key.to_string(),
-                value: match value.abs() >= 1e15 {
-                    true => format!("{value:e}"),
-                    false => value.to_string(),
+                value: if value.abs() >= 1e15 {
+                    format!("{value:e}")
+                } else {
+                    value.to_string()
                 },
                 expected: range.describe(),
             });

@@ -162,9 +162,10 @@ impl HostConfig {
                 enabled: pool.enabled,
                 num_workers: pool.num_workers as usize,
                 // `parse` refuses an empty list; a configuration built in code gets the default.
-                devices: match pool.devices.is_empty() {
-                    true => default_devices(),
-                    false => pool.devices.clone(),
+                devices: if pool.devices.is_empty() {
+                    default_devices()
+                } else {
+                    pool.devices.clone()
                 },
                 batch_size: pool.batch_size as usize,
                 queue_timeout: duration(pool.queue_timeout),

@@ -101,12 +101,13 @@ impl WorkerPool {
         inventory: &dyn DeviceInventory,
         backend: Arc<dyn ModelBackend>,
     ) -> Result<Arc<Self>, String> {
-        let (devices, notes) = match settings.enabled {
-            true => device::expand(&settings.devices, inventory)?,
-            false => (
+        let (devices, notes) = if settings.enabled {
+            device::expand(&settings.devices, inventory)?
+        } else {
+            (
                 vec![ComputeDevice::Cpu],
                 vec!["worker pool disabled: one cpu worker".into()],
-            ),
+            )
         };
         let count = match (settings.enabled, settings.num_workers) {
             (false, _) => 1,
@@ -231,12 +232,12 @@ impl WorkerPool {
         per_token: u64,
     ) -> Result<Option<WorkingMemory>, u64> {
         let reserved = matches!(device, ComputeDevice::Cuda(_)) && !self.settings.memory.gpu_growth;
-        match reserved {
-            true => Ok(None),
-            false => self
-                .memory(device)
+        if reserved {
+            Ok(None)
+        } else {
+            self.memory(device)
                 .try_hold((tokens as u64).saturating_mul(per_token))
-                .map(Some),
+                .map(Some)
         }
     }
 

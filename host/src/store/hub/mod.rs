@@ -125,12 +125,27 @@ impl HubSettings {
 /// Progress of one file, for progress bars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileProgress {
-    /// A download starts: the file and its size in bytes.
-    Started { file: String, size: u64 },
+    /// A download starts.
+    Started {
+        /// The file's name in the repository.
+        file: String,
+        /// Its size in bytes.
+        size: u64,
+    },
     /// More bytes arrived.
-    Advanced { file: String, bytes: u64 },
+    Advanced {
+        /// The file's name in the repository.
+        file: String,
+        /// Bytes that arrived since the last report.
+        bytes: u64,
+    },
     /// The file is in place (downloaded and verified, or already there).
-    Done { file: String, downloaded: bool },
+    Done {
+        /// The file's name in the repository.
+        file: String,
+        /// Whether it was downloaded now (false: it was already there).
+        downloaded: bool,
+    },
 }
 
 /// One lock per (repository, revision): pulls of the same model wait for each other. An entry
@@ -362,9 +377,10 @@ impl Downloader {
                 name: name.to_string(),
                 revision: revision.to_string(),
                 endpoint,
-                reason: match file == LISTING {
-                    true => "the hub has no such model or revision".into(),
-                    false => format!("the hub lists {file} but does not serve it"),
+                reason: if file == LISTING {
+                    "the hub has no such model or revision".into()
+                } else {
+                    format!("the hub lists {file} but does not serve it")
                 },
             },
             TransferError::Status(code) => {

@@ -153,9 +153,10 @@ impl Url {
     /// Refuses a URL this client does not talk to: anything but https, except plain http to a
     /// loopback address.
     pub fn check_allowed(&self) -> Result<(), UrlError> {
-        match self.scheme == "https" || self.is_loopback() {
-            true => Ok(()),
-            false => Err(UrlError::PlainHttp { url: self.clone() }),
+        if self.scheme == "https" || self.is_loopback() {
+            Ok(())
+        } else {
+            Err(UrlError::PlainHttp { url: self.clone() })
         }
     }
 
@@ -182,9 +183,10 @@ impl Url {
 
     fn authority(&self) -> String {
         let default = if self.scheme == "https" { 443 } else { 80 };
-        match self.port == default {
-            true => self.host.clone(),
-            false => format!("{}:{}", self.host, self.port),
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
         }
     }
 }

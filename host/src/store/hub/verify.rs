@@ -38,12 +38,13 @@ impl Expected {
 
     /// Checks `actual` (from [`StreamHasher::finish`]) against the announced hash.
     pub fn check(&self, actual: &str) -> Result<(), HashMismatch> {
-        match actual == self.hex() {
-            true => Ok(()),
-            false => Err(HashMismatch {
+        if actual == self.hex() {
+            Ok(())
+        } else {
+            Err(HashMismatch {
                 actual: actual.to_string(),
                 announced: self.hex().to_string(),
-            }),
+            })
         }
     }
 }
