@@ -4,8 +4,7 @@
 //! the same message.
 
 use crate::store::StoreError;
-use crate::types::error::HostError;
-use crate::types::requirement::ModelType;
+use crate::types::error::{HostError, UnsupportedArchitecture};
 
 /// A failure to verify, load or run a model.
 #[derive(Debug, thiserror::Error)]
@@ -16,20 +15,8 @@ pub enum BackendError {
     Files(#[from] StoreError),
 
     /// The model's architecture cannot serve the requested model type.
-    #[error(
-        "model '{name}' has architecture '{architecture}', which this host cannot run as \
-         {model_type}; supported: {supported}"
-    )]
-    UnsupportedArchitecture {
-        /// Hugging Face repository id.
-        name: String,
-        /// The architecture named by the model's config.
-        architecture: String,
-        /// The requested model type.
-        model_type: ModelType,
-        /// The architectures that do work for this model type.
-        supported: &'static str,
-    },
+    #[error(transparent)]
+    UnsupportedArchitecture(#[from] UnsupportedArchitecture),
 
     /// The model could not be loaded.
     #[error("could not load model '{name}': {reason}")]
@@ -95,17 +82,9 @@ impl From<BackendError> for HostError {
     fn from(error: BackendError) -> Self {
         match error {
             BackendError::Files(files) => files.into(),
-            BackendError::UnsupportedArchitecture {
-                name,
-                architecture,
-                model_type,
-                supported,
-            } => Self::UnsupportedArchitecture {
-                name,
-                architecture,
-                model_type,
-                supported,
-            },
+            BackendError::UnsupportedArchitecture(unsupported) => {
+                Self::UnsupportedArchitecture(unsupported)
+            }
             BackendError::LoadFailed { name, reason } => Self::LoadFailed { name, reason },
             BackendError::InferenceFailed { name, source } => Self::InferenceFailed {
                 name,
@@ -119,6 +98,7 @@ impl From<BackendError> for HostError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::requirement::ModelType;
 
     /// A guest or user sees what the backend said, under the variant of the same name.
     #[test]
@@ -130,12 +110,12 @@ mod tests {
                 path: "/store/models--org--m/snapshots/0".into(),
                 reason: "`hidden_size` is 0; it must be between 1 and 65536".into(),
             }),
-            BackendError::UnsupportedArchitecture {
+            BackendError::UnsupportedArchitecture(UnsupportedArchitecture {
                 name: name.clone(),
                 architecture: "GPT2LMHeadModel".into(),
                 model_type: ModelType::TextGeneration,
                 supported: "Llama-family models",
-            },
+            }),
             BackendError::LoadFailed {
                 name: name.clone(),
                 reason: "on cpu: cannot find tensor x".into(),

@@ -10,6 +10,24 @@ use std::path::PathBuf;
 
 use modelhost_types::ModelType;
 
+/// A model whose architecture cannot serve the requested model type (found by the backends,
+/// answered by the manager: one message for both).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "model '{name}' has architecture '{architecture}', which this host cannot run as \
+     {model_type}; supported: {supported}"
+)]
+pub struct UnsupportedArchitecture {
+    /// Hugging Face repository id.
+    pub name: String,
+    /// The architecture named by the model's config.
+    pub architecture: String,
+    /// The requested model type.
+    pub model_type: ModelType,
+    /// The architectures that do work for this model type.
+    pub supported: &'static str,
+}
+
 /// A failed model-manager operation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HostError {
@@ -119,20 +137,8 @@ pub enum HostError {
     },
 
     /// The model's architecture cannot serve the requested model type.
-    #[error(
-        "model '{name}' has architecture '{architecture}', which this host cannot run as \
-         {model_type}; supported: {supported}"
-    )]
-    UnsupportedArchitecture {
-        /// Hugging Face repository id.
-        name: String,
-        /// The architecture named by the model's config.
-        architecture: String,
-        /// The requested model type.
-        model_type: ModelType,
-        /// The architectures that do work for this model type.
-        supported: &'static str,
-    },
+    #[error(transparent)]
+    UnsupportedArchitecture(#[from] UnsupportedArchitecture),
 
     /// The model's output size differs from the requirement's `dimension`.
     #[error(

@@ -51,7 +51,7 @@ pub fn wit_error_code(error: &HostError) -> wit::ErrorCode {
             wit::ErrorCode::ModelNotFound
         }
         HostError::InvalidModelFiles { .. } => wit::ErrorCode::InvalidModelFiles,
-        HostError::UnsupportedArchitecture { .. } => wit::ErrorCode::UnsupportedArchitecture,
+        HostError::UnsupportedArchitecture(_) => wit::ErrorCode::UnsupportedArchitecture,
         HostError::DimensionMismatch { .. } | HostError::LabelCountMismatch { .. } => {
             wit::ErrorCode::DimensionMismatch
         }

@@ -20,6 +20,7 @@ use crate::kernels::{PackedLinear, WeightFormat};
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
 use crate::types::HostError;
+use crate::types::error::UnsupportedArchitecture;
 use crate::types::requirement::ModelType;
 
 use crate::backends::common::bounds::{MAX_LABEL_BYTES, MAX_LABELS};
@@ -49,12 +50,14 @@ impl ClassifierConfig {
             "BertForSequenceClassification" => Family::Bert,
             "DistilBertForSequenceClassification" => Family::DistilBert,
             _ => {
-                return Err(BackendError::UnsupportedArchitecture {
-                    name: files.name.clone(),
-                    architecture,
-                    model_type: ModelType::Classification,
-                    supported: SUPPORTED,
-                });
+                return Err(BackendError::UnsupportedArchitecture(
+                    UnsupportedArchitecture {
+                        name: files.name.clone(),
+                        architecture,
+                        model_type: ModelType::Classification,
+                        supported: SUPPORTED,
+                    },
+                ));
             }
         };
         let fields: LabelFields = serde_json::from_str(&files.read_to_string("config.json")?)

@@ -23,6 +23,7 @@ use crate::kernels::lane_sum;
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
 use crate::types::HostError;
+use crate::types::error::UnsupportedArchitecture;
 use crate::types::requirement::{ModelType, Precision};
 
 const SUPPORTED: &str = "BERT-family encoders (config.json model_type \"bert\")";
@@ -187,12 +188,14 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), BackendError> {
 fn encoder_config(files: &ModelFiles) -> Result<(EncoderConfig, String), BackendError> {
     let architecture = architecture(files)?;
     if architecture.model_type.as_deref() != Some("bert") {
-        return Err(BackendError::UnsupportedArchitecture {
-            name: files.name.clone(),
-            architecture: architecture.name,
-            model_type: ModelType::Embedding,
-            supported: SUPPORTED,
-        });
+        return Err(BackendError::UnsupportedArchitecture(
+            UnsupportedArchitecture {
+                name: files.name.clone(),
+                architecture: architecture.name,
+                model_type: ModelType::Embedding,
+                supported: SUPPORTED,
+            },
+        ));
     }
     Ok((EncoderConfig::read(files, Family::Bert)?, architecture.name))
 }

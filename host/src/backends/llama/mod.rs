@@ -28,6 +28,7 @@ use crate::backends::{Inspection, ModelInfo, cpu_weight_format};
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
 use crate::types::HostError;
+use crate::types::error::UnsupportedArchitecture;
 use crate::types::requirement::{ModelType, Precision};
 use checkpoint::LlamaCheckpoint;
 use cpu::LlamaCpu;
@@ -73,12 +74,14 @@ fn end_of_sequence(
 pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
     let architecture = architecture(files)?;
     if architecture.model_type.as_deref() != Some("llama") {
-        return Err(BackendError::UnsupportedArchitecture {
-            name: files.name.clone(),
-            architecture: architecture.name,
-            model_type: ModelType::TextGeneration,
-            supported: SUPPORTED,
-        });
+        return Err(BackendError::UnsupportedArchitecture(
+            UnsupportedArchitecture {
+                name: files.name.clone(),
+                architecture: architecture.name,
+                model_type: ModelType::TextGeneration,
+                supported: SUPPORTED,
+            },
+        ));
     }
     let checkpoint = LlamaCheckpoint::find(files)?;
     let shape = checkpoint.verified_shape(files)?;

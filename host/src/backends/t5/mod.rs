@@ -20,6 +20,7 @@ use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
 use crate::backends::{BackendError, InferenceError, Inspection, ModelInfo};
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
+use crate::types::error::UnsupportedArchitecture;
 use crate::types::requirement::ModelType;
 use crate::types::{HostError, MemoryEstimate};
 use model::{DecoderState, T5Config, T5Model};
@@ -32,12 +33,14 @@ const DEFAULT_MAX_INPUT: u32 = 512;
 fn read_config(files: &ModelFiles) -> Result<(T5Config, String), BackendError> {
     let name = architecture(files)?.name;
     if name != "T5ForConditionalGeneration" {
-        return Err(BackendError::UnsupportedArchitecture {
-            name: files.name.clone(),
-            architecture: name,
-            model_type: ModelType::Text2Text,
-            supported: SUPPORTED,
-        });
+        return Err(BackendError::UnsupportedArchitecture(
+            UnsupportedArchitecture {
+                name: files.name.clone(),
+                architecture: name,
+                model_type: ModelType::Text2Text,
+                supported: SUPPORTED,
+            },
+        ));
     }
     let config: T5Config = serde_json::from_str(&files.read_to_string("config.json")?)
         .map_err(|e| files.invalid(format!("config.json is not a valid T5 config: {e}")))?;
