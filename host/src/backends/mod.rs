@@ -21,7 +21,7 @@ use crate::types::error::HostError;
 use crate::types::requirement::{ModelType, Precision};
 
 pub use common::generation::{
-    ChatMessage, GenerationRequest, GenerationSummary, Prompt, SamplingSettings, TextGenerator,
+    GenerationRequest, GenerationSummary, Prompt, SamplingSettings, TextGenerator,
 };
 pub use common::tokenizer::TruncatingTokenizer;
 pub use encoder::classifier::SequenceClassifier;

@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use crate::backends::ChatMessage;
 use crate::engine::workers::StreamEvent;
 use crate::types::FinishReason;
 use crate::types::error::HostError;
 use crate::types::requirement::{
-    DevicePreference, GenerationOptions, ModelRequirement, ModelType, Precision,
+    ChatMessage, DevicePreference, GenerationOptions, ModelRequirement, ModelType, Precision,
 };
 use crate::types::results;
 use crate::wit_host::bindings::modelhost::models::types as wit;

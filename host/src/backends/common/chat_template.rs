@@ -4,9 +4,9 @@
 use minijinja::{Environment, Error, ErrorKind, context};
 use serde::Deserialize;
 
-use super::generation::ChatMessage;
 use crate::backends::BackendError;
 use crate::store::local::ModelFiles;
+use crate::types::requirement::ChatMessage;
 
 /// The template and the special tokens it may refer to.
 pub struct ChatTemplate {

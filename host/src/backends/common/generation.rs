@@ -8,16 +8,8 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokenizers::Tokenizer;
 
 use crate::backends::InferenceError;
+use crate::types::requirement::ChatMessage;
 use crate::types::{FinishReason, HostError};
-
-/// One message of a chat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    /// `system`, `user` or `assistant`.
-    pub role: String,
-    /// The message text.
-    pub content: String,
-}
 
 /// What the model continues.
 #[derive(Debug, Clone, PartialEq)]
