@@ -4,33 +4,28 @@
 //! for the idle time.
 
 pub mod cache;
+mod generation;
 pub mod limits;
 mod placement;
 pub mod registry;
+mod status;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use crate::backends::{GenerationRequest, ModelBackend, Prompt, SamplingSettings};
+use crate::backends::ModelBackend;
 use crate::engine::device::DeviceInventory;
 use crate::engine::metrics::Metrics;
-use crate::engine::workers::{
-    GenerationStream, PoolSettings, ServedModel, StreamEvent, WorkerPool,
-};
+use crate::engine::workers::{PoolSettings, ServedModel, WorkerPool};
 use crate::manager::cache::{CacheSettings, Embedded, EmbeddingCache};
 use crate::manager::limits::{ModuleLimits, check_model_id};
-use crate::manager::registry::{IdEntry, Registry, SharedModel};
+use crate::manager::registry::{Registry, SharedModel};
 use crate::store::hub::{Downloader, FileProgress, HubSettings};
 use crate::store::local::ModelStore;
 use crate::types::error::{HostError, panic_message};
-use crate::types::requirement::{
-    GenerationOptions, ModelRequirement, ModelType, check_options, check_requirement,
-};
-use crate::types::results::{
-    Classification, Classifications, Embeddings, Generation, ModelStatus, ModuleReference,
-    Registration, Release, ServiceStatus,
-};
+use crate::types::requirement::{ModelRequirement, ModelType, check_requirement};
+use crate::types::results::{Classification, Classifications, Embeddings, Registration, Release};
 use crate::types::{ModelKey, ModuleId};
 
 /// Most tokens a generation call produces when neither the call nor the requirement says.
@@ -379,146 +374,6 @@ impl ModelManager {
         })
     }
 
-    /// Starts generating from `prompt` with the generation model `model_id` (see the WIT
-    /// `stream-text` and `stream-chat`). The requirement's settings apply where `options` sets
-    /// none; greedy decoding and [`DEFAULT_MAX_NEW_TOKENS`] where neither does.
-    pub async fn generate_stream(
-        &self,
-        module: &ModuleId,
-        model_id: &str,
-        prompt: Prompt,
-        options: GenerationOptions,
-    ) -> Result<GenerationStream, HostError> {
-        check_options(&options)?;
-        if matches!(&prompt, Prompt::Chat(messages) if messages.is_empty()) {
-            return Err(HostError::InvalidInput(
-                "a chat needs at least one message".into(),
-            ));
-        }
-        let limits = self.limits(module);
-        // A chat's messages count as texts; stop sequences count as bytes of the call.
-        let texts = match &prompt {
-            Prompt::Text(_) => 1,
-            Prompt::Chat(messages) => messages.len(),
-        };
-        let stop_bytes: usize = options.stop.iter().map(String::len).sum();
-        limits.check_input(texts, prompt.text_bytes() + stop_bytes)?;
-        if let Prompt::Chat(messages) = &prompt
-            && let Some(role) = messages.iter().find(|m| !is_valid_role(&m.role))
-        {
-            return Err(HostError::InvalidInput(format!(
-                "a chat role of {} bytes: roles are 1 to {MAX_ROLE_BYTES} letters, digits, '_' or '-'",
-                role.role.len()
-            )));
-        }
-        if let Some(wanted) = options
-            .max_output_length
-            .filter(|&n| n > limits.max_new_tokens)
-        {
-            return Err(HostError::LimitExceeded(format!(
-                "max-output-length {wanted}; the module's limit is {} (limits.max_new_tokens)",
-                limits.max_new_tokens
-            )));
-        }
-        let types: &[ModelType] = match prompt {
-            Prompt::Text(_) => &[ModelType::TextGeneration, ModelType::Text2Text],
-            Prompt::Chat(_) => &[ModelType::TextGeneration],
-        };
-        let (requirement, weights) = self.lookup(module, model_id, types)?;
-        let request = GenerationRequest {
-            prompt,
-            max_input_tokens: max_tokens(&requirement, &weights) as usize,
-            max_new_tokens: options
-                .max_output_length
-                .or(requirement.max_output_length)
-                .unwrap_or(DEFAULT_MAX_NEW_TOKENS)
-                .min(limits.max_new_tokens) as usize,
-            sampling: SamplingSettings {
-                temperature: options
-                    .temperature
-                    .or(requirement.temperature)
-                    .unwrap_or(0.0),
-                top_k: options.top_k.or(requirement.top_k).map(|k| k as usize),
-                top_p: options.top_p.or(requirement.top_p),
-                repetition_penalty: options
-                    .repetition_penalty
-                    .or(requirement.repetition_penalty)
-                    .unwrap_or(1.0),
-                seed: options.seed.unwrap_or_else(random_seed),
-            },
-            stop: options.stop,
-        };
-        let timeout = self.pool.settings().queue_timeout;
-        let stream = weights.served.generate(request, timeout).await?;
-        weights.touch();
-        Ok(stream)
-    }
-
-    /// Generates the whole text (see the WIT `generate-text` and `chat`).
-    pub async fn generate(
-        &self,
-        module: &ModuleId,
-        model_id: &str,
-        prompt: Prompt,
-        options: GenerationOptions,
-    ) -> Result<Generation, HostError> {
-        let started = Instant::now();
-        let mut stream = self
-            .generate_stream(module, model_id, prompt, options)
-            .await?;
-        let mut text = String::new();
-        while let StreamEvent::Text(piece) = stream.next().await? {
-            text.push_str(&piece);
-        }
-        let summary = stream.summary().await?;
-        Ok(Generation {
-            text,
-            model_id: model_id.to_string(),
-            prompt_tokens: summary.prompt_tokens,
-            tokens_generated: summary.generated_tokens,
-            finish_reason: summary.finish,
-            processing_time: started.elapsed(),
-        })
-    }
-
-    /// The host's state (see the WIT `get-service-status`).
-    pub fn status(&self) -> ServiceStatus {
-        let registry = self.registry();
-        let mut models: Vec<ModelStatus> = registry
-            .ids()
-            .map(|(id, e)| self.model_status(id, e))
-            .collect();
-        models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
-        let mut module_references: Vec<ModuleReference> = registry
-            .ids()
-            .flat_map(|(model_id, entry)| {
-                entry
-                    .holders
-                    .iter()
-                    .map(|(module, &count)| ModuleReference {
-                        module_id: module.to_string(),
-                        model_id: model_id.clone(),
-                        reference_count: count,
-                    })
-            })
-            .collect();
-        module_references
-            .sort_by(|a, b| (&a.module_id, &a.model_id).cmp(&(&b.module_id, &b.model_id)));
-        let total_loaded_models = registry.all_weights().filter(|w| w.is_loaded()).count() as u32;
-        let mut worker_pool = self.pool.status();
-        worker_pool.pending_tasks = registry
-            .all_weights()
-            .map(|w| w.served.waiting_requests() as u32)
-            .sum();
-        ServiceStatus {
-            worker_pool,
-            embedding_cache: self.cache.status(),
-            models,
-            total_loaded_models,
-            module_references,
-        }
-    }
-
     /// The model store's folder.
     pub fn store_root(&self) -> &std::path::Path {
         self.store.root()
@@ -635,52 +490,6 @@ impl ModelManager {
         }))
     }
 
-    fn model_status(&self, model_id: &str, entry: &IdEntry) -> ModelStatus {
-        let wall = entry.weights.last_used().wall;
-        let placement = entry.weights.served.placement_snapshot();
-        let workers = self.pool.workers();
-        let shown = if placement.holders.is_empty() {
-            &placement.matching
-        } else {
-            &placement.holders
-        };
-        let mut devices: Vec<String> = shown
-            .iter()
-            .map(|&i| workers[i].device.to_string())
-            .collect();
-        devices.dedup();
-        ModelStatus {
-            model_id: model_id.to_string(),
-            model_type: entry.requirement.model_type,
-            model_name: entry.weights.key.name.clone(),
-            revision: entry.weights.key.revision.clone(),
-            reference_count: entry.total_references(),
-            loaded: !placement.holders.is_empty(),
-            last_accessed_ms: wall
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            source: format!(
-                "hf://{}@{}",
-                entry.weights.key.name, entry.weights.key.revision
-            ),
-            device: devices.join(","),
-            workers: placement
-                .holders
-                .iter()
-                .map(|&i| workers[i].id.clone())
-                .collect(),
-            placement_note: placement.fallback,
-            waiting_requests: entry.weights.served.waiting_requests() as u32,
-            estimated_bytes: entry.weights.info.memory,
-            accounted_bytes: self
-                .pool
-                .memories()
-                .iter()
-                .filter_map(|m| m.accounted_to(&entry.weights.key))
-                .sum(),
-        }
-    }
-
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -723,25 +532,6 @@ fn log_progress(name: &str) -> impl FnMut(FileProgress) + '_ {
 
 /// Most label scores one classification call may return.
 const MAX_SCORES_PER_CALL: usize = 1 << 20;
-
-/// Longest chat role, in bytes.
-const MAX_ROLE_BYTES: usize = 32;
-
-/// Whether `role` is shaped like a chat role (`system`, `user`, `assistant`, `tool`, ...).
-fn is_valid_role(role: &str) -> bool {
-    (1..=MAX_ROLE_BYTES).contains(&role.len())
-        && role
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-}
-
-/// A seed for calls that set none: different on every call.
-fn random_seed() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    now.as_nanos() as u64 ^ (std::process::id() as u64) << 32
-}
 
 /// The longest input, in tokens, for `requirement` on `weights`: the requirement's limit capped
 /// at the model's.
