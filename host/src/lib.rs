@@ -31,14 +31,24 @@
 //! # Ok(()) }
 //! ```
 
-// The layers, each importing only the ones listed before it (see ARCHITECTURE.md).
-pub mod backends;
-pub mod cli;
-pub mod engine;
-mod kernels;
-pub mod manager;
-pub mod runtime;
-pub mod serve;
-pub mod store;
+// The layers, lowest first; each imports only the ones before it (ARCHITECTURE.md, checked by
+// tests/layers.rs). Blank lines keep rustfmt from sorting them.
 pub mod types;
+
+pub mod store;
+
+mod kernels;
+
+pub mod backends;
+
+pub mod engine;
+
+pub mod manager;
+
 pub mod wit_host;
+
+pub mod runtime;
+
+pub mod serve;
+
+pub mod cli;

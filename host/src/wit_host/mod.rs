@@ -1,6 +1,7 @@
 //! The WIT `model-manager` interface served to modules: the generated bindings, the conversions
-//! between WIT and domain types (with the one map from [`HostError`](crate::types::HostError) to WIT error codes), and the
-//! import implementations, which call the [`ModelManager`] with the caller's identity.
+//! between WIT and domain types (with the one map from [`HostError`](crate::types::HostError)
+//! to WIT error codes), and the import implementations, which call the [`ModelManager`] with the
+//! caller's identity.
 //!
 //! Like wasmtime's `wasi-nn`, the interface is linked by [`add_to_linker`] into any embedder's
 //! linker: the embedder keeps a [`ModelManagerCtx`] in its store data and lends it, with its
