@@ -66,6 +66,7 @@ pub use modelhost_types::{
     Precision,
 };
 pub use models::{
-    classify, generate_embeddings, register_model, release_all, release_model, service_status,
+    classify, embed, generate_embeddings, register_model, release_all, release_model,
+    service_status,
 };
 pub use module::Module;

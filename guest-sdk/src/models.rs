@@ -51,6 +51,17 @@ pub fn generate_embeddings(model_id: &str, texts: &[String]) -> Result<Embedding
     Ok(host::generate_embeddings(model_id, texts)?)
 }
 
+/// The vector of one text, from the embedding model registered as `model_id`.
+pub fn embed(model_id: &str, text: &str) -> Result<Vec<f32>, Error> {
+    let mut result = host::generate_embeddings(model_id, &[text.to_string()])?;
+    result.embeddings.pop().ok_or_else(|| {
+        Error::new(
+            crate::ErrorCode::InferenceFailed,
+            "the host returned no vector for one text",
+        )
+    })
+}
+
 /// Scores the labels of each text with the classification model registered as `model_id`.
 pub fn classify(model_id: &str, texts: &[String]) -> Result<Classifications, Error> {
     Ok(host::classify(model_id, texts)?)

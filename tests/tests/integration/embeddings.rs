@@ -72,20 +72,30 @@ async fn fast_precision_stays_close_and_leaves_exact_ids_exact() {
 #[tokio::test(flavor = "multi_thread")]
 async fn batched_results_equal_one_by_one_results() {
     let texts: Vec<String> = reference_embeddings().into_iter().map(|(t, _)| t).collect();
+    // The cache off: with it, every one-by-one call would be answered from the vectors the
+    // batched call stored, and the test would compare them with themselves.
     let register = json!({"op": "register", "id": "e", "requirement":
-        {"model_type": "embedding", "name": MINILM, "dimension": 384}});
+        {"model_type": "embedding", "name": MINILM, "dimension": 384, "cache_embeddings": false}});
     let mut commands = vec![register, json!({"op": "embed", "id": "e", "texts": texts})];
     commands.extend(
         texts
             .iter()
             .map(|t| json!({"op": "embed", "id": "e", "texts": [t]})),
     );
-    let (replies, _) = probe(&real_runtime(), "batcher", "", &commands)
+    commands.push(json!({"op": "embed_one", "id": "e", "text": texts[0]}));
+    let (mut replies, _) = probe(&real_runtime(), "batcher", "", &commands)
         .await
         .unwrap();
+    let one: Vec<f32> = serde_json::from_value(replies.pop().unwrap()["ok"]["embedding"].clone())
+        .expect("the single-text helper's vector");
     let batched = vectors(&replies[1]);
     assert_eq!(batched.len(), texts.len());
+    assert!(
+        max_abs_diff(&batched[0], &one) <= 1e-5,
+        "embed(text) differs"
+    );
     for (i, single) in replies[2..].iter().enumerate() {
+        assert_eq!(single["ok"]["cached"], json!(false), "{single}");
         let single = vectors(single);
         let diff = max_abs_diff(&batched[i], &single[0]);
         assert!(

@@ -4,7 +4,8 @@
 //! `run` reads one JSON command per stdin line and writes one JSON line per command:
 //! `{"ok": ...}` or `{"error": {"code": "...", "message": "..."}}`. Commands:
 //! `{"op": "register", "id": ID, "requirement": REQUIREMENT}`, `{"op": "release", "id": ID}`,
-//! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "classify", "id": ID, "texts": [...]}`,
+//! `{"op": "embed", "id": ID, "texts": [...]}`, `{"op": "embed_one", "id": ID, "text": TEXT}`,
+//! `{"op": "classify", "id": ID, "texts": [...]}`,
 //! `{"op": "generate", "id": ID, "prompt": TEXT, "options": OPTIONS}`, the same with
 //! `"op": "stream"` (the pieces are returned too) or `"op": "stream_first"` (one piece, then the
 //! stream is dropped), `{"op": "chat", "id": ID, "messages": [...],
@@ -74,6 +75,10 @@ enum Command {
     Embed {
         id: String,
         texts: Vec<String>,
+    },
+    EmbedOne {
+        id: String,
+        text: String,
     },
     Classify {
         id: String,
@@ -168,6 +173,9 @@ fn execute(command: Command) -> Result<Value, Error> {
         Command::Embed { id, texts } => {
             let e = modelhost_guest::generate_embeddings(&id, &texts)?;
             json!({ "embeddings": e.embeddings, "dimension": e.dimension, "cached": e.cached })
+        }
+        Command::EmbedOne { id, text } => {
+            json!({ "embedding": modelhost_guest::embed(&id, &text)? })
         }
         Command::Classify { id, texts } => {
             let c = modelhost_guest::classify(&id, &texts)?;
