@@ -251,7 +251,9 @@ async fn re_registering_before_the_idle_time_reuses_the_loaded_weights() {
         .register(&a, "emb2", embedding(MINILM))
         .await
         .unwrap();
-    manager.embed(&a, "emb2", vec!["x".into()]).await.unwrap();
+    // Another text: "x" would be answered from the cache without touching the weights.
+    let second = manager.embed(&a, "emb2", vec!["y".into()]).await.unwrap();
+    assert!(!second.cached, "the second call must run the model");
     assert_eq!(backend.loads(), 1);
 }
 
