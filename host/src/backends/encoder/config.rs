@@ -1,5 +1,5 @@
 //! The shape of a BERT-family encoder, read from a BERT or DistilBERT `config.json`, so one forward
-//! pass (`bert_cpu`) serves both: the two differ only in names, token types and config keys.
+//! pass (`encoder::cpu`) serves both: the two differ only in names, token types and config keys.
 
 use serde::Deserialize;
 
@@ -140,7 +140,7 @@ impl EncoderConfig {
         self.max_positions.min(MAX_ENCODER_INPUT)
     }
 
-    /// Checks every size against the bounds of `checkpoint_bounds` and the head arithmetic.
+    /// Checks every size against the bounds of `common::bounds` and the head arithmetic.
     fn check(&self, files: &ModelFiles) -> Result<(), BackendError> {
         positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
         positive(files, "hidden_size", self.hidden_size, MAX_WIDTH)?;

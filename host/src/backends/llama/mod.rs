@@ -2,7 +2,7 @@
 //! `model.safetensors` (with `tokenizer.json`, `tokenizer_config.json` and
 //! `generation_config.json` next to them), with a KV cache per generation.
 //!
-//! The weights are dequantized at load and run on the host's CPU kernels (`llama_cpu`): f32 for
+//! The weights are dequantized at load and run on the host's CPU kernels (`cpu`): f32 for
 //! `exact` precision, so the logits are those of the dequantized model (what transformers
 //! computes from the same file), or bf16 for `fast` on CPUs with AVX512-BF16 (half the memory and
 //! bandwidth; the text drifts from the exact one after a few tokens).

@@ -1,6 +1,6 @@
 //! Encoder-decoder text-to-text models (`T5ForConditionalGeneration`: T5 and flan-T5, gated and
 //! plain feed-forward, tied and untied heads): the encoder runs once over the prompt, then the
-//! decoder generates with its KV cache (`t5_model`).
+//! decoder generates with its KV cache (`model`).
 
 mod model;
 

@@ -54,7 +54,7 @@ fn yes() -> bool {
 }
 
 impl T5Config {
-    /// Checks every size against the bounds of `checkpoint_bounds`.
+    /// Checks every size against the bounds of `common::bounds`.
     pub fn check(&self, files: &ModelFiles) -> std::result::Result<(), BackendError> {
         positive(files, "vocab_size", self.vocab_size, MAX_VOCAB)?;
         positive(files, "d_model", self.d_model, MAX_WIDTH)?;

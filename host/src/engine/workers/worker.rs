@@ -240,17 +240,13 @@ impl WorkerThread {
                 batch,
                 reply,
             } => {
-                let outcome = self
-                    .guarded(&key, Stage::Load, |this| this.ensure_loaded(&key, &files))
-                    .and_then(|()| {
-                        self.guarded(&key, Stage::Inference, |this| {
-                            let Some(LoadedModel::Sequence(model)) = this.models.get(&key) else {
-                                return Err(not_a(&key, "sequence"));
-                            };
-                            let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
-                            model.run(&rows)
-                        })
-                    });
+                let outcome = self.load_and_run(&key, &files, |this| {
+                    let Some(LoadedModel::Sequence(model)) = this.models.get(&key) else {
+                        return Err(not_a(&key, "sequence"));
+                    };
+                    let rows: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+                    model.run(&rows)
+                });
                 let _ = reply.send(outcome);
             }
             Job::Generate {
@@ -260,17 +256,13 @@ impl WorkerThread {
                 chunks,
                 reply,
             } => {
-                let outcome = self
-                    .guarded(&key, Stage::Load, |this| this.ensure_loaded(&key, &files))
-                    .and_then(|()| {
-                        self.guarded(&key, Stage::Inference, |this| {
-                            let Some(LoadedModel::Generator(model)) = this.models.get(&key) else {
-                                return Err(not_a(&key, "text generation"));
-                            };
-                            let mut emit = |piece: &str| chunks.send(piece.to_string()).is_ok();
-                            model.generate(&request, &mut emit)
-                        })
-                    });
+                let outcome = self.load_and_run(&key, &files, |this| {
+                    let Some(LoadedModel::Generator(model)) = this.models.get(&key) else {
+                        return Err(not_a(&key, "text generation"));
+                    };
+                    let mut emit = |piece: &str| chunks.send(piece.to_string()).is_ok();
+                    model.generate(&request, &mut emit)
+                });
                 let _ = reply.send(outcome);
             }
             Job::Unload { key } => {
@@ -282,6 +274,18 @@ impl WorkerThread {
                 }
             }
         }
+    }
+
+    /// Loads `key` if this worker does not hold it yet, then runs `work` on it; each stage is
+    /// [`guarded`](Self::guarded), so a panic in either becomes that stage's error.
+    fn load_and_run<T>(
+        &mut self,
+        key: &ModelKey,
+        files: &ModelFiles,
+        work: impl FnOnce(&mut Self) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        self.guarded(key, Stage::Load, |this| this.ensure_loaded(key, files))?;
+        self.guarded(key, Stage::Inference, work)
     }
 
     /// Runs `work`, turning a panic into the typed error of `stage` and an allocation failure
