@@ -31,14 +31,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::manager::limits::ModuleLimits;
 use crate::runtime::settings::{duration, optional_seconds};
 use crate::runtime::{HttpRequestOptions, HttpResponse, Runtime, RuntimeError};
 use crate::types::ModuleId;
 
 pub use admin::HostStatus;
 pub use modules::{ModulePhase, ModuleSummary};
-pub use settings::{ModuleSettings, ServeSettings};
+pub use settings::{ModuleSettings, ServeSettings, ServedModule};
 
 use modules::Modules;
 
@@ -110,7 +109,7 @@ impl Server {
     /// a free port ([`Server::local_addr`], [`Server::admin_addr`]).
     pub async fn bind(
         settings: &ServeSettings,
-        modules: Vec<(ModuleSettings, ModuleLimits)>,
+        modules: Vec<ServedModule>,
         runtime: Arc<Runtime>,
     ) -> Result<Self, ServeError> {
         let admin_token = match &settings.admin_token_env {

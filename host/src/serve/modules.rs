@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::settings::{ModuleSettings, route_matches};
+use super::settings::{ModuleSettings, ServedModule, route_matches};
 use crate::manager::limits::ModuleLimits;
 use crate::runtime::{ModuleImage, ModuleInstance, ModuleOptions, Runtime, RuntimeError, Stdio};
 use crate::types::ModuleId;
@@ -95,17 +95,22 @@ impl Drop for InFlight {
 
 impl Modules {
     /// The modules of `configs` with their limits, none started yet.
-    pub fn new(runtime: Arc<Runtime>, configs: Vec<(ModuleSettings, ModuleLimits)>) -> Self {
+    pub fn new(runtime: Arc<Runtime>, configs: Vec<ServedModule>) -> Self {
         let entries = configs
             .into_iter()
-            .map(|(config, limits)| Entry {
-                id: ModuleId::new(config.id.as_str()),
-                config,
-                limits,
-                in_flight: Arc::new(AtomicUsize::new(0)),
-                state: ModulePhase::Starting,
-                started: None,
-            })
+            .map(
+                |ServedModule {
+                     settings: config,
+                     limits,
+                 }| Entry {
+                    id: ModuleId::new(config.id.as_str()),
+                    config,
+                    limits,
+                    in_flight: Arc::new(AtomicUsize::new(0)),
+                    state: ModulePhase::Starting,
+                    started: None,
+                },
+            )
             .collect();
         Self {
             runtime,

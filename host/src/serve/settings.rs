@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::manager::limits::ModuleLimits;
+
 /// Paths the public listener answers itself (for load balancers; they reveal nothing); module
 /// routes may not shadow them. `/status` and `/metrics` are only on the admin listener.
 pub const ADMIN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
@@ -75,6 +77,16 @@ pub struct ModuleSettings {
     /// the merged limits next to each entry.
     #[serde(default)]
     pub limits: toml::Table,
+}
+
+/// A `[[modules]]` entry with the limits it runs under (its `[modules.limits]` merged over
+/// `[limits]`), as the server is handed it.
+#[derive(Debug, Clone)]
+pub struct ServedModule {
+    /// The entry.
+    pub settings: ModuleSettings,
+    /// Its limits.
+    pub limits: ModuleLimits,
 }
 
 fn required_by_default() -> bool {

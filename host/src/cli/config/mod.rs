@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::manager::limits::ModuleLimits;
 use crate::runtime::RuntimeSettings;
-use crate::serve::{ModuleSettings, ServeSettings};
+use crate::serve::{ModuleSettings, ServeSettings, ServedModule};
 
 pub use checks::Range;
 pub use limits::LimitsConfig;
@@ -173,10 +173,15 @@ impl HostConfig {
     }
 
     /// Each `[[modules]]` entry with its limits, in order: what `modelhost serve` starts.
-    pub fn served_modules(&self) -> Result<Vec<(ModuleSettings, ModuleLimits)>, ConfigError> {
+    pub fn served_modules(&self) -> Result<Vec<ServedModule>, ConfigError> {
         self.modules
             .iter()
-            .map(|module| Ok((module.clone(), self.module_limits(Some(module))?)))
+            .map(|module| {
+                Ok(ServedModule {
+                    settings: module.clone(),
+                    limits: self.module_limits(Some(module))?,
+                })
+            })
             .collect()
     }
 }

@@ -306,7 +306,7 @@ fn accepted_extremes_convert_without_panic_and_zero_means_no_limit() {
     assert_eq!(module.cpu_time_per_call, None);
     assert_eq!((module.max_in_flight, module.memory_bytes), (1, 1 << 20));
     let served = config.served_modules().unwrap();
-    assert_eq!((served.len(), &served[0].1), (1, &module));
+    assert_eq!((served.len(), &served[0].limits), (1, &module));
     assert_eq!(
         optional_seconds(config.runtime.initialize_timeout_seconds),
         None
