@@ -127,8 +127,3 @@ impl DeviceMemory {
         }
     }
 }
-
-/// `bytes` in MiB with one decimal, for messages.
-pub fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
-}

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use super::ModelManager;
-use crate::engine::memory::mib;
 use crate::manager::registry::SharedModel;
 use crate::types::ComputeDevice;
 use crate::types::ModelKey;
+use crate::types::error::mib;
 use crate::types::error::{DeviceFree, FreeMemory, HostError};
 use crate::types::requirement::DevicePreference;
 

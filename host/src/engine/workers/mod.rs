@@ -17,9 +17,10 @@ use tokio::sync::Notify;
 
 use crate::backends::ModelBackend;
 use crate::engine::device::{self, DeviceInventory};
-use crate::engine::memory::{DeviceMemory, WorkingMemory, mib};
+use crate::engine::memory::{DeviceMemory, WorkingMemory};
 use crate::types::ComputeDevice;
 use crate::types::ModelKey;
+use crate::types::error::mib;
 use crate::types::requirement::DevicePreference;
 use crate::types::results::{WorkerPoolStatus, WorkerStatus};
 
