@@ -217,7 +217,7 @@ async fn memory(texts: &[String]) -> String {
     second.cleanup().await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let unloaded = rss_bytes();
-    assert_eq!(runtime.manager().status().total_loaded_models, 0);
+    assert_eq!(runtime.manager().status().loaded_weights, 0);
     writeln!(
         report,
         "   RSS after idle unload:               {:8.1} MB ({:.1} MB returned)\n",

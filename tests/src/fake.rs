@@ -1,17 +1,20 @@
 //! A fake backend for tests about registration, placement, batching and unloading, where the
-//! numbers do not matter: deterministic 4-dimensional vectors, an optional delay per batch, and a
-//! record of what the host asked it to do.
+//! numbers do not matter: deterministic 4-dimensional vectors, a generator that writes out the
+//! sampling settings it was given, an optional delay per batch, loads that fail on chosen devices,
+//! and a record of what the host asked it to do.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use modelhost::backends::{
-    Inspection, LoadedModel, ModelBackend, ModelInfo, SequenceModel, TextEncoder,
+    GenerationRequest, GenerationSummary, Inspection, LoadedModel, ModelBackend, ModelInfo,
+    SequenceModel, TextEncoder, TextGenerator,
 };
 use modelhost::engine::device::DeviceInventory;
 use modelhost::store::local::ModelFiles;
 use modelhost::types::ComputeDevice;
+use modelhost::types::FinishReason;
 use modelhost::types::MemoryEstimate;
 use modelhost::types::error::HostError;
 use modelhost::types::requirement::{ModelType, Precision};
@@ -31,6 +34,10 @@ pub struct FakeBackend {
     batches: Arc<Mutex<Vec<usize>>>,
     sizes: Vec<(String, MemoryEstimate)>,
     panicking_loads: AtomicUsize,
+    failing_devices: Vec<ComputeDevice>,
+    failed_loads: Mutex<Vec<ComputeDevice>>,
+    piece_interval: Option<Duration>,
+    pieces: Arc<AtomicUsize>,
 }
 
 impl FakeBackend {
@@ -62,6 +69,34 @@ impl FakeBackend {
             panicking_loads: AtomicUsize::new(count),
             ..Self::default()
         }
+    }
+
+    /// A backend whose loads on `devices` fail with `load-failed` (as a device without room, or
+    /// without a kernel the model needs, makes a real loader do).
+    pub fn failing_on(devices: &[ComputeDevice]) -> Self {
+        Self {
+            failing_devices: devices.to_vec(),
+            ..Self::default()
+        }
+    }
+
+    /// A backend whose generators write one piece every `interval` until they are told to stop
+    /// or reach the request's most new tokens (instead of writing out their settings).
+    pub fn generating_every(interval: Duration) -> Self {
+        Self {
+            piece_interval: Some(interval),
+            ..Self::default()
+        }
+    }
+
+    /// Pieces of text generators wrote so far.
+    pub fn pieces(&self) -> usize {
+        self.pieces.load(Ordering::SeqCst)
+    }
+
+    /// The devices loads failed on, in order.
+    pub fn failed_loads(&self) -> Vec<ComputeDevice> {
+        self.failed_loads.lock().unwrap().clone()
     }
 
     /// How many times a model was loaded.
@@ -107,8 +142,8 @@ impl ModelBackend for FakeBackend {
 
     fn load(
         &self,
-        _: ModelType,
-        _: &ModelFiles,
+        model_type: ModelType,
+        files: &ModelFiles,
         device: ComputeDevice,
         _: Precision,
     ) -> Result<LoadedModel, HostError> {
@@ -117,13 +152,102 @@ impl ModelBackend for FakeBackend {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         assert!(!panics, "the fake checkpoint made the loader panic");
+        if self.failing_devices.contains(&device) {
+            self.failed_loads.lock().unwrap().push(device);
+            return Err(HostError::LoadFailed {
+                name: files.name.clone(),
+                reason: format!("the fake backend cannot load on {device}"),
+            });
+        }
         self.loads.lock().unwrap().push(device);
         self.live.fetch_add(1, Ordering::SeqCst);
+        if model_type == ModelType::TextGeneration {
+            if let Some(interval) = self.piece_interval {
+                return Ok(LoadedModel::Generator(Box::new(Endless {
+                    interval,
+                    pieces: self.pieces.clone(),
+                })));
+            }
+            return Ok(LoadedModel::Generator(Box::new(SamplingEcho {
+                device,
+                live: self.live.clone(),
+            })));
+        }
         Ok(LoadedModel::Sequence(Box::new(FakeModel {
             delay: self.delay,
             live: self.live.clone(),
             batches: self.batches.clone(),
         })))
+    }
+}
+
+/// A generator that writes out, as its text, the device it runs on and the sampling settings it
+/// was given: `cpu t=0.7 k=Some(5) p=Some(0.9) r=1 seed=42 max=16`.
+struct SamplingEcho {
+    device: ComputeDevice,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for SamplingEcho {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl TextGenerator for SamplingEcho {
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        emit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationSummary, HostError> {
+        let s = &request.sampling;
+        let text = format!(
+            "{} t={} k={:?} p={:?} r={} seed={} max={}",
+            self.device,
+            s.temperature,
+            s.top_k,
+            s.top_p,
+            s.repetition_penalty,
+            s.seed,
+            request.max_new_tokens
+        );
+        emit(&text);
+        Ok(GenerationSummary {
+            prompt_tokens: 1,
+            generated_tokens: 1,
+            tokens: Vec::new(),
+            finish: FinishReason::Length,
+        })
+    }
+}
+
+/// A generator that writes "x" every `interval`, counting the pieces, until `emit` says stop.
+struct Endless {
+    interval: Duration,
+    pieces: Arc<AtomicUsize>,
+}
+
+impl TextGenerator for Endless {
+    fn generate(
+        &self,
+        request: &GenerationRequest,
+        emit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationSummary, HostError> {
+        let mut generated = 0;
+        while generated < request.max_new_tokens {
+            std::thread::sleep(self.interval);
+            self.pieces.fetch_add(1, Ordering::SeqCst);
+            generated += 1;
+            if !emit("x") {
+                break;
+            }
+        }
+        Ok(GenerationSummary {
+            prompt_tokens: 1,
+            generated_tokens: generated as u32,
+            tokens: Vec::new(),
+            finish: FinishReason::Length,
+        })
     }
 }
 

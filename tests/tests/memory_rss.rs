@@ -44,7 +44,7 @@ async fn the_accounted_size_of_a_real_model_matches_resident_memory_growth() {
     manager.register(&m, "preloaded", preloaded).await.unwrap();
     let grown = resident_bytes().saturating_sub(before);
     let status = manager.status();
-    let model = &status.models[0];
+    let model = &status.loaded_models[0];
     assert!(model.loaded);
     let accounted = model.accounted_bytes;
     let ratio = grown as f64 / accounted as f64;

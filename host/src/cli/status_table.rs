@@ -33,9 +33,10 @@ pub fn render(status: &HostStatus) -> String {
     let service = &status.service;
     let _ = writeln!(
         out,
-        "ready: {}    loaded models: {}    pending requests: {}\n",
+        "ready: {}    model ids: {}    weights in memory: {}    pending requests: {}\n",
         if status.ready { "yes" } else { "no" },
         service.total_loaded_models,
+        service.loaded_weights,
         service.worker_pool.pending_tasks
     );
     let modules: Vec<Vec<String>> = status
@@ -93,7 +94,7 @@ pub fn render(status: &HostStatus) -> String {
         &devices,
     );
     let models: Vec<Vec<String>> = service
-        .models
+        .loaded_models
         .iter()
         .map(|m| {
             vec![

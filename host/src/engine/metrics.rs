@@ -273,7 +273,7 @@ fn render_live(out: &mut String, status: &ServiceStatus, cache: CacheCounts) {
         "modelhost_model_queue_depth",
         "Requests waiting in the queue of a model id's weights.",
         status
-            .models
+            .loaded_models
             .iter()
             .map(|m| (model(m), m.waiting_requests.into())),
     );
@@ -299,14 +299,14 @@ fn render_live(out: &mut String, status: &ServiceStatus, cache: CacheCounts) {
         out,
         "modelhost_loaded_models",
         "Model weights in memory on some worker.",
-        one(status.total_loaded_models.into()),
+        one(status.loaded_weights.into()),
     );
     gauges(
         out,
         "modelhost_model_loaded",
         "Whether a model id's weights are loaded.",
         status
-            .models
+            .loaded_models
             .iter()
             .map(|m| (model(m), f64::from(u8::from(m.loaded)))),
     );
@@ -349,7 +349,7 @@ fn render_live(out: &mut String, status: &ServiceStatus, cache: CacheCounts) {
         "modelhost_model_memory_bytes",
         "Bytes accounted to a model id's weights, over its devices.",
         status
-            .models
+            .loaded_models
             .iter()
             .map(|m| (model(m), m.accounted_bytes as f64)),
     );

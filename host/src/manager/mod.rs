@@ -34,6 +34,8 @@ pub const DEFAULT_MAX_NEW_TOKENS: u32 = 256;
 /// How the manager behaves; see the host configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagerSettings {
+    /// Whether modules may register models at all (the specification's top-level `enabled`).
+    pub enabled: bool,
     /// How long weights nobody references stay in memory.
     pub idle_unload: Duration,
     /// The worker pool.
@@ -46,6 +48,7 @@ pub struct ManagerSettings {
 
 /// The model-manager service shared by every module of a host.
 pub struct ModelManager {
+    enabled: bool,
     store: ModelStore,
     backend: Arc<dyn ModelBackend>,
     pool: Arc<WorkerPool>,
@@ -80,6 +83,7 @@ impl ModelManager {
         let pool = WorkerPool::start(settings.pool, inventory, backend.clone())
             .map_err(HostError::DeviceUnavailable)?;
         let manager = Arc::new(Self {
+            enabled: settings.enabled,
             store,
             backend,
             pool,
@@ -101,6 +105,9 @@ impl ModelManager {
         model_id: &str,
         requirement: ModelRequirement,
     ) -> Result<Registration, HostError> {
+        if !self.enabled {
+            return Err(HostError::Disabled);
+        }
         check_model_id(model_id)?;
         check_requirement(&requirement)?;
         let limits = self.limits(module);
@@ -130,7 +137,7 @@ impl ModelManager {
                 &requirement,
                 &reference.weights,
                 false,
-                reference.count,
+                (reference.count, reference.total),
             ));
         }
         let weights = self.verified_weights(&requirement).await?;
@@ -171,10 +178,10 @@ impl ModelManager {
                     &requirement,
                     &existing.weights,
                     false,
-                    existing.count,
+                    (existing.count, existing.total),
                 ),
                 None => {
-                    let answer = registration(model_id, &requirement, &weights, true, 1);
+                    let answer = registration(model_id, &requirement, &weights, true, (1, 1));
                     registry.insert(module, model_id, requirement, weights.clone());
                     answer
                 }
@@ -182,7 +189,8 @@ impl ModelManager {
         };
         tracing::info!(%module, model_id, model = %weights.key.name,
             architecture = %weights.info.architecture, new_registration = registered.new_registration,
-            references = registered.reference_count, "registered model");
+            module_references = registered.reference_count,
+            total_references = registered.total_reference_count, "registered model");
         if preload > 0 {
             let holders = weights.served.preload(preload).await;
             tracing::info!(model_id, requested = preload, holders, "preloaded model");
@@ -501,7 +509,7 @@ fn registration(
     requirement: &ModelRequirement,
     weights: &SharedModel,
     new_registration: bool,
-    reference_count: u32,
+    (reference_count, total_reference_count): (u32, u32),
 ) -> Registration {
     Registration {
         model_id: model_id.to_string(),
@@ -511,6 +519,7 @@ fn registration(
         revision: weights.key.revision.clone(),
         dimension: weights.info.dimension,
         reference_count,
+        total_reference_count,
     }
 }
 

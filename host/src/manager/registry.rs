@@ -115,6 +115,8 @@ impl IdEntry {
 pub struct Reference {
     /// The references the module now holds to the id.
     pub count: u32,
+    /// The references all modules together now hold to the id.
+    pub total: u32,
     /// The id's weights.
     pub weights: Arc<SharedModel>,
 }
@@ -157,7 +159,7 @@ impl Registry {
     }
 
     /// Adds a reference for `module` to an existing id with an identical requirement.
-    /// Returns the module's new count and the id's weights, or `None` when the id does not exist.
+    /// Returns the module's and all modules' new counts and the id's weights, or `None` when the id does not exist.
     pub fn add_reference(
         &mut self,
         module: &ModuleId,
@@ -181,8 +183,10 @@ impl Registry {
             )));
         }
         *count += 1;
+        let count = *count;
         Ok(Some(Reference {
-            count: *count,
+            count,
+            total: entry.total_references(),
             weights: entry.weights.clone(),
         }))
     }

@@ -3,18 +3,18 @@
 
 use super::ModelManager;
 use super::registry::IdEntry;
-use crate::types::results::{ModelStatus, ModuleReference, ServiceStatus};
+use crate::types::results::{ModelStatus, ModuleReference, ServiceStatus, WORKER_POOL_SOURCE};
 use std::time::UNIX_EPOCH;
 
 impl ModelManager {
     /// The host's state (see the WIT `get-service-status`).
     pub fn status(&self) -> ServiceStatus {
         let registry = self.registry();
-        let mut models: Vec<ModelStatus> = registry
+        let mut loaded_models: Vec<ModelStatus> = registry
             .ids()
             .map(|(id, e)| self.model_status(id, e))
             .collect();
-        models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+        loaded_models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
         let mut module_references: Vec<ModuleReference> = registry
             .ids()
             .flat_map(|(model_id, entry)| {
@@ -30,17 +30,19 @@ impl ModelManager {
             .collect();
         module_references
             .sort_by(|a, b| (&a.module_id, &a.model_id).cmp(&(&b.module_id, &b.model_id)));
-        let total_loaded_models = registry.all_weights().filter(|w| w.is_loaded()).count() as u32;
+        let loaded_weights = registry.all_weights().filter(|w| w.is_loaded()).count() as u32;
         let mut worker_pool = self.pool.status();
         worker_pool.pending_tasks = registry
             .all_weights()
             .map(|w| w.served.waiting_requests() as u32)
             .sum();
         ServiceStatus {
+            initialized: self.enabled,
             worker_pool,
             embedding_cache: self.cache.status(),
-            models,
-            total_loaded_models,
+            total_loaded_models: loaded_models.len() as u32,
+            loaded_models,
+            loaded_weights,
             module_references,
         }
     }
@@ -66,13 +68,10 @@ impl ModelManager {
             revision: entry.weights.key.revision.clone(),
             reference_count: entry.total_references(),
             loaded: !placement.holders.is_empty(),
-            last_accessed_ms: wall
+            last_accessed: wall
                 .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            source: format!(
-                "hf://{}@{}",
-                entry.weights.key.name, entry.weights.key.revision
-            ),
+                .map_or(0.0, |d| d.as_secs_f64()),
+            source: WORKER_POOL_SOURCE.to_string(),
             device: devices.join(","),
             workers: placement
                 .holders

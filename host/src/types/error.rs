@@ -243,6 +243,13 @@ pub enum HostError {
         name: String,
     },
 
+    /// The host's configuration turns the model manager off (`enabled = false`).
+    #[error(
+        "the model manager is disabled on this host: set `enabled = true` in its configuration \
+         to let modules register models"
+    )]
+    Disabled,
+
     /// The model does not fit in the memory budget of any device it may run on.
     #[error(
         "out of memory: model '{name}' needs {} and does not fit ({free}, after evicting \

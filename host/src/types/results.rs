@@ -21,6 +21,9 @@ pub struct Registration {
     pub revision: String,
     /// Embedding models: the vector size.
     pub dimension: Option<u32>,
+    /// References all modules together now hold on the id (the specification's
+    /// `reference_count`: the second module to register an id sees 2).
+    pub total_reference_count: u32,
     /// References the calling module now holds.
     pub reference_count: u32,
 }
@@ -187,10 +190,9 @@ pub struct ModelStatus {
     pub reference_count: u32,
     /// Whether the weights are in memory.
     pub loaded: bool,
-    /// Last use, in milliseconds since the Unix epoch.
-    pub last_accessed_ms: u64,
-    /// Where the weights come from, `hf://NAME@COMMIT` (never a host path: the status is shown to
-    /// modules and clients).
+    /// Last use (or registration), in seconds since the Unix epoch, fractional.
+    pub last_accessed: f64,
+    /// What serves the model: `worker_pool` (the host's own workers).
     pub source: String,
     /// The devices of the workers holding the weights (or that would load them), e.g. `cpu`.
     pub device: String,
@@ -217,19 +219,55 @@ pub struct ModuleReference {
     pub reference_count: u32,
 }
 
-/// The whole host, as the status call reports it.
+/// What serves a model on this host's own workers (the status' `source`).
+pub const WORKER_POOL_SOURCE: &str = "worker_pool";
+
+/// The whole host, as the status call reports it. Serialized in the Model Manager
+/// specification's shape: `loaded_models` is an object keyed by model id.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStatus {
+    /// Whether the model manager is on (false when the configuration sets `enabled = false`:
+    /// then every registration is refused).
+    pub initialized: bool,
     /// The worker pool.
     pub worker_pool: WorkerPoolStatus,
     /// The embedding cache.
     pub embedding_cache: CacheStatus,
-    /// Registered ids, sorted by id.
-    pub models: Vec<ModelStatus>,
-    /// Distinct weights in memory.
+    /// Registered ids, sorted by id; loaded or not (see [`ModelStatus::loaded`]).
+    #[serde(with = "keyed_by_model_id")]
+    pub loaded_models: Vec<ModelStatus>,
+    /// Registered ids (the length of `loaded_models`).
     pub total_loaded_models: u32,
+    /// Distinct weights in memory now (ids sharing weights count once).
+    pub loaded_weights: u32,
     /// References per module and id, sorted.
     pub module_references: Vec<ModuleReference>,
+}
+
+/// `Vec<ModelStatus>` as a JSON object keyed by model id, as the specification shows it.
+mod keyed_by_model_id {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ModelStatus;
+
+    pub fn serialize<S: Serializer>(models: &[ModelStatus], s: S) -> Result<S::Ok, S::Error> {
+        let keyed: BTreeMap<&str, &ModelStatus> =
+            models.iter().map(|m| (m.model_id.as_str(), m)).collect();
+        keyed.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ModelStatus>, D::Error> {
+        let keyed = BTreeMap::<String, ModelStatus>::deserialize(d)?;
+        Ok(keyed
+            .into_iter()
+            .map(|(id, model)| ModelStatus {
+                model_id: id,
+                ..model
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub fn wit_error_code(error: &HostError) -> wit::ErrorCode {
         HostError::DiskFull { .. } => wit::ErrorCode::DiskFull,
         HostError::CorruptDownload { .. } => wit::ErrorCode::CorruptDownload,
         HostError::LimitExceeded(_) => wit::ErrorCode::LimitExceeded,
-        HostError::NotAllowed { .. } => wit::ErrorCode::NotAllowed,
+        HostError::NotAllowed { .. } | HostError::Disabled => wit::ErrorCode::NotAllowed,
         HostError::OutOfMemory { .. } => wit::ErrorCode::OutOfMemory,
     }
 }
@@ -208,6 +208,7 @@ impl From<results::Registration> for wit::Registration {
             revision: r.revision,
             dimension: r.dimension,
             reference_count: r.reference_count,
+            total_reference_count: r.total_reference_count,
         }
     }
 }
@@ -320,6 +321,7 @@ impl From<results::Generation> for wit::Generation {
 impl From<results::ServiceStatus> for wit::ServiceStatus {
     fn from(s: results::ServiceStatus) -> Self {
         Self {
+            initialized: s.initialized,
             worker_pool: wit::WorkerPoolStatus {
                 enabled: s.worker_pool.enabled,
                 num_workers: s.worker_pool.num_workers,
@@ -343,8 +345,9 @@ impl From<results::ServiceStatus> for wit::ServiceStatus {
                 cached_count: s.embedding_cache.cached_count,
                 hit_rate: s.embedding_cache.hit_rate,
             },
-            models: s.models.into_iter().map(model_status).collect(),
+            loaded_models: s.loaded_models.into_iter().map(model_status).collect(),
             total_loaded_models: s.total_loaded_models,
+            loaded_weights: s.loaded_weights,
             module_references: s
                 .module_references
                 .into_iter()
@@ -366,7 +369,7 @@ fn model_status(m: results::ModelStatus) -> wit::ModelStatus {
         revision: m.revision,
         reference_count: m.reference_count,
         loaded: m.loaded,
-        last_accessed_ms: m.last_accessed_ms,
+        last_accessed: m.last_accessed,
         source: m.source,
         device: m.device,
         workers: m.workers,

@@ -67,6 +67,9 @@ async fn fast_precision_stays_close_and_leaves_exact_ids_exact() {
         );
     }
     println!("fast precision: lowest cosine to the reference over 136 texts: {lowest}");
+    // Fast and exact are two copies of the weights (on a CPU without bf16 both are f32, so the
+    // vectors alone could not tell them apart).
+    assert_eq!(runtime.manager().status().loaded_weights, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,7 +137,8 @@ async fn long_texts_are_truncated_at_the_requirement_limit() {
         "without the limit the endings count"
     );
     // Two ids on one model share one copy of the weights.
-    assert_eq!(replies[4]["ok"]["total_loaded_models"], 1);
+    assert_eq!(replies[4]["ok"]["total_loaded_models"], 2);
+    assert_eq!(replies[4]["ok"]["loaded_weights"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -122,12 +122,27 @@ async fn a_module_that_fails_to_initialize_reports_the_code() {
     let runtime = real_runtime();
     let bad_device = r#"{"model": {"model_type": "embedding", "name": "x", "device": "tpu:0"}}"#;
     let missing = r#"{"model": {"model_type": "embedding", "name": "nobody/missing"}}"#;
-    for (settings, expected) in [
-        (bad_device, "invalid-requirement"),
-        ("{not json", "invalid-requirement"),
-        (missing, "model-not-found"),
+    // The probe registers "a" (a real model) before "b" fails: the failed module is dropped, and
+    // the reference it took goes with it.
+    let second_missing = json!({"register": {
+        "a": {"model_type": "embedding", "name": MINILM},
+        "b": {"model_type": "embedding", "name": "nobody/missing"}}})
+    .to_string();
+    for (guest, settings, expected) in [
+        (
+            guests::DOCUMENT_PROCESSOR,
+            bad_device,
+            "invalid-requirement",
+        ),
+        (
+            guests::DOCUMENT_PROCESSOR,
+            "{not json",
+            "invalid-requirement",
+        ),
+        (guests::DOCUMENT_PROCESSOR, missing, "model-not-found"),
+        (guests::PROBE, second_missing.as_str(), "model-not-found"),
     ] {
-        let err = start(&runtime, guests::DOCUMENT_PROCESSOR, "dp", settings, vec![])
+        let err = start(&runtime, guest, "dp", settings, vec![])
             .await
             .err()
             .expect("initialize must fail");

@@ -84,6 +84,8 @@ fn greedy_decoding_matches_transformers() {
 async fn a_guest_generates_streams_and_samples_reproducibly() {
     let reference = &references()[0];
     let prompt = &reference.prompt;
+    // Sampling is checked on an open prompt, where many continuations are likely.
+    let open = "Once upon a time, in a small village,";
     let sampled =
         json!({"temperature": 0.9, "top_p": 0.95, "top_k": 40, "seed": 7, "max_output_length": 16});
     let commands = [
@@ -91,12 +93,15 @@ async fn a_guest_generates_streams_and_samples_reproducibly() {
             {"model_type": "text-generation", "name": SMOLLM2, "max_output_length": 32}}),
         json!({"op": "generate", "id": "lm", "prompt": prompt}),
         json!({"op": "stream", "id": "lm", "prompt": prompt}),
-        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": sampled}),
-        json!({"op": "generate", "id": "lm", "prompt": prompt, "options": sampled}),
+        json!({"op": "generate", "id": "lm", "prompt": open, "options": sampled}),
+        json!({"op": "generate", "id": "lm", "prompt": open, "options": sampled}),
         json!({"op": "generate", "id": "lm", "prompt": prompt, "options": {"stop": [" of"]}}),
         json!({"op": "generate", "id": "lm", "prompt": prompt, "options": {"max_output_length": 3}}),
         json!({"op": "chat", "id": "lm", "messages": [
             {"role": "user", "content": "What is the capital of France?"}]}),
+        json!({"op": "generate", "id": "lm", "prompt": open, "options": {"max_output_length": 16}}),
+        json!({"op": "generate", "id": "lm", "prompt": open, "options": {"temperature": 0.9,
+            "top_p": 0.95, "top_k": 40, "seed": 8, "max_output_length": 16}}),
     ];
     let (replies, _) = probe(&real_runtime(), "generator", "", &commands)
         .await
@@ -121,8 +126,11 @@ async fn a_guest_generates_streams_and_samples_reproducibly() {
         replies[2]["ok"]["finish_reason"],
         "FinishReason::EndOfSequence"
     );
-    // The same seed samples the same text.
+    // The same seed samples the same text; sampling is not greedy decoding (as long), and
+    // another seed samples another text.
     assert_eq!(text(3), text(4));
+    assert_ne!(text(3), text(8), "sampled text equals the greedy text");
+    assert_ne!(text(3), text(9), "seeds 7 and 8 sample the same text");
     // A stop sequence ends the text before it.
     assert_eq!(text(5), "The capital");
     assert_eq!(replies[5]["ok"]["finish_reason"], "FinishReason::Stop");

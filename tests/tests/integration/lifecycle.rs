@@ -84,7 +84,7 @@ async fn a_trap_during_initialize_releases_what_was_registered() {
         ),
         "{err}"
     );
-    assert!(runtime.manager().status().models.is_empty());
+    assert!(runtime.manager().status().loaded_models.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +104,7 @@ async fn cleanup_and_drop_release_references_the_module_forgot() {
     assert_eq!(references_of(&runtime, &id), 1);
     drop(dropped);
     assert_eq!(references_of(&runtime, &id), 0);
-    assert!(runtime.manager().status().models.is_empty());
+    assert!(runtime.manager().status().loaded_models.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,6 +121,9 @@ async fn ids_are_private_to_the_modules_that_registered_them() {
     let (replies, _) = probe(&runtime, "thief", "", &commands).await.unwrap();
     assert_eq!(code(&replies[0]), "not-registered");
     assert_eq!(code(&replies[1]), "not-registered");
-    assert_eq!(replies[2]["ok"]["models"][0]["reference_count"], 1);
+    assert_eq!(
+        replies[2]["ok"]["loaded_models"]["mine"]["reference_count"],
+        1
+    );
     assert_eq!(references_of(&runtime, owner.id().as_str()), 1);
 }

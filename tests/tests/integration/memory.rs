@@ -88,7 +88,11 @@ fn devices(manager: &ModelManager) -> Vec<(String, u64, u64, u64)> {
 
 fn placed_on(manager: &ModelManager, id: &str) -> String {
     let status = manager.status();
-    let model = status.models.iter().find(|m| m.model_id == id).unwrap();
+    let model = status
+        .loaded_models
+        .iter()
+        .find(|m| m.model_id == id)
+        .unwrap();
     model.device.clone()
 }
 
@@ -101,8 +105,8 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
     place(&manager, "b", 1).await;
     assert_eq!(devices(&manager), [("cpu".into(), 1000, 800, 0)]);
     let status = manager.status();
-    assert_eq!(status.models[0].accounted_bytes, 400 * MIB);
-    assert_eq!(status.models[0].estimated_bytes.working, 300 * MIB);
+    assert_eq!(status.loaded_models[0].accounted_bytes, 400 * MIB);
+    assert_eq!(status.loaded_models[0].estimated_bytes.working, 300 * MIB);
 
     // Both are referenced: the third does not fit, and nothing is evicted.
     let err = manager
@@ -137,11 +141,20 @@ async fn models_are_placed_where_they_fit_and_evicted_least_recently_used_first(
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
     let status = manager.status();
-    let loaded: Vec<&str> = status.models.iter().map(|m| m.model_id.as_str()).collect();
+    let loaded: Vec<&str> = status
+        .loaded_models
+        .iter()
+        .map(|m| m.model_id.as_str())
+        .collect();
     assert_eq!(loaded, ["c", "keep"]);
     // a is still accounted (evicted only when needed), b is gone.
+    // Had a been evicted instead of b, placing it again would evict b now: a second eviction.
     place(&manager, "a-again", 0).await;
-    assert_eq!(devices(&manager)[0].2, 900, "a was still in memory");
+    assert_eq!(
+        devices(&manager),
+        [("cpu".into(), 1000, 900, 1)],
+        "a was still in memory"
+    );
 
     // Everything released and unloaded: the accounts return to zero.
     for id in ["c", "keep", "a-again"] {

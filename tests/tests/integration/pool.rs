@@ -1,21 +1,24 @@
 //! The worker pool on a simulated machine with a fake backend: device expansion, placement,
 //! preload capping, fallback, load balancing, batching across callers, token budget, overload,
-//! timeout and abandoned callers.
+//! timeout, abandoned callers, and workers that cannot load a model.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use modelhost::engine::workers::LoadBalancing;
+use modelhost::backends::Prompt;
+use modelhost::engine::workers::{LoadBalancing, StreamEvent};
 use modelhost::manager::{ManagerSettings, ModelManager};
 use modelhost::types::ComputeDevice;
 use modelhost::types::ModuleId;
 use modelhost::types::error::HostError;
-use modelhost::types::requirement::{DevicePreference, ModelRequirement, ModelType};
+use modelhost::types::requirement::{
+    DevicePreference, GenerationOptions, ModelRequirement, ModelType,
+};
 use modelhost::types::results::{Embeddings, ServiceStatus};
 use modelhost_tests::fake::{FakeBackend, PANIC_TEXT, SimulatedDevices, fake_vector};
-use modelhost_tests::{MINILM, test_settings};
+use modelhost_tests::{MINILM, SMOLLM2, test_settings};
 
 fn settings(devices: &[&str], balancing: LoadBalancing) -> ManagerSettings {
     let mut settings = test_settings(Duration::from_secs(300));
@@ -107,9 +110,9 @@ async fn models_are_placed_on_the_requested_device_and_preloads_are_capped() {
     assert_eq!(backend.load_devices(), [ComputeDevice::Cuda(1)]);
 
     let status = manager.status();
-    assert_eq!(status.models[0].workers, ["cuda:1-0"]);
-    assert_eq!(status.models[0].device, "cuda:1");
-    assert!(status.models[0].placement_note.is_none());
+    assert_eq!(status.loaded_models[0].workers, ["cuda:1-0"]);
+    assert_eq!(status.loaded_models[0].device, "cuda:1");
+    assert!(status.loaded_models[0].placement_note.is_none());
 
     // "cuda" matches both GPUs: a preload of 5 is capped at 2 workers.
     let other = ModelRequirement {
@@ -123,7 +126,7 @@ async fn models_are_placed_on_the_requested_device_and_preloads_are_capped() {
     manager.register(&m, "on-all-gpus", other).await.unwrap();
     let status = manager.status();
     let all = status
-        .models
+        .loaded_models
         .iter()
         .find(|s| s.model_id == "on-all-gpus")
         .unwrap();
@@ -154,7 +157,10 @@ async fn a_device_no_worker_has_falls_back_to_any_worker_and_says_so() {
     assert_eq!(result.vectors, [fake_vector("hello")]);
     assert_eq!(result.worker_id.as_deref(), Some("cpu-0"));
     assert_eq!(backend.load_devices(), [ComputeDevice::Cpu]);
-    let note = manager.status().models[0].placement_note.clone().unwrap();
+    let note = manager.status().loaded_models[0]
+        .placement_note
+        .clone()
+        .unwrap();
     assert!(note.contains("no worker on cuda:1"), "{note}");
 }
 
@@ -428,4 +434,141 @@ async fn a_panicking_model_fails_its_batch_and_the_worker_carries_on() {
     );
     let fine = manager.embed(&m, "e", vec!["fine".into()]).await.unwrap();
     assert_eq!(fine.vectors, [fake_vector("fine")]);
+}
+
+/// Two GPUs and the cpu, where loading fails on `failing`.
+fn failing_machine(failing: &[ComputeDevice]) -> (Arc<ModelManager>, Arc<FakeBackend>) {
+    start(
+        &[0, 1],
+        settings(&["cuda", "cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::failing_on(failing),
+    )
+}
+
+#[tokio::test]
+async fn a_failed_preload_leaves_the_model_to_load_on_first_use_on_another_worker() {
+    let (manager, backend) = failing_machine(&[ComputeDevice::Cuda(0)]);
+    let m = ModuleId::new(MODULE);
+    // Both GPUs match; the preload fails on cuda:0 and succeeds on cuda:1: not an error.
+    let registered = manager
+        .register(&m, "e", requirement(DevicePreference::Cuda, 2))
+        .await
+        .unwrap();
+    assert!(registered.new_registration);
+    assert_eq!(backend.failed_loads(), [ComputeDevice::Cuda(0)]);
+    assert_eq!(manager.status().loaded_models[0].workers, ["cuda:1-0"]);
+    let result = manager.embed(&m, "e", vec!["hi".into()]).await.unwrap();
+    assert_eq!(result.vectors, [fake_vector("hi")]);
+    assert_eq!(result.worker_id.as_deref(), Some("cuda:1-0"));
+
+    // A preload that fails everywhere still registers; the first use loads the model.
+    let (manager, backend) = failing_machine(&[ComputeDevice::Cuda(0), ComputeDevice::Cuda(1)]);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cuda, 2))
+        .await
+        .unwrap();
+    assert_eq!(backend.failed_loads().len(), 2);
+    assert!(!manager.status().loaded_models[0].loaded);
+    let error = manager.embed(&m, "e", vec!["hi".into()]).await.unwrap_err();
+    assert!(matches!(error, HostError::LoadFailed { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_load_hands_the_batch_to_the_next_matching_worker() {
+    let (manager, backend) = failing_machine(&[ComputeDevice::Cuda(0)]);
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cuda, 0))
+        .await
+        .unwrap();
+    // The least busy matching worker is cuda:0; it fails, cuda:1 answers the same call.
+    let texts: Vec<String> = ["one", "two", "three"].map(String::from).to_vec();
+    let result = manager.embed(&m, "e", texts.clone()).await.unwrap();
+    let expected: Vec<Vec<f32>> = texts.iter().map(|t| fake_vector(t)).collect();
+    assert_eq!(result.vectors, expected);
+    assert_eq!(result.worker_id.as_deref(), Some("cuda:1-0"));
+    assert_eq!(backend.failed_loads(), [ComputeDevice::Cuda(0)]);
+    // Later calls go to the worker that holds the model; cuda:0 is not tried again.
+    manager.embed(&m, "e", vec!["four".into()]).await.unwrap();
+    assert_eq!(backend.failed_loads(), [ComputeDevice::Cuda(0)]);
+    assert_eq!(backend.load_devices(), [ComputeDevice::Cuda(1)]);
+    assert_eq!(manager.status().worker_pool.pending_tasks, 0);
+
+    // A generation moves on the same way.
+    let generator = ModelRequirement {
+        device: DevicePreference::Cuda,
+        ..ModelRequirement::new(ModelType::TextGeneration, SMOLLM2)
+    };
+    manager.register(&m, "g", generator).await.unwrap();
+    let generation = manager
+        .generate(&m, "g", Prompt::Text("hi".into()), Default::default())
+        .await
+        .unwrap();
+    assert!(
+        generation.text.starts_with("cuda:1 "),
+        "{}",
+        generation.text
+    );
+    assert_eq!(
+        backend.failed_loads(),
+        [ComputeDevice::Cuda(0), ComputeDevice::Cuda(0)]
+    );
+}
+
+#[tokio::test]
+async fn when_every_matching_worker_fails_the_call_fails_and_the_next_call_tries_again() {
+    let (manager, backend) = failing_machine(&[ComputeDevice::Cuda(0), ComputeDevice::Cuda(1)]);
+    let m = ModuleId::new(MODULE);
+    manager
+        .register(&m, "e", requirement(DevicePreference::Cuda, 0))
+        .await
+        .unwrap();
+    for round in 1..=2 {
+        let error = manager.embed(&m, "e", vec!["x".into()]).await.unwrap_err();
+        assert!(matches!(error, HostError::LoadFailed { .. }), "{error}");
+        // Each GPU was tried once per call; the cpu, which the requirement excludes, never.
+        assert_eq!(backend.failed_loads().len(), 2 * round);
+        assert_eq!(backend.loads(), 0);
+    }
+    let status = manager.status();
+    assert_eq!(status.worker_pool.pending_tasks, 0);
+    assert!(!status.loaded_models[0].loaded);
+}
+
+#[tokio::test]
+async fn a_dropped_stream_stops_its_generation_and_frees_the_worker() {
+    let (manager, backend) = start(
+        &[],
+        settings(&["cpu"], LoadBalancing::LeastBusy),
+        FakeBackend::generating_every(Duration::from_millis(5)),
+    );
+    let m = ModuleId::new(MODULE);
+    let generator = ModelRequirement::new(ModelType::TextGeneration, SMOLLM2);
+    manager.register(&m, "g", generator).await.unwrap();
+    let options = GenerationOptions {
+        max_output_length: Some(4000),
+        ..GenerationOptions::default()
+    };
+    let mut stream = manager
+        .generate_stream(&m, "g", Prompt::Text("go".into()), options)
+        .await
+        .unwrap();
+    assert_eq!(stream.next().await.unwrap(), StreamEvent::Text("x".into()));
+    drop(stream);
+    // Stopped at the next piece: the count no longer grows (4000 pieces would take 20 s).
+    pause(100).await;
+    let stopped = backend.pieces();
+    pause(300).await;
+    assert_eq!(backend.pieces(), stopped);
+    assert!(stopped < 100, "{stopped} pieces");
+    // The worker is free for the next generation at once.
+    let short = GenerationOptions {
+        max_output_length: Some(3),
+        ..GenerationOptions::default()
+    };
+    let next = manager
+        .generate(&m, "g", Prompt::Text("go".into()), short)
+        .await
+        .unwrap();
+    assert_eq!(next.text, "xxx");
 }

@@ -41,23 +41,43 @@ async fn modules_share_an_id_and_count_references_per_module() {
         .unwrap();
     assert!(first.new_registration);
     assert_eq!(
-        (first.reference_count, first.dimension),
-        (1, Some(FAKE_DIMENSION))
+        (
+            first.reference_count,
+            first.total_reference_count,
+            first.dimension
+        ),
+        (1, 1, Some(FAKE_DIMENSION))
     );
     let again = manager
         .register(&a, "emb", embedding(MINILM))
         .await
         .unwrap();
-    assert_eq!((again.new_registration, again.reference_count), (false, 2));
+    assert_eq!(
+        (
+            again.new_registration,
+            again.reference_count,
+            again.total_reference_count
+        ),
+        (false, 2, 2)
+    );
     let other = manager
         .register(&b, "emb", embedding(MINILM))
         .await
         .unwrap();
-    assert_eq!((other.new_registration, other.reference_count), (false, 1));
+    // The specification's count is the id's, across modules: the second module sees 3 here.
+    assert_eq!(
+        (
+            other.new_registration,
+            other.reference_count,
+            other.total_reference_count
+        ),
+        (false, 1, 3)
+    );
 
     let status = manager.status();
-    assert_eq!(status.models.len(), 1);
-    assert_eq!(status.models[0].reference_count, 3);
+    assert_eq!(status.loaded_models.len(), 1);
+    assert_eq!(status.total_loaded_models, 1);
+    assert_eq!(status.loaded_models[0].reference_count, 3);
     let refs: Vec<(&str, u32)> = status
         .module_references
         .iter()
@@ -80,7 +100,7 @@ async fn modules_share_an_id_and_count_references_per_module() {
         (released.reference_count, released.total_reference_count),
         (0, 0)
     );
-    assert!(manager.status().models.is_empty());
+    assert!(manager.status().loaded_models.is_empty());
     assert!(matches!(
         manager.release(&a, "emb"),
         Err(HostError::NotRegistered { .. })
@@ -101,14 +121,16 @@ async fn ids_naming_the_same_model_share_one_copy_of_the_weights() {
     assert_eq!(x.vectors, [fake_vector("hello")]);
     assert_eq!(y.vectors, [fake_vector("hello world")]);
     assert_eq!(backend.loads(), 1);
-    assert_eq!(manager.status().total_loaded_models, 1);
+    let status = manager.status();
+    assert_eq!((status.total_loaded_models, status.loaded_weights), (2, 1));
 
     // Another model gets its own copy.
     let other = format!("{FIXTURE_ORG}/categorium-bert-cls-en");
     manager.register(&a, "z", embedding(&other)).await.unwrap();
     manager.embed(&a, "z", vec!["x".into()]).await.unwrap();
     assert_eq!(backend.loads(), 2);
-    assert_eq!(manager.status().total_loaded_models, 2);
+    let status = manager.status();
+    assert_eq!((status.total_loaded_models, status.loaded_weights), (3, 2));
 }
 
 #[tokio::test]
@@ -132,7 +154,7 @@ async fn a_module_can_only_use_and_release_its_own_ids() {
         matches!(release_err, HostError::NotRegistered { .. }),
         "{release_err}"
     );
-    assert_eq!(manager.status().models[0].reference_count, 1);
+    assert_eq!(manager.status().loaded_models[0].reference_count, 1);
     let unknown = manager
         .embed(&owner, "unknown", vec!["x".into()])
         .await
@@ -161,7 +183,7 @@ async fn conflicting_requirements_under_one_id_are_refused() {
         }
         other => panic!("expected a conflict, got {other}"),
     }
-    assert_eq!(manager.status().models[0].reference_count, 1);
+    assert_eq!(manager.status().loaded_models[0].reference_count, 1);
 }
 
 #[tokio::test]
@@ -183,7 +205,7 @@ async fn concurrent_first_registrations_create_the_id_once() {
         created += task.await.unwrap().new_registration as usize;
     }
     assert_eq!(created, 1);
-    assert_eq!(manager.status().models[0].reference_count, 8);
+    assert_eq!(manager.status().loaded_models[0].reference_count, 8);
 }
 
 #[tokio::test]
@@ -195,7 +217,7 @@ async fn models_load_lazily_or_at_registration_when_preloaded() {
         .await
         .unwrap();
     assert_eq!(backend.loads(), 0);
-    assert!(!manager.status().models[0].loaded);
+    assert!(!manager.status().loaded_models[0].loaded);
     manager.embed(&a, "lazy", vec![]).await.unwrap();
     assert_eq!(backend.loads(), 0, "an empty call loads nothing");
 
@@ -220,12 +242,12 @@ async fn idle_models_are_unloaded_and_reloaded_on_next_use() {
     // Referenced models stay, however long they are idle.
     tokio::time::sleep(idle * 4).await;
     assert_eq!(backend.live(), 1);
-    assert_eq!(manager.status().total_loaded_models, 1);
+    assert_eq!(manager.status().loaded_weights, 1);
 
     manager.release(&a, "emb").unwrap();
     tokio::time::sleep(idle * 4).await;
     assert_eq!(backend.live(), 0, "the weights were freed");
-    assert_eq!(manager.status().total_loaded_models, 0);
+    assert_eq!(manager.status().loaded_weights, 0);
 
     manager
         .register(&a, "emb", embedding(MINILM))
@@ -267,8 +289,8 @@ async fn a_departing_module_releases_everything_it_holds() {
     manager.register(&b, "y", embedding(MINILM)).await.unwrap();
     assert_eq!(manager.release_module(&a), 3);
     let status = manager.status();
-    assert_eq!(status.models.len(), 1);
-    assert_eq!(status.models[0].model_id, "y");
+    assert_eq!(status.loaded_models.len(), 1);
+    assert_eq!(status.loaded_models[0].model_id, "y");
     assert_eq!(status.module_references.len(), 1);
     assert_eq!(status.module_references[0].module_id, "b");
 }

@@ -120,10 +120,30 @@ fn serves_rust_python_and_javascript_modules_over_http() {
     assert_eq!(body["error"]["code"], "not-registered");
     assert_eq!(host.get("/nowhere").0, 404);
 
-    // One copy of the weights serves the three modules, each with its own reference.
+    // One copy of the weights serves the three modules, each with its own reference. The status
+    // has the specification's shape: models keyed by id, times in seconds since the epoch.
     let status = host.status();
     assert_eq!(status["ready"], true);
-    assert_eq!(status["total_loaded_models"], 1, "{status}");
+    assert_eq!(status["initialized"], true);
+    assert_eq!(status["total_loaded_models"], 2, "{status}");
+    assert_eq!(status["loaded_weights"], 1, "{status}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for (id, references) in [("embedder", 2), ("minilm", 1)] {
+        let model = &status["loaded_models"][id];
+        assert_eq!(model["reference_count"], references, "{status}");
+        assert_eq!(model["source"], "worker_pool");
+        assert_eq!(model["device"], "cpu");
+        let accessed = model["last_accessed"].as_f64().unwrap();
+        assert!(
+            accessed <= now && accessed > now - 600.0,
+            "{accessed} vs {now}"
+        );
+    }
+    assert_eq!(status["worker_pool"]["num_workers"], 1);
+    assert_eq!(status["embedding_cache"]["enabled"], true);
     let references: Vec<(String, String)> = status["module_references"]
         .as_array()
         .unwrap()

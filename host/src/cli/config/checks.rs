@@ -97,13 +97,13 @@ impl HostConfig {
                 Range::Positive(MAX_SECONDS),
             ),
             (
-                "worker_pool.gpu_memory_fraction",
-                pool.gpu_memory_fraction,
+                "gpu_memory_fraction",
+                self.gpu_memory_fraction,
                 Range::Positive(1.0),
             ),
             (
-                "worker_pool.cpu_memory_fraction",
-                pool.cpu_memory_fraction,
+                "cpu_memory_fraction",
+                self.cpu_memory_fraction,
                 Range::Positive(1.0),
             ),
             (

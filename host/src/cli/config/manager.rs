@@ -1,6 +1,6 @@
 //! The sections the model manager is configured with: `[models]`, `[worker_pool]` and
-//! `[embedding_cache]`, their defaults, and their conversion into [`ManagerSettings`] (and the
-//! model store and download settings they name).
+//! `[embedding_cache]`, their defaults, and their conversion (with the top-level keys) into
+//! [`ManagerSettings`] (and the model store and download settings they name).
 
 use std::time::Duration;
 
@@ -61,16 +61,6 @@ pub struct WorkerPoolConfig {
     pub queue_timeout: f64,
     /// "round_robin" or "least_busy".
     pub load_balancing: LoadBalancing,
-    /// Where models go whose requirement says "auto": "auto", "cpu", "cuda" or "cuda:N".
-    #[serde(deserialize_with = "device_preference")]
-    pub device_preference: DevicePreference,
-    /// Share of each GPU's memory models may use.
-    pub gpu_memory_fraction: f64,
-    /// Share of the system's RAM models on the CPU workers may use.
-    pub cpu_memory_fraction: f64,
-    /// Whether a model's working memory is left to grow on a GPU (true) or accounted with its
-    /// weights when it is placed (false).
-    pub allow_gpu_growth: bool,
 }
 
 impl Default for WorkerPoolConfig {
@@ -83,11 +73,7 @@ impl Default for WorkerPoolConfig {
             max_batch_tokens: 16384,
             max_queue_length: 1024,
             queue_timeout: 30.0,
-            load_balancing: LoadBalancing::LeastBusy,
-            device_preference: DevicePreference::Auto,
-            gpu_memory_fraction: 0.8,
-            cpu_memory_fraction: 0.8,
-            allow_gpu_growth: true,
+            load_balancing: LoadBalancing::RoundRobin,
         }
     }
 }
@@ -101,12 +87,11 @@ fn devices<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<DevicePreference>, D::
     named("worker_pool.devices", Vec::deserialize(d))
 }
 
-/// `worker_pool.device_preference`, an error naming the key.
-fn device_preference<'de, D: Deserializer<'de>>(d: D) -> Result<DevicePreference, D::Error> {
-    named(
-        "worker_pool.device_preference",
-        DevicePreference::deserialize(d),
-    )
+/// The top-level `device_preference`, an error naming the key.
+pub(super) fn device_preference<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<DevicePreference, D::Error> {
+    named("device_preference", DevicePreference::deserialize(d))
 }
 
 /// `result` with the key prefixed to its error (TOML's own errors quote the line, not the key).
@@ -156,6 +141,7 @@ impl HostConfig {
     pub fn manager_settings(&self) -> ManagerSettings {
         let (pool, cache) = (&self.worker_pool, &self.embedding_cache);
         ManagerSettings {
+            enabled: self.enabled,
             idle_unload: whole_seconds(self.models.idle_unload_seconds),
             downloads: self.models.download.then(|| self.hub_settings()),
             pool: PoolSettings {
@@ -173,11 +159,11 @@ impl HostConfig {
                 max_batch_tokens: pool.max_batch_tokens as usize,
                 max_queue_length: pool.max_queue_length as usize,
                 memory: MemorySettings {
-                    gpu_fraction: pool.gpu_memory_fraction,
-                    cpu_fraction: pool.cpu_memory_fraction,
-                    gpu_growth: pool.allow_gpu_growth,
+                    gpu_fraction: self.gpu_memory_fraction,
+                    cpu_fraction: self.cpu_memory_fraction,
+                    gpu_growth: self.allow_gpu_growth,
                 },
-                device_preference: pool.device_preference,
+                device_preference: self.device_preference,
             },
             cache: CacheSettings {
                 enabled: cache.enabled,

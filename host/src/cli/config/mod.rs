@@ -23,6 +23,7 @@ use serde::Deserialize;
 use crate::manager::limits::ModuleLimits;
 use crate::runtime::RuntimeSettings;
 use crate::serve::{ModuleSettings, ServeSettings, ServedModule};
+use crate::types::DevicePreference;
 
 pub use checks::Range;
 pub use limits::LimitsConfig;
@@ -77,31 +78,56 @@ pub enum ConfigError {
     },
 }
 
-/// The whole host configuration.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole host configuration. The model manager's own keys sit at the top level, before any
+/// `[section]`, as in the Model Manager specification's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
+    /// Whether modules may register models; false refuses every registration (`not-allowed`).
+    pub enabled: bool,
+    /// Where models go whose requirement says "auto": "auto", "cpu", "cuda" or "cuda:N".
+    #[serde(deserialize_with = "manager::device_preference")]
+    pub device_preference: DevicePreference,
+    /// Share of each GPU's memory models may use.
+    pub gpu_memory_fraction: f64,
+    /// Share of the system's RAM models on the CPU workers may use.
+    pub cpu_memory_fraction: f64,
+    /// Whether a model's working memory is left to grow on a GPU (true) or accounted with its
+    /// weights when it is placed (false).
+    pub allow_gpu_growth: bool,
     /// Model files and model lifetime.
-    #[serde(default)]
     pub models: ModelsConfig,
-    /// Workers, devices, batching.
-    #[serde(default)]
+    /// Workers, batching.
     pub worker_pool: WorkerPoolConfig,
     /// The embedding cache.
-    #[serde(default)]
     pub embedding_cache: EmbeddingCacheConfig,
     /// The WebAssembly runtime.
-    #[serde(default)]
     pub runtime: RuntimeSettings,
     /// `modelhost serve`: addresses, connections, timeouts, shutdown.
-    #[serde(default)]
     pub serve: ServeSettings,
     /// What every module may use, unless its `[modules.limits]` says otherwise.
-    #[serde(default)]
     pub limits: LimitsConfig,
     /// Modules `modelhost serve` starts, in order.
-    #[serde(default)]
     pub modules: Vec<ModuleSettings>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            device_preference: DevicePreference::Auto,
+            gpu_memory_fraction: 0.8,
+            cpu_memory_fraction: 0.8,
+            allow_gpu_growth: true,
+            models: ModelsConfig::default(),
+            worker_pool: WorkerPoolConfig::default(),
+            embedding_cache: EmbeddingCacheConfig::default(),
+            runtime: RuntimeSettings::default(),
+            serve: ServeSettings::default(),
+            limits: LimitsConfig::default(),
+            modules: Vec::new(),
+        }
+    }
 }
 
 impl HostConfig {

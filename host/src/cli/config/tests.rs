@@ -48,12 +48,15 @@ fn bad_keys_and_values_are_named() {
         text.contains("worker_pool.devices") && text.contains("tpu"),
         "{err}"
     );
-    let err = HostConfig::parse("[worker_pool]\ndevice_preference = \"gpu\"").unwrap_err();
+    let err = HostConfig::parse("device_preference = \"gpu\"").unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("worker_pool.device_preference") && text.contains("unknown device 'gpu'"),
+        text.contains("`device_preference`") && text.contains("unknown device 'gpu'"),
         "{err}"
     );
+    // The manager's keys are top-level, as in the specification, not under [worker_pool].
+    let err = HostConfig::parse("[worker_pool]\ngpu_memory_fraction = 0.5").unwrap_err();
+    assert!(err.to_string().contains("gpu_memory_fraction"), "{err}");
     let err = HostConfig::parse("[worker_pool]\nload_balancing = \"random\"").unwrap_err();
     assert!(err.to_string().contains("load_balancing"), "{err}");
     // Typos are caught in `[limits]` and in a module's limits alike.
@@ -154,14 +157,8 @@ fn every_number_out_of_range_is_rejected_with_its_key() {
             "[worker_pool]\nqueue_timeout = 0",
             "worker_pool.queue_timeout",
         ),
-        (
-            "[worker_pool]\ngpu_memory_fraction = nan",
-            "worker_pool.gpu_memory_fraction",
-        ),
-        (
-            "[worker_pool]\ncpu_memory_fraction = 1.5",
-            "worker_pool.cpu_memory_fraction",
-        ),
+        ("gpu_memory_fraction = nan", "`gpu_memory_fraction`"),
+        ("cpu_memory_fraction = 1.5", "`cpu_memory_fraction`"),
         ("[worker_pool]\nbatch_size = 0", "worker_pool.batch_size"),
         (
             "[worker_pool]\nmax_batch_tokens = 0",
@@ -283,8 +280,9 @@ fn every_number_out_of_range_is_rejected_with_its_key() {
 #[test]
 fn accepted_extremes_convert_without_panic_and_zero_means_no_limit() {
     let config = HostConfig::parse(
-        "[models]\ndownload = false\nidle_unload_seconds = 315360000\n\
-         [worker_pool]\nqueue_timeout = 315360000\ngpu_memory_fraction = 1\n\
+        "gpu_memory_fraction = 1\n\
+         [models]\ndownload = false\nidle_unload_seconds = 315360000\n\
+         [worker_pool]\nqueue_timeout = 315360000\n\
          [embedding_cache]\nttl_seconds = 315360000\n\
          [serve]\nheader_read_timeout_seconds = 315360000\nrequest_timeout_seconds = 0\n\
          shutdown_grace_seconds = 315360000\nmax_connections = 1048576\n\
@@ -346,21 +344,24 @@ fn accepted_extremes_convert_without_panic_and_zero_means_no_limit() {
 #[test]
 fn typed_values_and_module_limits_merge_key_by_key() {
     let config = HostConfig::parse(
-        "[worker_pool]\ndevices = [\"cuda:1\", \"cpu\"]\ndevice_preference = \"cuda\"\n\
-         load_balancing = \"round_robin\"\n\
+        "enabled = false\ndevice_preference = \"cuda\"\nallow_gpu_growth = false\n\
+         [worker_pool]\ndevices = [\"cuda:1\", \"cpu\"]\nload_balancing = \"least_busy\"\n\
          [limits]\nmax_models = 7\nallowed_models = [\"org/*\"]\n\
          [[modules]]\nid = \"a\"\npath = \"a.wasm\"\n\
          [modules.limits]\nmax_in_flight = 2\nallow_outgoing_http = true\n\
          [[modules]]\nid = \"b\"\npath = \"b.wasm\"\n",
     )
     .unwrap();
-    let pool = config.manager_settings().pool;
+    let settings = config.manager_settings();
+    assert!(!settings.enabled);
+    let pool = settings.pool;
     assert_eq!(
         pool.devices,
         [DevicePreference::CudaOrdinal(1), DevicePreference::Cpu]
     );
     assert_eq!(pool.device_preference, DevicePreference::Cuda);
-    assert_eq!(pool.load_balancing, LoadBalancing::RoundRobin);
+    assert!(!pool.memory.gpu_growth);
+    assert_eq!(pool.load_balancing, LoadBalancing::LeastBusy);
     let a = config.limits_of(&config.modules[0]).unwrap();
     let expected = LimitsConfig {
         max_models: 7,

@@ -58,14 +58,27 @@ impl ServedModel {
         request: GenerationRequest,
         timeout: std::time::Duration,
     ) -> Result<GenerationStream, HostError> {
-        let permit = match tokio::time::timeout(timeout, self.pool.acquire(self)).await {
-            Ok(Some(permit)) => permit,
-            Ok(None) => return Err(self.dropped()),
-            Err(_) => {
-                return Err(HostError::Timeout(format!(
-                    "no worker was free for model '{}' within {timeout:?}",
-                    self.key.name
-                )));
+        let permit = loop {
+            let permit = match tokio::time::timeout(timeout, self.pool.acquire(self)).await {
+                Ok(Some(permit)) => permit,
+                Ok(None) => return Err(self.dropped()),
+                Err(_) => {
+                    return Err(HostError::Timeout(format!(
+                        "no worker was free for model '{}' within {timeout:?}",
+                        self.key.name
+                    )));
+                }
+            };
+            // A worker that cannot load the model leaves it to the next matching worker.
+            match self.load_on(&permit).await {
+                Ok(()) => break permit,
+                Err(error) => {
+                    tracing::warn!(worker = %permit.worker().id, model = %self.key.name, %error,
+                        "cannot load the model on this worker");
+                    if !self.load_failed(permit.index) {
+                        return Err(error);
+                    }
+                }
             }
         };
         let (chunk_sender, chunks) = mpsc::unbounded_channel();

@@ -29,6 +29,9 @@ pub struct Placement {
     pub holders: Vec<usize>,
     /// Set when no worker matched and any worker is used instead.
     pub fallback: Option<String>,
+    /// Matching workers that failed to load the model: not picked again while another matching
+    /// worker has not failed too.
+    pub failed: Vec<usize>,
     cursor: usize,
 }
 
@@ -131,7 +134,8 @@ impl ServedModel {
     }
 
     /// Loads the model on up to `count` more matching workers (the least busy first) and returns
-    /// how many hold it afterwards. Failures are logged and leave the model to load on demand.
+    /// how many hold it afterwards. Failures are logged and leave the model to load on first use,
+    /// on another matching worker first.
     pub async fn preload(&self, count: usize) -> usize {
         let chosen: Vec<usize> = {
             let mut placement = self.placement();
@@ -152,7 +156,7 @@ impl ServedModel {
             if let Err(error) = worker.load(&self.key, &self.files).await {
                 tracing::warn!(worker = %worker.id, model = %self.key.name, %error,
                     "preload failed; the model loads on first use");
-                self.placement().holders.retain(|&i| i != index);
+                self.load_failed(index);
             }
         }
         self.placement().holders.len()
@@ -246,11 +250,13 @@ impl ServedModel {
     }
 
     /// The holder that runs the next batch, if one is free. A model with no holder yet gets the
-    /// least busy matching worker.
+    /// least busy matching worker that has not failed to load it.
     pub(super) fn pick_worker(&self, pool: &WorkerPool) -> Option<usize> {
         let mut placement = self.placement();
         if placement.holders.is_empty() {
-            let first = pool.least_busy(placement.matching.iter().copied())?;
+            let untried = placement.matching.iter().copied();
+            let untried = untried.filter(|i| !placement.failed.contains(i));
+            let first = pool.least_busy(untried)?;
             placement.holders.push(first);
         }
         let free = |i: usize| pool.workers[i].busy() == 0;
@@ -338,6 +344,52 @@ impl ServedModel {
         withdraw(&mut self.queue(), request)
     }
 
+    /// Makes sure the permit's worker holds the model, loading it there if needed.
+    pub(super) async fn load_on(&self, permit: &WorkerPermit) -> Result<(), HostError> {
+        let worker = permit.worker();
+        if !worker.holds(&self.key) {
+            worker.load(&self.key, &self.files).await?;
+            self.placement().failed.retain(|&i| i != permit.index);
+        }
+        Ok(())
+    }
+
+    /// Records that worker `index` could not load the model: it stops holding it and is not picked
+    /// again while another matching worker has not failed too. Returns whether one has not (the
+    /// work may try there). When every matching worker has failed, the record is cleared, so a
+    /// later request tries them all again, and the caller reports the failure.
+    pub(super) fn load_failed(&self, index: usize) -> bool {
+        let mut placement = self.placement();
+        placement.holders.retain(|&i| i != index);
+        if !placement.failed.contains(&index) {
+            placement.failed.push(index);
+        }
+        let untried = placement
+            .matching
+            .iter()
+            .any(|i| !placement.failed.contains(i));
+        if !untried {
+            placement.failed.clear();
+        }
+        untried
+    }
+
+    /// Puts the texts of a batch that did not run back at the head of the queue (they are the
+    /// oldest waiting), for another worker to take.
+    fn requeue(&self, batch: Vec<Item>) {
+        let mut queue = self.queue();
+        for item in &batch {
+            let mut progress = item.request.progress();
+            if progress.queued == 0 {
+                queue.requests += 1;
+            }
+            progress.queued += 1;
+        }
+        queue.items.splice(0..0, batch);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
     pub(super) fn dropped(&self) -> HostError {
         HostError::Internal(format!(
             "a request for model '{}' was dropped",
@@ -405,8 +457,23 @@ async fn schedule(served: Arc<ServedModel>) {
     }
 }
 
-/// Runs one batch on the reserved worker and hands each result to its request.
+/// Runs one batch on the reserved worker and hands each result to its request. A worker that
+/// cannot load the model hands the batch back to the queue for another matching worker; when
+/// every one has failed, the batch fails with the load error.
 async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Vec<Item>) {
+    if let Err(error) = served.load_on(&permit).await {
+        tracing::warn!(worker = %permit.worker().id, model = %served.key.name, %error,
+            "cannot load the model on this worker");
+        if served.load_failed(permit.index) {
+            drop(permit);
+            served.requeue(batch);
+        } else {
+            for item in batch {
+                item.request.fail(error.clone());
+            }
+        }
+        return;
+    }
     let worker = permit.worker();
     let tokens: Vec<Vec<u32>> = batch
         .iter_mut()
@@ -471,7 +538,8 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
 mod tests {
     use super::*;
 
-    /// A queue holding one request of `texts` texts, as `run` enqueues it.
+    /// A queue holding one request of `texts` texts, as `run` enqueues it, and counting one more
+    /// request waiting (so a count taken twice shows, instead of stopping at zero).
     fn queued(
         texts: usize,
     ) -> (
@@ -499,7 +567,7 @@ mod tests {
                 tokens: vec![1],
             })
             .collect();
-        (Queue { items, requests: 1 }, request, answer)
+        (Queue { items, requests: 2 }, request, answer)
     }
 
     #[test]
@@ -509,12 +577,12 @@ mod tests {
         queue.items.clear();
         let last: Vec<bool> = (0..3).map(|_| leave_queue(&request, &mut queue)).collect();
         assert_eq!(last, [false, false, true]);
-        assert_eq!(queue.requests, 0);
+        assert_eq!(queue.requests, 1);
         // Its caller's own timeout fires too: nothing is counted out twice.
         assert!(withdraw(&mut queue, &request));
-        assert_eq!(queue.requests, 0);
+        assert_eq!(queue.requests, 1);
         assert!(!leave_queue(&request, &mut queue));
-        assert_eq!(queue.requests, 0);
+        assert_eq!(queue.requests, 1);
     }
 
     #[test]
@@ -522,10 +590,10 @@ mod tests {
         let (mut queue, request, _answer) = queued(2);
         assert!(withdraw(&mut queue, &request));
         assert!(queue.items.is_empty());
-        assert_eq!(queue.requests, 0);
+        assert_eq!(queue.requests, 1);
         let (mut queue, request, _answer) = queued(2);
         request.progress().started = true;
         assert!(!withdraw(&mut queue, &request));
-        assert_eq!(queue.requests, 1);
+        assert_eq!(queue.requests, 2);
     }
 }

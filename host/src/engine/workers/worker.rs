@@ -1,11 +1,11 @@
 //! One worker: a dedicated thread that owns a device and the models loaded on it, fed jobs by a
 //! channel, so inference never runs on the async runtime (as TEI's backend thread).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
@@ -54,8 +54,17 @@ pub struct Worker {
     jobs: Mutex<mpsc::Sender<Job>>,
     backend: Arc<dyn ModelBackend>,
     busy: AtomicUsize,
-    loaded: Arc<AtomicUsize>,
+    loaded: LoadedKeys,
     busy_micros: Arc<AtomicU64>,
+}
+
+/// The models a worker thread holds, kept by the thread and read by the pool.
+type LoadedKeys = Arc<Mutex<HashSet<ModelKey>>>;
+
+/// `keys`, locked (a panic elsewhere cannot leave the set half changed: it is only inserted into
+/// and removed from).
+fn lock(keys: &LoadedKeys) -> MutexGuard<'_, HashSet<ModelKey>> {
+    keys.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Worker {
@@ -65,7 +74,7 @@ impl Worker {
         device: ComputeDevice,
         backend: Arc<dyn ModelBackend>,
     ) -> std::io::Result<Self> {
-        let loaded = Arc::new(AtomicUsize::new(0));
+        let loaded = LoadedKeys::default();
         let busy_micros = Arc::new(AtomicU64::new(0));
         let jobs = start_thread(&id, device, &backend, &loaded, &busy_micros)?;
         Ok(Self {
@@ -86,7 +95,12 @@ impl Worker {
 
     /// Models in this worker's memory.
     pub fn loaded_models(&self) -> usize {
-        self.loaded.load(Ordering::SeqCst)
+        lock(&self.loaded).len()
+    }
+
+    /// Whether `key` is in this worker's memory now.
+    pub fn holds(&self, key: &ModelKey) -> bool {
+        lock(&self.loaded).contains(key)
     }
 
     /// Seconds this worker's thread has spent running jobs.
@@ -162,7 +176,7 @@ impl Worker {
         let Err(mpsc::SendError(job)) = jobs.send(job) else {
             return;
         };
-        self.loaded.store(0, Ordering::SeqCst);
+        lock(&self.loaded).clear();
         tracing::error!(worker = %self.id, "worker thread died; starting a new one");
         match start_thread(
             &self.id,
@@ -191,7 +205,7 @@ fn start_thread(
     id: &str,
     device: ComputeDevice,
     backend: &Arc<dyn ModelBackend>,
-    loaded: &Arc<AtomicUsize>,
+    loaded: &LoadedKeys,
     busy_micros: &Arc<AtomicU64>,
 ) -> std::io::Result<mpsc::Sender<Job>> {
     let (jobs, inbox) = mpsc::channel();
@@ -221,7 +235,7 @@ struct WorkerThread {
     device: ComputeDevice,
     backend: Arc<dyn ModelBackend>,
     models: HashMap<ModelKey, LoadedModel>,
-    loaded: Arc<AtomicUsize>,
+    loaded: LoadedKeys,
 }
 
 impl WorkerThread {
@@ -267,8 +281,8 @@ impl WorkerThread {
             }
             Job::Unload { key } => {
                 // Dropping a model runs its code too.
+                lock(&self.loaded).remove(&key);
                 let dropped = panic::catch_unwind(AssertUnwindSafe(|| self.models.remove(&key)));
-                self.loaded.store(self.models.len(), Ordering::SeqCst);
                 if matches!(dropped, Ok(Some(_))) {
                     tracing::info!(worker = %self.id, model = %key.name, revision = %key.revision, "unloaded model");
                 }
@@ -311,7 +325,6 @@ impl WorkerThread {
                 },
             })
         });
-        self.loaded.store(self.models.len(), Ordering::SeqCst);
         outcome.map_err(|error| out_of_memory(error, self.device))
     }
 
@@ -325,6 +338,7 @@ impl WorkerThread {
             .backend
             .load(key.model_type, files, self.device, key.precision)?;
         self.models.insert(key.clone(), model);
+        lock(&self.loaded).insert(key.clone());
         tracing::info!(worker = %self.id, model = %key.name, revision = %key.revision,
             elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
         Ok(())

@@ -14,10 +14,12 @@
 //! written ([`verify`]); and the store is written through real folders only ([`layout`]). Headers
 //! of the responses are never used as paths or hashes.
 //!
-//! The token comes from `HF_TOKEN`, else the file `huggingface-cli login` writes
+//! The token comes from `HF_TOKEN` (in the environment, else in the working folder's `.env` file,
+//! as the Python tools read it), else the file `huggingface-cli login` writes
 //! (`$HF_HOME/token`); it is sent to the hub's own origin only and never logged.
 //! `HF_HUB_OFFLINE=1` never touches the network.
 
+pub mod dotenv;
 pub mod layout;
 pub mod listing;
 pub mod transfer;
@@ -92,9 +94,19 @@ impl fmt::Debug for HubSettings {
 
 impl HubSettings {
     /// From the environment: `HF_ENDPOINT`, `HF_TOKEN` (else `$HF_HOME/token`, `HF_HOME`
-    /// defaulting to `~/.cache/huggingface`) and `HF_HUB_OFFLINE`; the limits are the defaults.
+    /// defaulting to `~/.cache/huggingface`) and `HF_HUB_OFFLINE`; each of the three may also be
+    /// set in a `.env` file in the working folder (the environment wins). The limits are the
+    /// defaults.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_lookup(with_dotenv(Path::new(".env"), |name| {
+            std::env::var(name).ok()
+        }))
+    }
+
+    /// From the variables `lookup` answers (see [`from_env`](Self::from_env)); empty values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let token = var("HF_TOKEN").or_else(|| {
             let home = var("HF_HOME")
                 .map(PathBuf::from)
@@ -119,6 +131,24 @@ impl HubSettings {
     pub fn with_max_download_bytes(mut self, bytes: u64) -> Self {
         self.max_download_bytes = bytes;
         self
+    }
+}
+
+/// The variables `env` answers, with the hub's own (`HF_ENDPOINT`, `HF_TOKEN`,
+/// `HF_HUB_OFFLINE`) read from the `.env` file at `dotenv` when `env` has them unset or empty.
+fn with_dotenv(
+    dotenv: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        let from_file = || {
+            matches!(name, "HF_ENDPOINT" | "HF_TOKEN" | "HF_HUB_OFFLINE")
+                .then(|| dotenv::dotenv_var(dotenv, name))
+                .flatten()
+        };
+        env(name)
+            .filter(|v| !v.trim().is_empty())
+            .or_else(from_file)
     }
 }
 
@@ -497,6 +527,35 @@ mod tests {
             ..HubSettings::default()
         };
         assert!(!format!("{settings:?}").contains("hf_secret"));
+    }
+
+    #[test]
+    fn the_hubs_variables_come_from_the_environment_else_from_dotenv() {
+        let dir = tempfile::tempdir().unwrap();
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            "HF_TOKEN=hf_from_file\nHF_ENDPOINT=https://mirror.example/\nHOME=/elsewhere\n",
+        )
+        .unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                let found = pairs.iter().find(|(k, _)| *k == name);
+                found.map(|(_, v)| v.to_string())
+            }
+        };
+        let settings = HubSettings::from_lookup(with_dotenv(&dotenv, env(&[])));
+        assert_eq!(settings.token.as_deref(), Some("hf_from_file"));
+        assert_eq!(settings.endpoint, "https://mirror.example");
+        assert!(!settings.offline);
+        const SET: &[(&str, &str)] = &[("HF_TOKEN", "hf_from_env"), ("HF_HUB_OFFLINE", "1")];
+        let settings = HubSettings::from_lookup(with_dotenv(&dotenv, env(SET)));
+        assert_eq!(settings.token.as_deref(), Some("hf_from_env"));
+        assert!(settings.offline);
+        // An empty variable counts as unset; names other than the hub's are not read from it.
+        let empty = with_dotenv(&dotenv, env(&[("HF_TOKEN", " ")]));
+        assert_eq!(empty("HF_TOKEN").as_deref(), Some("hf_from_file"));
+        assert_eq!(empty("HOME"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! http-faults: a test HTTP module that misbehaves on request. `initialize` registers
 //! all-MiniLM-L6-v2 as `minilm` (when its settings contain `block-initialize` it blocks in `poll`
 //! for a day instead; with `block-cleanup`, `cleanup` does). `GET /ok` embeds one text and answers
-//! 200, `/trap` panics, `/spin` loops forever, `/allocate` grows memory until it fails, `/block`
+//! 200, `/trap` panics, `/spin` loops forever, `/allocate` takes 256 MiB (then answers 200), `/block`
 //! blocks in `poll` for a day without using CPU, and `/stream` answers 200 and then writes an
 //! endless body.
 
@@ -70,11 +70,10 @@ impl incoming_handler::Guest for Faults {
                 }
             }
             "/allocate" => {
-                // Only the host's memory limit stops it.
-                let mut blocks: Vec<Vec<u8>> = Vec::new();
-                loop {
-                    blocks.push(vec![blocks.len() as u8; 1 << 20]);
-                }
+                // 256 MiB, 1 MiB at a time: far under the 4 GiB a wasm32 guest can address, so
+                // only the host's memory limit stops it before it answers.
+                let blocks: Vec<Vec<u8>> = (0..256).map(|i| vec![i as u8; 1 << 20]).collect();
+                respond(out, 200, &format!("allocated {} MiB", blocks.len()));
             }
             "/block" => block_for_a_day(),
             "/stream" => {

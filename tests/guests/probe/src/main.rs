@@ -18,7 +18,8 @@
 //! counts the codes),
 //! `{"op": "embed_long_texts", "id": ID, "count": N, "text_bytes": B, "first": F}` (N calls of
 //! one distinct B-byte text each, numbered from F), `{"op": "env"}` (the variables it sees),
-//! `{"op": "read_file", "path": PATH}`, `{"op": "connect", "address": "HOST:PORT"}`.
+//! `{"op": "read_file", "path": PATH}`, `{"op": "connect", "address": "HOST:PORT"}`,
+//! `{"op": "sleep", "ms": N}` (holds still, so another process can look at the host meanwhile).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -111,6 +112,9 @@ enum Command {
     Status,
     Trap,
     Spin,
+    Sleep {
+        ms: u64,
+    },
     Allocate {
         mb: usize,
     },
@@ -163,7 +167,8 @@ fn execute(command: Command) -> Result<Value, Error> {
             let r = modelhost_guest::register_model(&id, &requirement)?;
             json!({ "model_id": r.model_id, "new_registration": r.new_registration,
                     "model_name": r.model_name, "revision": r.revision,
-                    "dimension": r.dimension, "reference_count": r.reference_count })
+                    "dimension": r.dimension, "reference_count": r.reference_count,
+                    "total_reference_count": r.total_reference_count })
         }
         Command::Release { id } => {
             let r = modelhost_guest::release_model(&id)?;
@@ -223,21 +228,13 @@ fn execute(command: Command) -> Result<Value, Error> {
             messages,
             options,
         } => generation_json(&modelhost_guest::chat(&id, &messages, &options)?),
-        Command::Status => {
-            let s = modelhost_guest::service_status()?;
-            let models: Vec<Value> = s
-                .models
-                .iter()
-                .map(|m| {
-                    json!({ "model_id": m.model_id, "reference_count": m.reference_count,
-                                 "loaded": m.loaded, "model_name": m.model_name,
-                                 "source": m.source })
-                })
-                .collect();
-            json!({ "models": models, "total_loaded_models": s.total_loaded_models })
-        }
+        Command::Status => status_json(&modelhost_guest::service_status()?),
         Command::Trap => panic!("probe asked to trap"),
         Command::Spin => spin(),
+        Command::Sleep { ms } => {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            json!({ "slept_ms": ms })
+        }
         Command::Allocate { mb } => {
             let blocks: Vec<Vec<u8>> = (0..mb).map(|i| vec![i as u8; 1 << 20]).collect();
             json!({ "allocated_mb": blocks.len() })
@@ -300,4 +297,51 @@ fn generation_json(g: &Generation) -> Value {
     json!({ "text": g.text, "prompt_tokens": g.prompt_tokens,
             "tokens_generated": g.tokens_generated,
             "finish_reason": format!("{:?}", g.finish_reason) })
+}
+
+/// The service status as the guest sees it, in the specification's JSON shape (models keyed by
+/// id), every field the WIT record carries.
+fn status_json(s: &modelhost_guest::ServiceStatus) -> Value {
+    let pool = &s.worker_pool;
+    let workers: Vec<Value> = pool
+        .workers
+        .iter()
+        .map(|w| {
+            json!({ "worker_id": w.worker_id, "device": w.device, "busy": w.busy,
+                    "loaded_models": w.loaded_models })
+        })
+        .collect();
+    let models: serde_json::Map<String, Value> = s
+        .loaded_models
+        .iter()
+        .map(|m| {
+            let model = json!({ "model_id": m.model_id, "model_type": format!("{:?}", m.model_type),
+                "model_name": m.model_name, "revision": m.revision,
+                "reference_count": m.reference_count, "loaded": m.loaded,
+                "last_accessed": m.last_accessed, "source": m.source, "device": m.device,
+                "workers": m.workers, "placement_note": m.placement_note });
+            (m.model_id.clone(), model)
+        })
+        .collect();
+    let references: Vec<Value> = s
+        .module_references
+        .iter()
+        .map(|r| {
+            json!({ "module_id": r.module_id, "model_id": r.model_id,
+                    "reference_count": r.reference_count })
+        })
+        .collect();
+    json!({
+        "initialized": s.initialized,
+        "worker_pool": { "enabled": pool.enabled, "num_workers": pool.num_workers,
+            "active_workers": pool.active_workers, "pending_tasks": pool.pending_tasks,
+            "workers": workers, "notes": pool.notes },
+        "embedding_cache": { "enabled": s.embedding_cache.enabled,
+            "cached_count": s.embedding_cache.cached_count,
+            "hit_rate": s.embedding_cache.hit_rate },
+        "loaded_models": models,
+        "total_loaded_models": s.total_loaded_models,
+        "loaded_weights": s.loaded_weights,
+        "module_references": references,
+    })
 }
