@@ -4,13 +4,13 @@
 //! 1. cross-module batching: 8 modules sending single texts at once vs 1 module sending 32 a call;
 //! 2. the guest -> host -> guest path for a batch of 32 vs calling the backend directly;
 //! 3. cache-hit throughput through the guest boundary;
-//! 4. memory: RSS added when a second module registers the same model, and RSS returned when
-//!    idle weights are unloaded;
+//! 4. memory of the `modelhost` process itself (not of this bench): RSS added when a second id
+//!    shares a loaded model, and RSS returned when idle weights are unloaded;
 //! 5. CPU workers: the 8-module load on 1 vs 2 CPU workers sharing the cores.
 //!
 //! Run with `cargo bench -p modelhost-tests --bench host` (after `scripts/fetch-models`).
 
-/// The allocator the `modelhost` binary uses, so these figures are the binary's.
+/// The allocator the `modelhost` binary uses, so the speed figures are the binary's.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -113,8 +113,9 @@ async fn run_modules(
     (started.elapsed(), inside)
 }
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+/// VmRSS from a `/proc/PID/status` file, in bytes.
+fn rss_of(path: &str) -> u64 {
+    let status = std::fs::read_to_string(path).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace()
         .nth(1)
@@ -150,89 +151,138 @@ async fn batching(texts: &[String], cpu_workers: usize) -> (f64, f64) {
     (rate(one), rate(eight))
 }
 
-/// RSS as one module, then a second one, use the model, and after both left and the weights
-/// were unloaded. Measured first, in a fresh process, so earlier sections leave nothing behind.
-async fn memory(texts: &[String]) -> String {
+/// The `modelhost` command (this package's build of it: the same `main`, the same allocator),
+/// running the probe module, scripted one command at a time over its stdin; the resident set of
+/// that process is read between commands. What users run, not this bench process, whose own
+/// allocations (and the allocator's treatment of them) would blur the figures.
+struct HostProcess {
+    child: std::process::Child,
+    replies: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl HostProcess {
+    fn start(config: &Path) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio as Piped};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
+            .arg("--config")
+            .arg(config)
+            .args(["--models-dir", model_store().root().to_str().unwrap()])
+            .args(["run", guests::PROBE])
+            .env("RUST_LOG", "warn")
+            .stdin(Piped::piped())
+            .stdout(Piped::piped())
+            .spawn()
+            .expect("modelhost-cli");
+        let replies = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, replies }
+    }
+
+    /// Sends one probe command and returns its `ok` answer.
+    fn call(&mut self, command: serde_json::Value) -> serde_json::Value {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{command}").unwrap();
+        let line = self.replies.next().unwrap().unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(reply["error"].is_null(), "{command}: {reply}");
+        reply["ok"].clone()
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        rss_of(&format!("/proc/{}/status", self.child.id()))
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// RSS of the `modelhost` process with nothing loaded, with a model in use under one id and
+/// under a second id (as a second module sharing it), and after both were released and the
+/// weights unloaded for being idle.
+fn memory(texts: &[String]) -> String {
     use std::fmt::Write;
-    let mut report = String::new();
-    let files = model_store().resolve(MINILM, "main").unwrap();
-    let (runtime, image) = start_runtime(settings(false, 1));
-    let before = rss_bytes();
-    let start_module = |name: &str, text: &str| {
-        let options = ModuleOptions {
-            name: Some(name.into()),
-            args: vec!["1".into(), "1".into()],
-            stdio: Stdio::Capture {
-                stdin: text.as_bytes().to_vec(),
-            },
-            ..ModuleOptions::default()
-        };
-        let (runtime, image) = (runtime.clone(), image.clone());
-        async move {
-            let mut module = runtime.instantiate(&image, options).await.unwrap();
-            module.initialize(REQUIREMENT).await.unwrap();
-            assert_eq!(module.run().await.unwrap(), 0);
-            module
-        }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("modelhost.toml");
+    std::fs::write(
+        &config,
+        "[models]\nidle_unload_seconds = 1\n[embedding_cache]\nenabled = false\n",
+    )
+    .unwrap();
+    let mut host = HostProcess::start(&config);
+    let register = |id: &str| {
+        serde_json::json!({"op": "register", "id": id,
+            "requirement": {"model_type": "embedding", "name": MINILM}})
     };
-    let mut first = start_module("first", &texts[0]).await;
-    let one_module = rss_bytes();
-    let mut second = start_module("second", &texts[1]).await;
-    let two_modules = rss_bytes();
+    let embed = |id: &str| serde_json::json!({"op": "embed", "id": id, "texts": &texts[..32]});
+    host.call(serde_json::json!({"op": "status"}));
+    let before = host.rss_bytes();
+    host.call(register("first"));
+    host.call(embed("first"));
+    let one = host.rss_bytes();
+    host.call(register("second"));
+    host.call(embed("second"));
+    let two = host.rss_bytes();
+    host.call(serde_json::json!({"op": "release", "id": "first"}));
+    host.call(serde_json::json!({"op": "release", "id": "second"}));
+    let released = Instant::now();
+    while host.call(serde_json::json!({"op": "status"}))["loaded_weights"] != 0 {
+        assert!(
+            released.elapsed() < Duration::from_secs(30),
+            "never unloaded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let unloaded_after = released.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let unloaded = host.rss_bytes();
+    drop(host);
+
+    let files = model_store().resolve(MINILM, "main").unwrap();
     let weights = std::fs::metadata(files.path("model.safetensors"))
         .unwrap()
         .len();
-    let added = two_modules.saturating_sub(one_module);
-    writeln!(
-        report,
-        "4. memory (weights file {:.1} MB)",
-        weights as f64 / 1e6
-    )
-    .unwrap();
-    writeln!(
-        report,
-        "   RSS before any module:               {:8.1} MB",
-        before as f64 / 1e6
-    )
-    .unwrap();
-    writeln!(
-        report,
-        "   RSS with 1 module using the model:   {:8.1} MB",
-        one_module as f64 / 1e6
-    )
-    .unwrap();
-    writeln!(
-        report,
-        "   RSS with 2 modules using the model:  {:8.1} MB",
-        two_modules as f64 / 1e6
-    )
-    .unwrap();
-    writeln!(
-        report,
+    let mb = |bytes: u64| bytes as f64 / 1e6;
+    let mut report = String::new();
+    let mut line = |text: String| writeln!(report, "{text}").unwrap();
+    line(format!(
+        "4. memory of the modelhost process (weights file {:.1} MB)",
+        mb(weights)
+    ));
+    line(format!(
+        "   RSS with the module, no model:       {:8.1} MB",
+        mb(before)
+    ));
+    line(format!(
+        "   RSS with the model in use:           {:8.1} MB",
+        mb(one)
+    ));
+    line(format!(
+        "   RSS with a 2nd id on the same model: {:8.1} MB",
+        mb(two)
+    ));
+    line(format!(
         "   added by the 2nd (goal < 5%):        {:8.2}% of the weights",
-        added as f64 * 100.0 / weights as f64
-    )
-    .unwrap();
-    first.cleanup().await.unwrap();
-    second.cleanup().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let unloaded = rss_bytes();
-    assert_eq!(runtime.manager().status().loaded_weights, 0);
-    writeln!(
-        report,
-        "   RSS after idle unload:               {:8.1} MB ({:.1} MB returned)\n",
-        unloaded as f64 / 1e6,
-        two_modules.saturating_sub(unloaded) as f64 / 1e6
-    )
-    .unwrap();
-
+        two.saturating_sub(one) as f64 * 100.0 / weights as f64
+    ));
+    line(format!(
+        "   RSS after idle unload:               {:8.1} MB ({:.1} MB returned; unloaded {:.1} s \
+         after the release, idle time 1 s)\n",
+        mb(unloaded),
+        mb(two.saturating_sub(unloaded)),
+        unloaded_after.as_secs_f64()
+    ));
     report
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let texts = agnews(1000);
-    let memory_report = memory(&texts).await;
+    let memory_report = memory(&texts);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "modelhost host benchmarks: {MINILM}, AG News texts, {threads} cores, release build\n"

@@ -82,13 +82,15 @@ async fn hostile_ids_texts_and_contexts_stay_within_memory_bounds() {
         ]
     };
 
-    // Each attack runs three times, on other ids and texts each time. The resident set also
+    // Each attack runs four times, on other ids and texts each time. The resident set also
     // holds transient memory the allocator has not given back to the system yet, which comes
     // and goes from round to round; memory the host kept per id or text would grow every round
     // by at least the attack's size (128 MiB of ids, 100 MiB of text). So after the first
-    // round, the smallest growth of a round is what the host keeps.
+    // round, the smallest growth of a round is what the host keeps; its bound is half an attack,
+    // well above the allocator's noise (which reached 38 MiB in one round) and well below what
+    // keeping ids or texts would add.
     let (mut ids_kept, mut texts_kept) = (u64::MAX, u64::MAX);
-    for round in 0..3 {
+    for round in 0..4 {
         // 2,000 calls under unregistered 64 KB ids: 128 MB of ids, which were kept as metric
         // labels.
         let before = resident_bytes();
@@ -122,8 +124,8 @@ async fn hostile_ids_texts_and_contexts_stay_within_memory_bounds() {
             texts_kept = texts_kept.min(texts_grown);
         }
     }
-    assert!(ids_kept < 32 * MIB, "ids kept {} MiB", ids_kept / MIB);
-    assert!(texts_kept < 32 * MIB, "texts kept {} MiB", texts_kept / MIB);
+    assert!(ids_kept < 50 * MIB, "ids kept {} MiB", ids_kept / MIB);
+    assert!(texts_kept < 50 * MIB, "texts kept {} MiB", texts_kept / MIB);
     assert!(
         manager
             .embed(&module, "texts", vec![text(150)])

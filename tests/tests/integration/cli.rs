@@ -1,6 +1,7 @@
 //! The `modelhost` command line as a user runs it: `modelhost run` on the example module.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use modelhost_tests::{guests, max_abs_diff, model_store, reference_embeddings};
@@ -46,6 +47,63 @@ fn run_embeds_stdin_lines_through_the_module() {
     for (vector, (_, expected)) in vectors.iter().zip(&reference) {
         assert!(max_abs_diff(vector, expected) <= 1e-4);
     }
+}
+
+/// The demo's view: each sample's nearest neighbours by cosine similarity, and a query's.
+#[test]
+fn the_demo_lists_each_texts_nearest_neighbours() {
+    let samples = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../example-modules/document-processor/samples.txt"),
+    )
+    .unwrap();
+    let neighbours = r#"{"output": "neighbours", "neighbours": 1}"#;
+    let output = modelhost(
+        &["run", "--settings", neighbours, guests::DOCUMENT_PROCESSOR],
+        &samples,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let after = |text: &str| {
+        let at = lines.iter().position(|l| *l == format!("\"{text}\""));
+        lines[at.unwrap_or_else(|| panic!("{text} missing from\n{stdout}")) + 1]
+    };
+    assert!(
+        lines[0].starts_with(
+            "Embedded 12 texts with sentence-transformers/all-MiniLM-L6-v2 (384 dimensions)"
+        ),
+        "{stdout}"
+    );
+    let nearest = after("A man is playing a guitar.");
+    assert!(
+        nearest.ends_with("Someone is playing an instrument."),
+        "{nearest}"
+    );
+    let score: f32 = nearest.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((0.6..0.75).contains(&score), "{nearest}");
+    assert!(
+        after("Slice the onions and fry them in butter.")
+            .ends_with("Chop the vegetables and cook them in a hot pan.")
+    );
+
+    let query = r#"{"output": "neighbours", "neighbours": 1, "query": "Stock prices fell."}"#;
+    let output = modelhost(
+        &["run", "--settings", query, guests::DOCUMENT_PROCESSOR],
+        &samples,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "\"Stock prices fell.\"")
+        .unwrap();
+    let best = lines[at + 1];
+    assert!(
+        best.ends_with("The stock market fell sharply today.")
+            || best.ends_with("Share prices dropped after weak quarterly earnings."),
+        "{stdout}"
+    );
 }
 
 #[test]
