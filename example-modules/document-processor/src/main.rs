@@ -1,21 +1,43 @@
 //! document-processor: registers an embedding model at `initialize`, embeds each line of stdin
-//! when run (one JSON array per line, in order, on stdout), and releases the model at `cleanup`.
+//! when run, and releases the model at `cleanup`. What it prints depends on `output`:
+//!
+//! - `"vectors"` (the default): one JSON array per input line, in order, on stdout.
+//! - `"neighbours"`: what embeddings are for. For each non-blank line, the `neighbours` other
+//!   lines closest in meaning, with their cosine similarity; with a `query`, the lines closest
+//!   to the query instead.
 //!
 //! Settings (all optional):
 //!
 //! ```json
 //! {"model_id": "document-embedder",
 //!  "model": {"model_type": "embedding", "name": "sentence-transformers/all-MiniLM-L6-v2", "dimension": 384},
-//!  "lines_per_call": 1024}
+//!  "lines_per_call": 1024,
+//!  "output": "vectors",
+//!  "neighbours": 3,
+//!  "query": "a text to rank the lines against (output neighbours only)"}
 //! ```
 
+use std::cmp::Ordering;
 use std::io::{BufRead, Write};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use modelhost_guest::{
-    Error, ModelRequirement, Module, generate_embeddings, parse_settings, register_model,
+    Error, ErrorCode, ModelRequirement, Module, generate_embeddings, parse_settings, register_model,
 };
 use serde::Deserialize;
+
+/// What the module prints.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Output {
+    /// One JSON array per input line.
+    #[default]
+    Vectors,
+    /// A table of nearest neighbours with cosine similarities.
+    #[serde(alias = "neighbors")]
+    Neighbours,
+}
 
 /// The module's settings.
 #[derive(Debug, Deserialize)]
@@ -27,6 +49,14 @@ struct Settings {
     model: ModelRequirement,
     /// Lines sent to the host per call.
     lines_per_call: usize,
+    /// What to print.
+    output: Output,
+    /// Neighbours listed per line (or for the query), `output: "neighbours"` only.
+    #[serde(alias = "neighbors")]
+    neighbours: usize,
+    /// Rank the lines against this text instead of against each other; `output: "neighbours"`
+    /// only.
+    query: Option<String>,
 }
 
 impl Default for Settings {
@@ -35,19 +65,39 @@ impl Default for Settings {
             model_id: "document-embedder".into(),
             model: ModelRequirement::embedding("sentence-transformers/all-MiniLM-L6-v2", 384),
             lines_per_call: 1024,
+            output: Output::Vectors,
+            neighbours: 3,
+            query: None,
         }
     }
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
+/// The settings and the model the host registered for them.
+struct State {
+    settings: Settings,
+    /// The Hugging Face repository id the host resolved.
+    model_name: String,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
 
 struct DocumentProcessor;
 
 impl Module for DocumentProcessor {
     fn initialize(settings: &str) -> Result<(), Error> {
         let settings: Settings = parse_settings(settings)?;
-        register_model(&settings.model_id, &settings.model)?;
-        let _ = SETTINGS.set(settings);
+        let invalid = |message: &str| Err(Error::new(ErrorCode::InvalidRequirement, message));
+        if settings.output == Output::Vectors && settings.query.is_some() {
+            return invalid("`query` needs `\"output\": \"neighbours\"`");
+        }
+        if settings.output == Output::Neighbours && settings.neighbours == 0 {
+            return invalid("`neighbours` must be at least 1");
+        }
+        let registration = register_model(&settings.model_id, &settings.model)?;
+        let _ = STATE.set(State {
+            settings,
+            model_name: registration.model_name,
+        });
         Ok(())
     }
 }
@@ -55,18 +105,23 @@ impl Module for DocumentProcessor {
 modelhost_guest::export_module!(DocumentProcessor);
 
 fn main() {
-    let Some(settings) = SETTINGS.get() else {
+    let Some(state) = STATE.get() else {
         eprintln!("document-processor: not initialized; start it with `modelhost run`");
         std::process::exit(2);
     };
-    if let Err(message) = embed_stdin(settings) {
+    let result = match state.settings.output {
+        Output::Vectors => print_vectors(&state.settings),
+        Output::Neighbours => print_neighbours(state),
+    };
+    if let Err(message) = result {
         eprintln!("document-processor: {message}");
         std::process::exit(1);
     }
 }
 
-/// Embeds stdin line by line, `lines_per_call` lines per host call.
-fn embed_stdin(settings: &Settings) -> Result<(), String> {
+/// Embeds stdin line by line, `lines_per_call` lines per host call, and prints one JSON array per
+/// line.
+fn print_vectors(settings: &Settings) -> Result<(), String> {
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut lines = Vec::with_capacity(settings.lines_per_call);
@@ -90,4 +145,147 @@ fn embed_stdin(settings: &Settings) -> Result<(), String> {
     }
     flush(&mut lines)?;
     stdout.flush().map_err(|e| e.to_string())
+}
+
+/// Embeds the non-blank lines of stdin (and the query), then prints the nearest neighbours of
+/// each line (or of the query) by cosine similarity.
+fn print_neighbours(state: &State) -> Result<(), String> {
+    let settings = &state.settings;
+    let mut texts = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
+        let text = line.trim();
+        if !text.is_empty() {
+            texts.push(text.to_string());
+        }
+    }
+    if texts.is_empty() {
+        return Err("no text on stdin: give one text per line".into());
+    }
+    let query = settings.query.as_deref().map(str::trim);
+    let mut inputs = texts.clone();
+    if let Some(query) = query {
+        inputs.push(query.to_string());
+    }
+
+    let started = Instant::now();
+    let mut vectors = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(settings.lines_per_call.max(1)) {
+        let result = generate_embeddings(&settings.model_id, chunk).map_err(|e| e.to_string())?;
+        vectors.extend(result.embeddings);
+    }
+    let elapsed_ms = started.elapsed().as_millis();
+    if vectors.len() != inputs.len() {
+        return Err(format!(
+            "the host returned {} vectors for {} texts",
+            vectors.len(),
+            inputs.len()
+        ));
+    }
+    let dimension = vectors.first().map_or(0, Vec::len);
+    let unit: Vec<Vec<f32>> = vectors.iter().map(|v| unit_vector(v)).collect();
+
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let count = match texts.len() {
+        1 => "1 text".to_string(),
+        n => format!("{n} texts"),
+    };
+    let and_query = if query.is_some() {
+        " and the query"
+    } else {
+        ""
+    };
+    // Without preloading, the host loads the weights on the first call, timed here too.
+    let load = if settings.model.preload_workers == 0 {
+        ", loading the model included"
+    } else {
+        ""
+    };
+    writeln!(
+        out,
+        "Embedded {count}{and_query} with {} ({dimension} dimensions) in {elapsed_ms} ms{load}.\n",
+        state.model_name
+    )
+    .map_err(|e| e.to_string())?;
+
+    let k = settings.neighbours;
+    if let Some(query) = query {
+        let query_vector = &unit[texts.len()];
+        writeln!(out, "Texts nearest to the query (cosine similarity):")
+            .map_err(|e| e.to_string())?;
+        writeln!(out, "  {}", quoted(query)).map_err(|e| e.to_string())?;
+        for (score, j) in nearest(query_vector, &unit[..texts.len()], None, k) {
+            writeln!(out, "    {score:5.2}  {}", shorten(&texts[j])).map_err(|e| e.to_string())?;
+        }
+    } else if texts.len() == 1 {
+        writeln!(
+            out,
+            "One text: nothing to compare it with. Give two lines or more."
+        )
+        .map_err(|e| e.to_string())?;
+    } else {
+        writeln!(out, "Nearest neighbours (cosine similarity):").map_err(|e| e.to_string())?;
+        for (i, text) in texts.iter().enumerate() {
+            writeln!(out, "  {}", quoted(text)).map_err(|e| e.to_string())?;
+            for (score, j) in nearest(&unit[i], &unit, Some(i), k) {
+                writeln!(out, "    {score:5.2}  {}", shorten(&texts[j]))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+/// `v` scaled to length 1 (all zeros stays all zeros), so that a dot product of two such vectors
+/// is their cosine similarity whether or not the host normalized them.
+fn unit_vector(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// The `k` vectors of `candidates` (other than index `skip`) with the highest cosine similarity
+/// to `target`, best first, as (similarity, index). All vectors are unit vectors.
+fn nearest(
+    target: &[f32],
+    candidates: &[Vec<f32>],
+    skip: Option<usize>,
+    k: usize,
+) -> Vec<(f32, usize)> {
+    let mut scored: Vec<(f32, usize)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| Some(j) != skip)
+        .map(|(j, c)| (target.iter().zip(c).map(|(a, b)| a * b).sum(), j))
+        .collect();
+    let best_first = |a: &(f32, usize), b: &(f32, usize)| {
+        b.0.partial_cmp(&a.0)
+            .unwrap_or(Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    };
+    if scored.len() > k {
+        scored.select_nth_unstable_by(k, best_first);
+        scored.truncate(k);
+    }
+    scored.sort_by(best_first);
+    scored
+}
+
+/// Longest text shown in the table, in characters.
+const SHOWN_CHARS: usize = 72;
+
+/// `text`, cut to [`SHOWN_CHARS`] characters with an ellipsis.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((end, _)) => format!("{}…", text[..end].trim_end()),
+        None => text.to_string(),
+    }
+}
+
+/// [`shorten`]ed `text` in double quotes.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", shorten(text))
 }
