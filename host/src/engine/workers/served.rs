@@ -31,7 +31,7 @@ pub struct Placement {
     pub fallback: Option<String>,
     /// Matching workers that failed to load the model: not picked again while another matching
     /// worker has not failed too.
-    pub failed: Vec<usize>,
+    failed: Vec<usize>,
     cursor: usize,
 }
 
@@ -501,8 +501,9 @@ async fn run_batch(served: Arc<ServedModel>, permit: WorkerPermit, mut batch: Ve
                 },
             }),
         };
+    // The model was unloaded between the check above and the run, and reloading it failed.
     if matches!(outcome, Err(HostError::LoadFailed { .. })) {
-        served.placement().holders.retain(|&i| i != permit.index);
+        served.load_failed(permit.index);
     }
     match outcome {
         Ok(vectors) => {
