@@ -13,11 +13,11 @@ use modelhost::backends::{
 };
 use modelhost::engine::device::DeviceInventory;
 use modelhost::store::local::ModelFiles;
-use modelhost::types::ComputeDevice;
 use modelhost::types::FinishReason;
 use modelhost::types::MemoryEstimate;
 use modelhost::types::error::HostError;
 use modelhost::types::requirement::{ModelType, Precision};
+use modelhost::types::{ComputeDevice, DeviceSupport};
 
 /// A text that makes the fake model panic.
 pub const PANIC_TEXT: &str = "panic!";
@@ -38,6 +38,7 @@ pub struct FakeBackend {
     failed_loads: Mutex<Vec<ComputeDevice>>,
     piece_interval: Option<Duration>,
     pieces: Arc<AtomicUsize>,
+    cpu_only: Vec<ModelType>,
 }
 
 impl FakeBackend {
@@ -89,6 +90,15 @@ impl FakeBackend {
         }
     }
 
+    /// A backend that reports models of `types` as running on the CPU only (as a backend without
+    /// GPU kernels for a family does), and fails to load them anywhere else.
+    pub fn cpu_only(types: &[ModelType]) -> Self {
+        Self {
+            cpu_only: types.to_vec(),
+            ..Self::default()
+        }
+    }
+
     /// Pieces of text generators wrote so far.
     pub fn pieces(&self) -> usize {
         self.pieces.load(Ordering::SeqCst)
@@ -121,7 +131,7 @@ impl FakeBackend {
 }
 
 impl ModelBackend for FakeBackend {
-    fn inspect(&self, _: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
+    fn inspect(&self, model_type: ModelType, files: &ModelFiles) -> Result<Inspection, HostError> {
         Ok(Inspection {
             info: ModelInfo {
                 architecture: format!("fake:{}", files.name),
@@ -135,6 +145,11 @@ impl ModelBackend for FakeBackend {
                     .find(|(name, _)| *name == files.name)
                     .map(|(_, estimate)| *estimate)
                     .unwrap_or_default(),
+                runs_on: if self.cpu_only.contains(&model_type) {
+                    DeviceSupport::CPU
+                } else {
+                    DeviceSupport::CPU_AND_CUDA
+                },
             },
             encoder: Arc::new(FakeEncoder),
         })
@@ -152,7 +167,8 @@ impl ModelBackend for FakeBackend {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         assert!(!panics, "the fake checkpoint made the loader panic");
-        if self.failing_devices.contains(&device) {
+        let unsupported = self.cpu_only.contains(&model_type) && device != ComputeDevice::Cpu;
+        if unsupported || self.failing_devices.contains(&device) {
             self.failed_loads.lock().unwrap().push(device);
             return Err(HostError::LoadFailed {
                 name: files.name.clone(),

@@ -37,6 +37,8 @@ pub struct Served {
     pub config: PathBuf,
     admin_token: Option<String>,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying the process's stderr; it ends at the process's end.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Served {
@@ -90,7 +92,7 @@ impl Served {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().unwrap();
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err.read(&mut buf) {
                 if n == 0 {
@@ -122,6 +124,7 @@ impl Served {
             config,
             admin_token: options.admin_token.map(str::to_string),
             stderr,
+            reader: Some(reader),
         }
     }
 
@@ -176,7 +179,7 @@ impl Served {
             assert!(
                 started.elapsed() < Duration::from_secs(300),
                 "not ready: {}",
-                self.stderr()
+                self.stderr.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -190,8 +193,14 @@ impl Served {
         serde_json::from_str(&body).unwrap()
     }
 
-    /// What the process logged so far.
-    pub fn stderr(&self) -> String {
+    /// What the process logged so far; once it has exited, all of it (the copy of its last
+    /// lines may still be on its way when the exit is seen).
+    pub fn stderr(&mut self) -> String {
+        if matches!(self.child.try_wait(), Ok(Some(_)))
+            && let Some(reader) = self.reader.take()
+        {
+            let _ = reader.join();
+        }
         self.stderr.lock().unwrap().clone()
     }
 

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use crate::kernels::{Isa, WeightFormat};
 use crate::store::local::ModelFiles;
-use crate::types::ComputeDevice;
 use crate::types::MemoryEstimate;
 use crate::types::error::HostError;
 use crate::types::requirement::{ModelType, Precision};
+use crate::types::{ComputeDevice, DeviceSupport};
 
 pub use common::generation::{
     GenerationRequest, GenerationSummary, Prompt, SamplingSettings, TextGenerator,
@@ -47,6 +47,8 @@ pub struct ModelInfo {
     pub labels: Vec<String>,
     /// What the model needs in memory once loaded.
     pub memory: MemoryEstimate,
+    /// The devices the backend can run the model on; placement uses no others.
+    pub runs_on: DeviceSupport,
 }
 
 /// A model's tokenizer. It is loaded at registration, with verification, so that requests can
@@ -123,7 +125,7 @@ impl ModelBackend for CandleBackend {
                 files, device, precision,
             )?))),
             ModelType::Classification => Ok(LoadedModel::Sequence(Box::new(
-                SequenceClassifier::load(files, device)?,
+                SequenceClassifier::load(files, device, precision)?,
             ))),
             ModelType::TextGeneration => Ok(LoadedModel::Generator(Box::new(
                 LlamaGenerator::load(files, device, precision)?,
@@ -134,6 +136,13 @@ impl ModelBackend for CandleBackend {
         }
     }
 }
+
+/// The devices candle's backend runs every model family on: the CPU, and CUDA GPUs when the host
+/// is built with the `cuda` feature.
+pub(crate) const CANDLE_DEVICES: DeviceSupport = DeviceSupport {
+    cpu: true,
+    cuda: cfg!(feature = "cuda"),
+};
 
 /// The CPU weight format for `precision`: bf16 for `Fast` where the CPU multiplies bf16 natively.
 pub(crate) fn cpu_weight_format(precision: Precision, name: &str) -> WeightFormat {

@@ -106,13 +106,24 @@ pub fn render(status: &HostStatus) -> String {
                 m.device.clone(),
                 m.workers.join(","),
                 mib(m.accounted_bytes),
+                m.measured_bytes.map_or_else(|| "-".to_string(), mib),
+                m.placement_note.clone().unwrap_or_default(),
             ]
         })
         .collect();
     table(
         &mut out,
         &[
-            "MODEL ID", "TYPE", "NAME", "LOADED", "REFS", "DEVICE", "WORKERS", "MIB",
+            "MODEL ID",
+            "TYPE",
+            "NAME",
+            "LOADED",
+            "REFS",
+            "DEVICE",
+            "WORKERS",
+            "MIB",
+            "MEASURED MIB",
+            "PLACEMENT",
         ],
         &models,
     );

@@ -22,14 +22,10 @@ pub struct SystemDevices;
 
 impl DeviceInventory for SystemDevices {
     fn cuda_devices(&self) -> Vec<u32> {
-        // Ordinals are probed in order until one fails to open; without the `cuda` feature the
-        // first probe fails.
-        (0u32..)
-            .take_while(|&n| candle_core::Device::new_cuda(n as usize).is_ok())
-            .collect()
+        (0..cuda::device_count()).collect()
     }
 
-    /// RAM from `/proc/meminfo`; a GPU's memory from `nvidia-smi`.
+    /// RAM from `/proc/meminfo`; a GPU's memory from its driver.
     fn memory_bytes(&self, device: ComputeDevice) -> Option<u64> {
         match device {
             ComputeDevice::Cpu => {
@@ -38,16 +34,49 @@ impl DeviceInventory for SystemDevices {
                 let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
                 Some(kib * 1024)
             }
-            ComputeDevice::Cuda(n) => {
-                let output = std::process::Command::new("nvidia-smi")
-                    .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
-                    .arg(format!("--id={n}"))
-                    .output()
-                    .ok()?;
-                let mib: u64 = String::from_utf8(output.stdout).ok()?.trim().parse().ok()?;
-                Some(mib << 20)
-            }
+            ComputeDevice::Cuda(n) => cuda::memory(n).map(|(_, total)| total),
         }
+    }
+}
+
+/// Bytes in use on `device` now, as its driver reports them (every process's allocations
+/// together); `None` for the CPU, whose allocations are measured otherwise.
+pub fn used_bytes(device: ComputeDevice) -> Option<u64> {
+    match device {
+        ComputeDevice::Cpu => None,
+        ComputeDevice::Cuda(n) => cuda::memory(n).map(|(free, total)| total.saturating_sub(free)),
+    }
+}
+
+/// The CUDA driver, through cudarc (as candle links it).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use candle_core::cuda_backend::cudarc::driver::CudaContext;
+
+    /// Usable CUDA devices (none when the driver is missing or fails).
+    pub fn device_count() -> u32 {
+        CudaContext::device_count().map_or(0, |n| n.max(0) as u32)
+    }
+
+    /// Free and total bytes of GPU `ordinal`.
+    pub fn memory(ordinal: u32) -> Option<(u64, u64)> {
+        let context = CudaContext::new(ordinal as usize).ok()?;
+        let (free, total) = context.mem_get_info().ok()?;
+        Some((free as u64, total as u64))
+    }
+}
+
+/// Without the `cuda` feature there is no GPU.
+#[cfg(not(feature = "cuda"))]
+mod cuda {
+    /// Usable CUDA devices: none in this build.
+    pub fn device_count() -> u32 {
+        0
+    }
+
+    /// Free and total bytes of a GPU: unknown in this build.
+    pub fn memory(_: u32) -> Option<(u64, u64)> {
+        None
     }
 }
 

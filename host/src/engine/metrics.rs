@@ -355,6 +355,15 @@ fn render_live(out: &mut String, status: &ServiceStatus, cache: CacheCounts) {
     );
     gauges(
         out,
+        "modelhost_model_measured_bytes",
+        "Device memory a model id's weights took when they loaded, as the GPU driver reported it.",
+        status
+            .loaded_models
+            .iter()
+            .filter_map(|m| Some((model(m), m.measured_bytes? as f64))),
+    );
+    gauges(
+        out,
         "modelhost_worker_busy",
         "Batches a worker has been given and not finished.",
         pool.workers.iter().map(|w| (worker(w), w.busy.into())),

@@ -30,10 +30,13 @@ pub fn attention(qkv: &[f32], context: &mut [f32], sequences: &[Sequence], heads
     }) {
         assert_eq!(s.start, expected_start, "sequences must be packed in order");
         let (part, tail) = rest.split_at_mut(s.len * hidden);
-        parts.push((
-            part,
-            &qkv[s.start * 3 * hidden..(s.start + s.len) * 3 * hidden],
-        ));
+        // An empty sequence has nothing to attend to.
+        if s.len > 0 {
+            parts.push((
+                part,
+                &qkv[s.start * 3 * hidden..(s.start + s.len) * 3 * hidden],
+            ));
+        }
         rest = tail;
     }
     parts

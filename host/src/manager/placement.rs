@@ -20,8 +20,9 @@ pub(super) struct Placement {
 }
 
 impl ModelManager {
-    /// The workers `weights` may run on: the matching devices where the model fits, GPUs before
-    /// the CPU for `auto` (which means `worker_pool.device_preference`). Where it fits nowhere,
+    /// The workers `weights` may run on: the matching devices where the model fits, among those
+    /// its backend can run it on (a note says so when that overrides the requirement's device),
+    /// GPUs before the CPU for `auto` (which means `worker_pool.device_preference`). Where it fits nowhere,
     /// models no id uses are evicted from the first device that can make room, least recently
     /// used first; then the next devices are tried; then the call fails with `out-of-memory`.
     /// The model's estimate is accounted on the devices it is placed on.
@@ -34,13 +35,14 @@ impl ModelManager {
             DevicePreference::Auto => self.pool.settings().device_preference,
             device => device,
         };
-        let (matching, fallback) = self.pool.matching(preference);
+        let runs_on = weights.info.runs_on;
+        let (matching, fallback) = self.pool.matching(preference, &runs_on)?;
         let mut classes = vec![matching];
-        if preference == DevicePreference::Auto {
-            let (cpu, none) = self.pool.matching(DevicePreference::Cpu);
-            if none.is_none() && cpu != classes[0] {
-                classes.push(cpu);
-            }
+        if preference == DevicePreference::Auto
+            && let Ok((cpu, None)) = self.pool.matching(DevicePreference::Cpu, &runs_on)
+            && cpu != classes[0]
+        {
+            classes.push(cpu);
         }
         let workers = self.pool.workers();
         let mut shortfalls = Vec::new();
@@ -48,19 +50,21 @@ impl ModelManager {
             let mut devices: Vec<ComputeDevice> =
                 class.iter().map(|&i| workers[i].device).collect();
             devices.dedup();
+            let copies =
+                |d: ComputeDevice| class.iter().filter(|&&i| workers[i].device == d).count();
             let mut fitting: Vec<ComputeDevice> = devices
                 .iter()
                 .copied()
-                .filter(|&d| self.account(weights, d, false).is_ok())
+                .filter(|&d| self.account(weights, d, copies(d), false).is_ok())
                 .collect();
             if fitting.is_empty() {
                 for &device in &devices {
-                    match self.account(weights, device, true) {
+                    match self.account(weights, device, copies(device), true) {
                         Ok(()) => {
                             fitting.push(device);
                             break;
                         }
-                        Err(free) => shortfalls.push((device, free)),
+                        Err(free) => shortfalls.push((device, free, copies(device))),
                     }
                 }
             }
@@ -78,7 +82,7 @@ impl ModelManager {
         }
         let free = shortfalls
             .iter()
-            .map(|&(device, free)| DeviceFree {
+            .map(|&(device, free, _)| DeviceFree {
                 device: device.to_string(),
                 free,
                 budget: self.pool.memory(device).status().budget_bytes.unwrap_or(0),
@@ -86,33 +90,35 @@ impl ModelManager {
             .collect();
         Err(HostError::OutOfMemory {
             name: weights.key.name.clone(),
-            needed: Some(self.needed(
-                weights,
-                shortfalls.first().map_or(ComputeDevice::Cpu, |s| s.0),
-            )),
+            needed: Some(shortfalls.first().map_or(0, |&(device, _, copies)| {
+                self.needed(weights, device, copies as u64)
+            })),
             free: FreeMemory::Devices(free),
         })
     }
 
-    /// Bytes `weights` are accounted for on `device`: the weights, plus the working memory on a
-    /// GPU without `allow_gpu_growth`.
-    fn needed(&self, weights: &SharedModel, device: ComputeDevice) -> u64 {
+    /// Bytes `weights` are accounted for on `device`: the weights once per worker there that may
+    /// load them (each worker holds its own copy), plus the working memory on a GPU without
+    /// `allow_gpu_growth`.
+    fn needed(&self, weights: &SharedModel, device: ComputeDevice, copies: u64) -> u64 {
         let estimate = weights.info.memory;
         let reserve_working =
             matches!(device, ComputeDevice::Cuda(_)) && !self.pool.settings().memory.gpu_growth;
-        estimate.weights + if reserve_working { estimate.working } else { 0 }
+        estimate.weights.saturating_mul(copies.max(1))
+            + if reserve_working { estimate.working } else { 0 }
     }
 
-    /// Accounts `weights` on `device`; with `evict`, unloads models no id uses from it, least
-    /// recently used first, until they fit. Returns the free bytes when they do not.
+    /// Accounts `weights` on `device` (`copies`: the workers there that may load them); with
+    /// `evict`, unloads models no id uses from it, least recently used first, until they fit. Returns the free bytes when they do not.
     fn account(
         &self,
         weights: &SharedModel,
         device: ComputeDevice,
+        copies: usize,
         evict: bool,
     ) -> Result<(), u64> {
         let memory = self.pool.memory(device);
-        let needed = self.needed(weights, device);
+        let needed = self.needed(weights, device, copies as u64);
         loop {
             let free = match memory.try_account(&weights.key, needed) {
                 Ok(()) => return Ok(()),

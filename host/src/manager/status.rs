@@ -81,6 +81,11 @@ impl ModelManager {
             placement_note: placement.fallback,
             waiting_requests: entry.weights.served.waiting_requests() as u32,
             estimated_bytes: entry.weights.info.memory,
+            measured_bytes: placement
+                .holders
+                .iter()
+                .filter_map(|&i| workers[i].measured_bytes(&entry.weights.key))
+                .reduce(|a, b| a + b),
             accounted_bytes: self
                 .pool
                 .memories()

@@ -8,7 +8,7 @@ pub mod ids;
 pub mod requirement;
 pub mod results;
 
-pub use device::ComputeDevice;
+pub use device::{ComputeDevice, DeviceSupport};
 pub use error::HostError;
 pub use ids::{ModelKey, ModuleId};
 pub use requirement::{

@@ -206,6 +206,9 @@ pub struct ModelStatus {
     pub estimated_bytes: MemoryEstimate,
     /// Bytes accounted to the weights, over the devices they are placed on.
     pub accounted_bytes: u64,
+    /// Device memory the loads of the weights took, as the GPUs' drivers reported it (summed
+    /// over the workers holding them); absent where nothing was measured (the CPU).
+    pub measured_bytes: Option<u64>,
 }
 
 /// References one module holds on one id.

@@ -4,7 +4,7 @@
 
 use modelhost::backends::{CandleBackend, ModelBackend, SequenceClassifier};
 use modelhost::types::ComputeDevice;
-use modelhost::types::requirement::ModelType;
+use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::{FIXTURE_ORG, code, fixtures, model_store, probe, real_runtime};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,7 +50,7 @@ fn token_ids_and_logits_match_transformers() {
         let inspection = CandleBackend
             .inspect(ModelType::Classification, &files)
             .unwrap();
-        let model = SequenceClassifier::load(&files, ComputeDevice::Cpu).unwrap();
+        let model = SequenceClassifier::load(&files, ComputeDevice::Cpu, Precision::Exact).unwrap();
         let cases = reference(folder);
         let texts: Vec<String> = cases.iter().map(|c| c.text.clone()).collect();
         let ids = inspection.encoder.encode(&texts, 512).unwrap();

@@ -229,3 +229,34 @@ async fn working_memory_is_accounted_while_a_batch_runs() {
     assert_eq!(during.used_bytes, 400 * MIB + during.working_bytes);
     assert_eq!((after.working_bytes, after.used_bytes), (0, 400 * MIB));
 }
+
+#[tokio::test]
+async fn each_worker_on_a_device_is_accounted_its_own_copy_of_the_weights() {
+    // Two workers on one 1000 MiB GPU: a 400 MiB model may load on both, so it is accounted
+    // twice; a second such model no longer fits there and goes to the CPU.
+    let manager = machine(2000, &[1000], |s| {
+        s.pool.devices = vec![DevicePreference::CudaOrdinal(0), DevicePreference::Cpu];
+        s.pool.num_workers = 3;
+    });
+    place(&manager, "a", 1).await;
+    place(&manager, "b", 2).await;
+    let status = manager.status();
+    let accounted: Vec<(&str, &str, u64)> = status
+        .loaded_models
+        .iter()
+        .map(|m| {
+            (
+                m.model_id.as_str(),
+                m.device.as_str(),
+                m.accounted_bytes / MIB,
+            )
+        })
+        .collect();
+    assert_eq!(accounted, [("a", "cuda:0", 800), ("b", "cpu", 400)]);
+    assert!(
+        status
+            .loaded_models
+            .iter()
+            .all(|m| m.measured_bytes.is_none())
+    );
+}

@@ -1,6 +1,7 @@
 //! The worker pool on a simulated machine with a fake backend: device expansion, placement,
 //! preload capping, fallback, load balancing, batching across callers, token budget, overload,
-//! timeout, abandoned callers, and workers that cannot load a model.
+//! timeout, abandoned callers, workers that cannot load a model, and models placed only where
+//! their backend runs them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -571,4 +572,93 @@ async fn a_dropped_stream_stops_its_generation_and_frees_the_worker() {
         .await
         .unwrap();
     assert_eq!(next.text, "xxx");
+}
+
+/// A machine with one GPU and a CPU, whose backend runs text generation on the CPU only.
+fn generation_on_cpu_only(devices: &[&str]) -> (Arc<ModelManager>, Arc<FakeBackend>) {
+    start(
+        &[0],
+        settings(devices, LoadBalancing::LeastBusy),
+        FakeBackend::cpu_only(&[ModelType::TextGeneration]),
+    )
+}
+
+fn generator(device: DevicePreference) -> ModelRequirement {
+    ModelRequirement {
+        device,
+        preload_workers: 1,
+        ..ModelRequirement::new(ModelType::TextGeneration, SMOLLM2)
+    }
+}
+
+#[tokio::test]
+async fn a_model_goes_only_to_devices_its_backend_runs_it_on_and_the_status_says_why() {
+    let (manager, backend) = generation_on_cpu_only(&["auto", "cpu"]);
+    let m = ModuleId::new(MODULE);
+    // `auto` puts what the GPU can run on the GPU, and the rest on the cpu.
+    manager
+        .register(&m, "e", requirement(DevicePreference::Auto, 1))
+        .await
+        .unwrap();
+    manager
+        .register(&m, "g", generator(DevicePreference::Auto))
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.load_devices(),
+        [ComputeDevice::Cuda(0), ComputeDevice::Cpu]
+    );
+    let generation = manager
+        .generate(&m, "g", Prompt::Text("hi".into()), Default::default())
+        .await
+        .unwrap();
+    assert!(generation.text.starts_with("cpu "), "{}", generation.text);
+    let status = manager.status();
+    let [e, g] = &status.loaded_models[..] else {
+        panic!("{:?}", status.loaded_models)
+    };
+    assert_eq!((e.device.as_str(), g.device.as_str()), ("cuda:0", "cpu"));
+    assert!(e.placement_note.is_none());
+    let note = g.placement_note.as_deref().unwrap();
+    assert!(note.contains("auto") && note.contains("cpu only"), "{note}");
+    // The backend was never asked to load the generator on the GPU.
+    assert!(backend.failed_loads().is_empty());
+
+    // A requirement naming the GPU gets the cpu too, with the reason.
+    manager
+        .register(&m, "g-gpu", generator(DevicePreference::CudaOrdinal(0)))
+        .await
+        .unwrap();
+    let status = manager.status();
+    let on_gpu = status
+        .loaded_models
+        .iter()
+        .find(|s| s.model_id == "g-gpu")
+        .unwrap();
+    assert_eq!(on_gpu.device, "cpu");
+    let note = on_gpu.placement_note.as_deref().unwrap();
+    assert!(note.contains("cannot run on cuda:0"), "{note}");
+    assert!(backend.failed_loads().is_empty());
+}
+
+#[tokio::test]
+async fn a_model_no_worker_can_run_is_refused_at_registration() {
+    let (manager, backend) = generation_on_cpu_only(&["cuda"]);
+    let m = ModuleId::new(MODULE);
+    let error = manager
+        .register(&m, "g", generator(DevicePreference::Auto))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, HostError::DeviceUnavailable(m) if m.contains("cpu only") && m.contains("cuda:0")),
+        "{error}"
+    );
+    assert_eq!(backend.loads() + backend.failed_loads().len(), 0);
+    assert!(manager.status().loaded_models.is_empty());
+    // The same host serves what its GPU can run.
+    manager
+        .register(&m, "e", requirement(DevicePreference::Auto, 1))
+        .await
+        .unwrap();
+    assert_eq!(backend.load_devices(), [ComputeDevice::Cuda(0)]);
 }

@@ -218,7 +218,7 @@ fn a_handler_that_blocks_forever_hits_the_request_deadline() {
         serve: "request_timeout_seconds = 3",
         ..ServeOptions::default()
     };
-    let host = start(dir.path(), &faults("faults", ""), options);
+    let mut host = start(dir.path(), &faults("faults", ""), options);
     assert_eq!(host.get("/faults/ok"), (200, "384".into()));
     // Before the response: 504.
     let started = Instant::now();
@@ -279,7 +279,7 @@ fn an_initialize_that_blocks_fails_the_module_start_with_the_deadline() {
     };
     // Optional: reported as failed; the others serve.
     let modules = format!("{stuck}required = false\n{}", faults("faults", ""));
-    let host = Served::start_with(
+    let mut host = Served::start_with(
         MODELHOST,
         dir.path(),
         &dir.path().join("compiled"),
@@ -378,7 +378,7 @@ fn a_cleanup_that_blocks_is_stopped_at_its_deadline_on_shutdown() {
 #[test]
 fn failure_bodies_name_the_kind_without_backtraces_or_paths() {
     let dir = tempfile::tempdir().unwrap();
-    let host = start(
+    let mut host = start(
         dir.path(),
         &faults("faults", "limits = { cpu_seconds_per_call = 0.5 }"),
         ServeOptions::default(),

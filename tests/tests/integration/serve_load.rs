@@ -58,7 +58,7 @@ fn handlers_that_trap_spin_or_exhaust_memory_answer_500_and_the_host_serves_on()
         module_entry("faults", Path::new(guests::HTTP_FAULTS), "/faults", "{}")
     );
     let modules = format!("{faults}{}", openai("openai"));
-    let host = Served::start(
+    let mut host = Served::start(
         MODELHOST,
         dir.path(),
         &dir.path().join("compiled"),

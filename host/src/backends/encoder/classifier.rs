@@ -1,27 +1,31 @@
 //! Sequence classification checkpoints (`BertForSequenceClassification`,
-//! `DistilBertForSequenceClassification`): the encoder on the CPU kernels, then the head on the
-//! first token, as transformers defines it (BERT's tanh pooler, DistilBERT's ReLU
-//! pre-classifier), then the classifier. Scores are the softmax of the logits, or their sigmoid
-//! when `problem_type` is `multi_label_classification`.
+//! `DistilBertForSequenceClassification`): the encoder (the host's CPU kernels on the CPU, our
+//! [`DeviceEncoder`] in candle's ops on a CUDA GPU), then, on the host's CPU kernels wherever the
+//! encoder ran, the head on the first token as transformers defines it (BERT's tanh pooler,
+//! DistilBERT's ReLU pre-classifier) and the classifier: two small matrices, for which only the
+//! first token's row of each sequence comes back from the GPU. Scores are the softmax of the
+//! logits, or their sigmoid when `problem_type` is `multi_label_classification`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use candle_core::IndexOp;
 use serde::Deserialize;
 
 use super::config::{EncoderConfig, Family};
 use super::cpu::{CpuBertEncoder, TensorReader};
-use crate::backends::BackendError;
+use super::device::{DeviceEncoder, Target};
 use crate::backends::common::checkpoint::{architecture, require_safetensors};
 use crate::backends::common::memory_estimate;
 use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
+use crate::backends::{BackendError, InferenceError};
 use crate::backends::{Inspection, ModelInfo, SequenceModel};
 use crate::kernels::{PackedLinear, WeightFormat};
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
 use crate::types::HostError;
 use crate::types::error::UnsupportedArchitecture;
-use crate::types::requirement::ModelType;
+use crate::types::requirement::{ModelType, Precision};
 
 use crate::backends::common::bounds::{MAX_LABEL_BYTES, MAX_LABELS};
 
@@ -134,6 +138,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
             encoder.max_input(),
         ),
         labels: config.labels,
+        runs_on: crate::backends::CANDLE_DEVICES,
     };
     Ok(Inspection {
         info,
@@ -149,33 +154,61 @@ enum Head {
     PreClassifier(PackedLinear),
 }
 
-/// A sequence classifier on the CPU kernels.
+/// What runs a classifier's encoder.
+enum Engine {
+    /// The host's CPU kernels over packed sequences.
+    Kernels(CpuBertEncoder),
+    /// candle's ops on a GPU (or, in tests, candle's CPU device), over padded batches.
+    Device(DeviceEncoder),
+}
+
+/// A sequence classifier: the encoder on the CPU kernels or a GPU, the head on the CPU kernels.
 pub struct SequenceClassifier {
     name: String,
-    encoder: CpuBertEncoder,
+    encoder: Engine,
+    hidden_size: usize,
     head: Head,
     classifier: PackedLinear,
     multi_label: bool,
 }
 
 impl SequenceClassifier {
-    /// Loads the checkpoint in `files`. Classifiers run on CPU workers only.
-    pub fn load(files: &ModelFiles, device: ComputeDevice) -> Result<Self, BackendError> {
+    /// Loads the checkpoint in `files` for a worker on `device`: on the CPU, the encoder on the
+    /// kernels in f32 (whatever the precision); on `cuda:N`, on that GPU with its matrix
+    /// products in f32, or f16 for `Precision::Fast`.
+    pub fn load(
+        files: &ModelFiles,
+        device: ComputeDevice,
+        precision: Precision,
+    ) -> Result<Self, BackendError> {
+        let target = Target::of(device, precision, || WeightFormat::F32).map_err(|e| {
+            BackendError::LoadFailed {
+                name: files.name.clone(),
+                reason: format!("on {device}: {e}"),
+            }
+        })?;
+        Self::load_on(files, target)
+    }
+
+    /// Loads the checkpoint to run its encoder where `target` says: the seam through which
+    /// tests run the GPU engine on candle's CPU device.
+    pub(crate) fn load_on(files: &ModelFiles, target: Target) -> Result<Self, BackendError> {
         let load_failed = |reason: String| BackendError::LoadFailed {
             name: files.name.clone(),
             reason,
         };
-        if device != ComputeDevice::Cpu {
-            return Err(load_failed(format!(
-                "classification models run on cpu workers; {device} was picked (set \"device\": \"cpu\")"
-            )));
-        }
         let config = ClassifierConfig::read(files)?;
-        let candle = |e: candle_core::Error| load_failed(e.to_string());
+        let candle = |e: candle_core::Error| load_failed(format!("on {target}: {e}"));
         let family = config.encoder.family;
         let reader = TensorReader::open(&files.path(WEIGHTS_FILE), family).map_err(candle)?;
-        let encoder =
-            CpuBertEncoder::load(&reader, &config.encoder, WeightFormat::F32).map_err(candle)?;
+        let encoder = match &target {
+            Target::Kernels(format) => Engine::Kernels(
+                CpuBertEncoder::load(&reader, &config.encoder, *format).map_err(candle)?,
+            ),
+            Target::Candle { device, dtype } => Engine::Device(
+                DeviceEncoder::load(&reader, &config.encoder, device, *dtype).map_err(candle)?,
+            ),
+        };
         let h = config.encoder.hidden_size;
         let head = match family {
             Family::Bert => Head::Pooler(
@@ -198,6 +231,7 @@ impl SequenceClassifier {
         Ok(Self {
             name: files.name.clone(),
             encoder,
+            hidden_size: h,
             head,
             classifier: reader
                 .head_linear("classifier", h, labels)
@@ -208,19 +242,12 @@ impl SequenceClassifier {
 
     /// The logits of each sequence, in order.
     pub fn logits(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, BackendError> {
-        let h = self.encoder.hidden_size();
-        let first_tokens = self
-            .encoder
-            .forward(batch, |states, sequences| {
-                sequences
-                    .iter()
-                    .flat_map(|s| states[s.start * h..(s.start + 1) * h].to_vec())
-                    .collect::<Vec<f32>>()
-            })
-            .map_err(|source| BackendError::InferenceFailed {
-                name: self.name.clone(),
-                source,
-            })?;
+        let first_tokens =
+            self.first_tokens(batch)
+                .map_err(|source| BackendError::InferenceFailed {
+                    name: self.name.clone(),
+                    source,
+                })?;
         let mut pooled = vec![0.0; first_tokens.len()];
         match &self.head {
             Head::Pooler(dense) => dense.forward(&first_tokens, &mut pooled, |block, _| {
@@ -234,6 +261,32 @@ impl SequenceClassifier {
         let mut logits = vec![0.0; batch.len() * labels];
         self.classifier.forward(&pooled, &mut logits, |_, _| {});
         Ok(logits.chunks(labels).map(<[f32]>::to_vec).collect())
+    }
+
+    /// The encoder's last hidden state of each sequence's first token, rows in order, on the
+    /// host.
+    fn first_tokens(&self, batch: &[&[u32]]) -> Result<Vec<f32>, InferenceError> {
+        let h = self.hidden_size;
+        match &self.encoder {
+            Engine::Kernels(encoder) => encoder.forward(batch, |states, sequences| {
+                sequences
+                    .iter()
+                    .flat_map(|s| match s.len {
+                        // An empty sequence has no first token: its state is zeros.
+                        0 => vec![0.0; h],
+                        _ => states[s.start * h..(s.start + 1) * h].to_vec(),
+                    })
+                    .collect()
+            }),
+            Engine::Device(encoder) => {
+                let output = encoder.forward(batch)?;
+                if output.hidden.dim(1)? == 0 {
+                    return Ok(vec![0.0; batch.len() * h]);
+                }
+                // Only the (batch, hidden) first-token rows cross back from the device.
+                Ok(output.hidden.i((.., 0))?.flatten_all()?.to_vec1::<f32>()?)
+            }
+        }
     }
 }
 

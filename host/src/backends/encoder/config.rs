@@ -1,5 +1,6 @@
 //! The shape of a BERT-family encoder, read from a BERT or DistilBERT `config.json`, so one forward
-//! pass (`encoder::cpu`) serves both: the two differ only in names, token types and config keys.
+//! pass serves both (`encoder::cpu` on the host's kernels, `encoder::device` on any candle device):
+//! the two differ only in tensor names ([`LayerNames`]), token types and config keys.
 
 use serde::Deserialize;
 
@@ -180,5 +181,64 @@ fn activation(name: &str, files: &ModelFiles) -> Result<Activation, BackendError
                 "activation \"{name}\" is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu)"
             ))
             .into()),
+    }
+}
+
+/// The word embeddings, `(vocab_size, hidden_size)`. The embedding tensors have the same names in
+/// both families (under the family's prefix, see `cpu::TensorReader`).
+pub const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+/// The position embeddings, `(max_positions, hidden_size)`.
+pub const POSITION_EMBEDDINGS: &str = "embeddings.position_embeddings.weight";
+/// The token type embeddings, `(type_vocab_size, hidden_size)`: BERT only.
+pub const TOKEN_TYPE_EMBEDDINGS: &str = "embeddings.token_type_embeddings.weight";
+/// The layer norm after the embeddings.
+pub const EMBEDDING_NORM: &str = "embeddings.LayerNorm";
+
+/// The names of one layer's tensors in a family's checkpoints (each a prefix of `.weight` and
+/// `.bias`): the one table both encoders (`cpu`, `device`) load by.
+pub struct LayerNames {
+    /// The query, key and value projections, fused in this order.
+    pub query_key_value: [String; 3],
+    /// The attention's output projection.
+    pub attention_output: String,
+    /// The layer norm after the attention's residual.
+    pub attention_norm: String,
+    /// The feed-forward block's first projection (to `intermediate_size`).
+    pub intermediate: String,
+    /// The feed-forward block's second projection (back to `hidden_size`).
+    pub output: String,
+    /// The layer norm after the feed-forward block's residual.
+    pub output_norm: String,
+}
+
+impl LayerNames {
+    /// The names of layer `i` of a `family` checkpoint.
+    pub fn of(family: Family, i: usize) -> Self {
+        match family {
+            Family::Bert => {
+                let at = |part: &str| format!("encoder.layer.{i}.{part}");
+                Self {
+                    query_key_value: ["query", "key", "value"]
+                        .map(|p| at(&format!("attention.self.{p}"))),
+                    attention_output: at("attention.output.dense"),
+                    attention_norm: at("attention.output.LayerNorm"),
+                    intermediate: at("intermediate.dense"),
+                    output: at("output.dense"),
+                    output_norm: at("output.LayerNorm"),
+                }
+            }
+            Family::DistilBert => {
+                let at = |part: &str| format!("transformer.layer.{i}.{part}");
+                Self {
+                    query_key_value: ["q_lin", "k_lin", "v_lin"]
+                        .map(|p| at(&format!("attention.{p}"))),
+                    attention_output: at("attention.out_lin"),
+                    attention_norm: at("sa_layer_norm"),
+                    intermediate: at("ffn.lin1"),
+                    output: at("ffn.lin2"),
+                    output_norm: at("output_layer_norm"),
+                }
+            }
+        }
     }
 }

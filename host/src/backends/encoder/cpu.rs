@@ -12,7 +12,10 @@ use std::sync::Mutex;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 
-use super::config::{EncoderConfig, Family};
+use super::config::{
+    EMBEDDING_NORM, EncoderConfig, Family, LayerNames, POSITION_EMBEDDINGS, TOKEN_TYPE_EMBEDDINGS,
+    WORD_EMBEDDINGS,
+};
 use crate::backends::InferenceError;
 use crate::backends::common::activation::Activation;
 use crate::kernels::{
@@ -21,9 +24,11 @@ use crate::kernels::{
 };
 
 /// Layer norm weights.
-struct Norm {
-    gamma: Vec<f32>,
-    beta: Vec<f32>,
+pub struct Norm {
+    /// The scale.
+    pub gamma: Vec<f32>,
+    /// The shift.
+    pub beta: Vec<f32>,
 }
 
 /// One encoder layer.
@@ -73,7 +78,7 @@ impl TensorReader {
         // SAFETY: the weights file is mapped read-only; the model store never rewrites a
         // snapshot file in place (downloads land in new files and are renamed).
         let file = unsafe { MmapedSafetensors::new(path)? };
-        let prefix = match (file.get("embeddings.word_embeddings.weight"), family) {
+        let prefix = match (file.get(WORD_EMBEDDINGS), family) {
             (Ok(_), _) => "",
             (Err(_), Family::Bert) => "bert.",
             (Err(_), Family::DistilBert) => "distilbert.",
@@ -139,11 +144,39 @@ impl TensorReader {
         Ok(values)
     }
 
-    fn norm(&self, name: &str, width: usize) -> candle_core::Result<Norm> {
+    /// The layer norm `name`, `width` wide.
+    pub fn norm(&self, name: &str, width: usize) -> candle_core::Result<Norm> {
         Ok(Norm {
             gamma: self.read(&format!("{name}.weight"), width)?,
             beta: self.read(&format!("{name}.bias"), width)?,
         })
+    }
+
+    /// The first row of the token type embeddings (every input is segment 0), or zeros for a
+    /// family without token types.
+    pub fn token_type_row(&self, config: &EncoderConfig) -> candle_core::Result<Vec<f32>> {
+        let h = config.hidden_size;
+        Ok(match config.type_vocab_size {
+            0 => vec![0.0; h],
+            n => self.read(TOKEN_TYPE_EMBEDDINGS, n * h)?[..h].to_vec(),
+        })
+    }
+
+    /// The encoder linear layers `names` (`outputs` x `inputs` each, PyTorch's layout) stacked
+    /// into one: the weights `(names.len() * outputs, inputs)` row-major, then the biases.
+    pub fn linear_values(
+        &self,
+        names: &[String],
+        inputs: usize,
+        outputs: usize,
+    ) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+        let mut weight = Vec::with_capacity(names.len() * inputs * outputs);
+        let mut bias = Vec::with_capacity(names.len() * outputs);
+        for name in names {
+            weight.extend(self.read(&format!("{name}.weight"), inputs * outputs)?);
+            bias.extend(self.read(&format!("{name}.bias"), outputs)?);
+        }
+        Ok((weight, bias))
     }
 
     fn linear(
@@ -153,12 +186,7 @@ impl TensorReader {
         outputs: usize,
         format: WeightFormat,
     ) -> candle_core::Result<PackedLinear> {
-        let mut weight = Vec::with_capacity(names.len() * inputs * outputs);
-        let mut bias = Vec::with_capacity(names.len() * outputs);
-        for name in names {
-            weight.extend(self.read(&format!("{name}.weight"), inputs * outputs)?);
-            bias.extend(self.read(&format!("{name}.bias"), outputs)?);
-        }
+        let (weight, bias) = self.linear_values(names, inputs, outputs)?;
         Ok(PackedLinear::new(
             &weight,
             &bias,
@@ -166,47 +194,6 @@ impl TensorReader {
             names.len() * outputs,
             format,
         ))
-    }
-}
-
-/// The names of one layer's tensors in a family's checkpoints.
-struct LayerNames {
-    query_key_value: [String; 3],
-    attention_output: String,
-    attention_norm: String,
-    intermediate: String,
-    output: String,
-    output_norm: String,
-}
-
-impl LayerNames {
-    fn of(family: Family, i: usize) -> Self {
-        match family {
-            Family::Bert => {
-                let at = |part: &str| format!("encoder.layer.{i}.{part}");
-                Self {
-                    query_key_value: ["query", "key", "value"]
-                        .map(|p| at(&format!("attention.self.{p}"))),
-                    attention_output: at("attention.output.dense"),
-                    attention_norm: at("attention.output.LayerNorm"),
-                    intermediate: at("intermediate.dense"),
-                    output: at("output.dense"),
-                    output_norm: at("output.LayerNorm"),
-                }
-            }
-            Family::DistilBert => {
-                let at = |part: &str| format!("transformer.layer.{i}.{part}");
-                Self {
-                    query_key_value: ["q_lin", "k_lin", "v_lin"]
-                        .map(|p| at(&format!("attention.{p}"))),
-                    attention_output: at("attention.out_lin"),
-                    attention_norm: at("sa_layer_norm"),
-                    intermediate: at("ffn.lin1"),
-                    output: at("ffn.lin2"),
-                    output_norm: at("output_layer_norm"),
-                }
-            }
-        }
     }
 }
 
@@ -230,19 +217,11 @@ impl CpuBertEncoder {
                 output_norm: reader.norm(&names.output_norm, h)?,
             })
         };
-        let token_type_embedding = match config.type_vocab_size {
-            0 => vec![0.0; h],
-            n => reader.read("embeddings.token_type_embeddings.weight", n * h)?[..h].to_vec(),
-        };
         Ok(Self {
-            word_embeddings: reader
-                .read("embeddings.word_embeddings.weight", config.vocab_size * h)?,
-            position_embeddings: reader.read(
-                "embeddings.position_embeddings.weight",
-                config.max_positions * h,
-            )?,
-            token_type_embedding,
-            embedding_norm: reader.norm("embeddings.LayerNorm", h)?,
+            word_embeddings: reader.read(WORD_EMBEDDINGS, config.vocab_size * h)?,
+            position_embeddings: reader.read(POSITION_EMBEDDINGS, config.max_positions * h)?,
+            token_type_embedding: reader.token_type_row(config)?,
+            embedding_norm: reader.norm(EMBEDDING_NORM, h)?,
             layers: (0..config.layers)
                 .map(layer)
                 .collect::<candle_core::Result<_>>()?,

@@ -1,16 +1,15 @@
 //! BERT-family sentence embeddings: the tokenizer (truncating, no padding), the encoder (the
-//! host's CPU kernels on the CPU, candle's `BertModel` with per-batch padding on GPUs), pooling
-//! over the real tokens and optional L2 normalization.
+//! host's CPU kernels over packed sequences on the CPU, our [`DeviceEncoder`] in candle's ops
+//! over padded batches on GPUs), pooling over the real tokens and optional L2 normalization.
 
 use std::sync::Arc;
 
-use candle_core::{D, DType, Device, IndexOp, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_core::{D, DType, IndexOp, Tensor};
 use tokenizers::Tokenizer;
 
 use super::config::{EncoderConfig, Family};
 use super::cpu::{CpuBertEncoder, TensorReader};
+use super::device::{DeviceEncoder, Target};
 use crate::backends::BackendError;
 use crate::backends::common::checkpoint::{WEIGHTS_FILE, architecture, require_safetensors};
 use crate::backends::common::memory_estimate;
@@ -39,8 +38,8 @@ pub struct BertEmbedder {
 enum Engine {
     /// The host's CPU kernels over packed sequences.
     Cpu(CpuBertEncoder),
-    /// candle's BERT on a GPU, over padded batches.
-    Candle { model: BertModel, device: Device },
+    /// candle's ops on a GPU (or, in tests, candle's CPU device), over padded batches.
+    Device(DeviceEncoder),
 }
 
 /// Verifies the model folder and loads its tokenizer, without loading weights.
@@ -54,36 +53,41 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
 }
 
 impl BertEmbedder {
-    /// Loads the model onto `device`: packed for the CPU kernels, or mapped into candle tensors
-    /// on a GPU. `Precision::Fast` packs the linear layers as bf16 on CPUs with AVX512-BF16.
+    /// Loads the model onto `device`: packed for the CPU kernels, or into candle tensors on a
+    /// GPU. `Precision::Fast` packs the linear layers as bf16 on CPUs with AVX512-BF16, and runs
+    /// the matrix products in f16 on GPUs.
     pub fn load(
         files: &ModelFiles,
         device: ComputeDevice,
         precision: Precision,
     ) -> Result<Self, BackendError> {
+        let format = || cpu_weight_format(precision, &files.name);
+        let target =
+            Target::of(device, precision, format).map_err(|e| BackendError::LoadFailed {
+                name: files.name.clone(),
+                reason: format!("on {device}: {e}"),
+            })?;
+        Self::load_on(files, target)
+    }
+
+    /// Loads the model to run where `target` says: the seam through which tests run the GPU
+    /// engine on candle's CPU device.
+    pub(crate) fn load_on(files: &ModelFiles, target: Target) -> Result<Self, BackendError> {
         let (config, _) = encoder_config(files)?;
         let head = SentenceTransformerConfig::read(files)?;
         let load_failed = |e: candle_core::Error| BackendError::LoadFailed {
             name: files.name.clone(),
-            reason: format!("on {device}: {e}"),
+            reason: format!("on {target}: {e}"),
         };
-        let weights = files.path(WEIGHTS_FILE);
-        let engine = match device {
-            ComputeDevice::Cpu => {
-                let format = cpu_weight_format(precision, &files.name);
-                let reader = TensorReader::open(&weights, Family::Bert).map_err(load_failed)?;
-                Engine::Cpu(CpuBertEncoder::load(&reader, &config, format).map_err(load_failed)?)
+        let reader =
+            TensorReader::open(&files.path(WEIGHTS_FILE), Family::Bert).map_err(load_failed)?;
+        let engine = match &target {
+            Target::Kernels(format) => {
+                Engine::Cpu(CpuBertEncoder::load(&reader, &config, *format).map_err(load_failed)?)
             }
-            ComputeDevice::Cuda(n) => {
-                let device = Device::new_cuda(n as usize).map_err(load_failed)?;
-                // SAFETY: the weights file is mapped read-only; the model store never rewrites a
-                // snapshot file in place (downloads land in new files and are renamed).
-                let vb =
-                    unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
-                        .map_err(load_failed)?;
-                let model = BertModel::load(vb, &candle_config(files)?).map_err(load_failed)?;
-                Engine::Candle { model, device }
-            }
+            Target::Candle { device, dtype } => Engine::Device(
+                DeviceEncoder::load(&reader, &config, device, *dtype).map_err(load_failed)?,
+            ),
         };
         Ok(Self {
             name: files.name.clone(),
@@ -108,41 +112,26 @@ impl BertEmbedder {
                     })
                     .collect()
             }),
-            Engine::Candle { model, device } => {
-                candle_forward(model, device, &self.head, batch).map_err(InferenceError::Tensor)
-            }
+            Engine::Device(encoder) => device_forward(encoder, &self.head, batch),
         }
     }
 }
 
-/// candle's padded forward pass: pad to the longest sequence, mask, pool, normalize.
-fn candle_forward(
-    model: &BertModel,
-    device: &Device,
+/// The padded forward pass on a candle device, then pooling and normalization there; only the
+/// pooled vectors come back to the host.
+fn device_forward(
+    encoder: &DeviceEncoder,
     head: &SentenceTransformerConfig,
     batch: &[&[u32]],
-) -> candle_core::Result<Vec<Vec<f32>>> {
-    let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(batch.len() * len);
-    let mut mask = Vec::with_capacity(batch.len() * len);
-    for row in batch {
-        ids.extend_from_slice(row);
-        ids.extend(std::iter::repeat_n(0u32, len - row.len()));
-        mask.extend(std::iter::repeat_n(1u32, row.len()));
-        mask.extend(std::iter::repeat_n(0u32, len - row.len()));
-    }
-    let shape = (batch.len(), len);
-    let ids = Tensor::from_vec(ids, shape, device)?;
-    let mask = Tensor::from_vec(mask, shape, device)?;
-    let token_types = ids.zeros_like()?;
-    let hidden = model.forward(&ids, &token_types, Some(&mask))?;
-    let pooled = pool(&hidden, &mask, head.pooling)?;
+) -> Result<Vec<Vec<f32>>, InferenceError> {
+    let output = encoder.forward(batch)?;
+    let pooled = pool(&output.hidden, &output.mask, head.pooling)?;
     let pooled = if head.normalize {
         l2_normalize(&pooled)?
     } else {
         pooled
     };
-    pooled.to_vec2::<f32>()
+    Ok(pooled.to_vec2::<f32>()?)
 }
 
 impl SequenceModel for BertEmbedder {
@@ -180,6 +169,7 @@ fn verify(files: &ModelFiles) -> Result<(Tokenizer, ModelInfo), BackendError> {
             config.heads,
             max_input_length,
         ),
+        runs_on: crate::backends::CANDLE_DEVICES,
     };
     Ok((tokenizer, info))
 }
@@ -198,15 +188,6 @@ fn encoder_config(files: &ModelFiles) -> Result<(EncoderConfig, String), Backend
         ));
     }
     Ok((EncoderConfig::read(files, Family::Bert)?, architecture.name))
-}
-
-/// candle's view of the same config, for the GPU path.
-fn candle_config(files: &ModelFiles) -> Result<BertConfig, BackendError> {
-    serde_json::from_str(&files.read_to_string("config.json")?).map_err(|e| {
-        files
-            .invalid(format!("config.json is not a valid BERT config: {e}"))
-            .into()
-    })
 }
 
 /// Pools one sequence's token vectors (`width`-wide rows) into one vector.
@@ -244,21 +225,27 @@ fn normalize(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x /= norm);
 }
 
-/// Pools `(batch, len, hidden)` token vectors into `(batch, hidden)`, ignoring padding.
+/// Pools `(batch, len, hidden)` token vectors into `(batch, hidden)`, ignoring padding. A
+/// sequence without tokens pools to zeros, as `pool_rows` pools it.
 fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
+    let (batch, len, width) = hidden.dims3()?;
+    if len == 0 {
+        return Tensor::zeros((batch, width), DType::F32, hidden.device());
+    }
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
+    // 1 for a sequence with tokens, 0 for an empty one.
+    let any = mask.max(1)?;
     match pooling {
-        Pooling::Cls => hidden.i((.., 0)),
+        Pooling::Cls => hidden.i((.., 0))?.broadcast_mul(&any),
         Pooling::Mean => {
-            let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
             let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
             summed.broadcast_div(&counts)
         }
         Pooling::Max => {
-            let mask = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
             // Padding positions get a large negative offset so they never win the maximum.
-            let offset = ((mask - 1.0)? * 1e9)?;
-            hidden.broadcast_add(&offset)?.max(1)
+            let offset = ((&mask - 1.0)? * 1e9)?;
+            hidden.broadcast_add(&offset)?.max(1)?.broadcast_mul(&any)
         }
     }
 }

@@ -1,22 +1,21 @@
 //! Where a Llama checkpoint's weights come from: a GGUF file (sizes from its metadata, tensors
 //! dequantized at load, rotary pairs interleaved) or Hugging Face safetensors (sizes from
-//! `config.json`, rotary pairs in halves).
+//! `config.json`, rotary pairs in halves); the model's sizes and the roles of its tensors, which
+//! both engines (`cpu`, `device`) are built from through one [`TensorReader`].
 
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file;
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::cpu::{LayerPart, LlamaCpu, LlamaShape, LlamaTensor, RopeStyle};
 use crate::backends::BackendError;
 use crate::backends::common::bounds::{
     MAX_CONTEXT, MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_TENSORS, MAX_VOCAB, MAX_WIDTH,
     elements, finite_positive, heads, positive,
 };
 use crate::backends::common::memory_estimate::SafetensorsHeader;
-use crate::kernels::WeightFormat;
 use crate::store::local::ModelFiles;
 
 /// The fields of a Hugging Face Llama `config.json` the forward pass needs.
@@ -27,14 +26,151 @@ pub struct HfConfig {
     num_attention_heads: usize,
     num_key_value_heads: Option<usize>,
     intermediate_size: usize,
-    #[serde(default = "rope_theta")]
-    rope_theta: f32,
+    /// The rotary base as transformers 4 writes it.
+    rope_theta: Option<f32>,
+    /// The rotary settings as transformers 5 writes them.
+    rope_parameters: Option<RopeParameters>,
+    /// Rotary scaling (transformers 4): not implemented, so refused when set.
+    rope_scaling: Option<serde_json::Value>,
     rms_norm_eps: f32,
     max_position_embeddings: u32,
 }
 
-fn rope_theta() -> f32 {
-    10_000.0
+/// `rope_parameters` of a transformers 5 config.
+#[derive(Debug, Clone, Deserialize)]
+struct RopeParameters {
+    rope_theta: Option<f32>,
+    rope_type: Option<String>,
+}
+
+impl HfConfig {
+    /// The rotary base (`rope_theta`, at the top level or in `rope_parameters`; 10000 when
+    /// neither says), refusing the scaled variants (llama3, yarn, ...) the forward pass does
+    /// not implement rather than computing something else.
+    fn rope_base(&self) -> candle_core::Result<f32> {
+        let scaled = self.rope_scaling.as_ref().is_some_and(|v| !v.is_null());
+        let kind = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.rope_type.as_deref())
+            .unwrap_or("default");
+        if scaled || kind != "default" {
+            candle_core::bail!(
+                "config.json asks for scaled rotary embeddings ({kind}); only the default kind is supported"
+            );
+        }
+        Ok(self
+            .rope_theta
+            .or_else(|| self.rope_parameters.as_ref()?.rope_theta)
+            .unwrap_or(10_000.0))
+    }
+}
+
+/// How rotary embeddings pair the values of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// `(x[2i], x[2i+1])`: GGUF files (their converters permute the query and key weights).
+    Interleaved,
+    /// `(x[i], x[i + d/2])`: Hugging Face checkpoints.
+    Halves,
+}
+
+/// A Llama model's sizes.
+#[derive(Debug, Clone)]
+pub struct LlamaShape {
+    /// Width of the hidden state.
+    pub hidden: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `heads`).
+    pub kv_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate: usize,
+    /// Rotary embedding base frequency.
+    pub rope_base: f32,
+    /// How rotary embeddings pair values.
+    pub rope: RopeStyle,
+    /// RMS norm epsilon.
+    pub eps: f32,
+}
+
+impl LlamaShape {
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+
+    /// Width of the keys (or the values) of one token: every key/value head.
+    pub fn kv_width(&self) -> usize {
+        self.kv_heads * self.head_dim()
+    }
+
+    /// The rotary embedding's cosines and sines for positions `0..context`, each
+    /// `[position][frequency]` (`head_dim / 2` frequencies): one table both engines use, so they
+    /// rotate by the same rounded angles.
+    pub fn rotary_table(&self, context: usize) -> (Vec<f32>, Vec<f32>) {
+        let d = self.head_dim();
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(context * d / 2),
+            Vec::with_capacity(context * d / 2),
+        );
+        for p in 0..context {
+            for i in 0..d / 2 {
+                let angle = p as f32 / self.rope_base.powf(2.0 * i as f32 / d as f32);
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        (cos, sin)
+    }
+}
+
+/// Reads a checkpoint's tensors by role: f32 tensors on the CPU, in the checkpoint's shape
+/// (`[outputs, inputs]` for a linear layer, row-major); `None` for an absent optional tensor.
+pub type TensorReader<'a> = dyn FnMut(LlamaTensor) -> candle_core::Result<Option<Tensor>> + 'a;
+
+/// Reads a tensor that must be there.
+pub fn required(read: &mut TensorReader<'_>, role: LlamaTensor) -> candle_core::Result<Tensor> {
+    read(role)?
+        .ok_or_else(|| candle_core::Error::Msg(format!("the checkpoint has no {role:?} tensor")))
+}
+
+/// The tensors of a Llama checkpoint, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlamaTensor {
+    /// Token embeddings `[vocab, hidden]`.
+    Embeddings,
+    /// A layer's tensor.
+    Layer(usize, LayerPart),
+    /// The final norm.
+    Norm,
+    /// The output projection `[vocab, hidden]` (absent when tied to the embeddings).
+    Head,
+}
+
+/// The tensors of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerPart {
+    /// RMS norm before attention.
+    AttentionNorm,
+    /// Query projection.
+    Query,
+    /// Key projection.
+    Key,
+    /// Value projection.
+    Value,
+    /// Attention output projection.
+    AttentionOutput,
+    /// RMS norm before the feed-forward.
+    FfnNorm,
+    /// Feed-forward gate projection.
+    Gate,
+    /// Feed-forward up projection.
+    Up,
+    /// Feed-forward down projection.
+    Down,
 }
 
 /// A verified Llama checkpoint.
@@ -207,24 +343,23 @@ impl LlamaCheckpoint {
                     .num_key_value_heads
                     .unwrap_or(config.num_attention_heads),
                 intermediate: config.intermediate_size,
-                rope_base: config.rope_theta,
+                rope_base: config.rope_base()?,
                 rope: RopeStyle::Halves,
                 eps: config.rms_norm_eps,
             }),
         }
     }
 
-    /// Loads and packs the weights for `shape` (from [`Self::verified_shape`]).
-    pub fn load(
+    /// Opens the weights file and hands `build` a reader of its tensors (GGUF tensors
+    /// dequantized, safetensors converted to f32): every engine is built through it.
+    pub fn load<M>(
         &self,
-        shape: LlamaShape,
-        format: WeightFormat,
-        context: usize,
-    ) -> candle_core::Result<LlamaCpu> {
+        build: impl FnOnce(&mut TensorReader<'_>) -> candle_core::Result<M>,
+    ) -> candle_core::Result<M> {
         match self {
             Self::Gguf { path, content } => {
                 let mut file = std::fs::File::open(path)?;
-                let mut read = |role: LlamaTensor| -> candle_core::Result<Option<Vec<f32>>> {
+                let mut read = |role: LlamaTensor| -> candle_core::Result<Option<Tensor>> {
                     let name = gguf_name(role);
                     if !content.tensor_infos.contains_key(&name) {
                         return Ok(None);
@@ -232,23 +367,24 @@ impl LlamaCheckpoint {
                     let tensor = content
                         .tensor(&mut file, &name, &Device::Cpu)?
                         .dequantize(&Device::Cpu)?;
-                    Ok(Some(tensor.flatten_all()?.to_vec1::<f32>()?))
+                    Ok(Some(tensor))
                 };
-                LlamaCpu::load(shape, &mut read, format, context)
+                build(&mut read)
             }
             Self::Safetensors { path, .. } => {
                 // SAFETY: the weights file is mapped read-only; the model store never rewrites a
                 // snapshot file in place (downloads land in new files and are renamed).
                 let weights = unsafe { MmapedSafetensors::new(path)? };
-                let mut read = |role: LlamaTensor| -> candle_core::Result<Option<Vec<f32>>> {
+                let mut read = |role: LlamaTensor| -> candle_core::Result<Option<Tensor>> {
                     let name = hf_name(role);
                     if weights.get(&name).is_err() {
                         return Ok(None);
                     }
-                    let tensor = weights.load(&name, &Device::Cpu)?.to_dtype(DType::F32)?;
-                    Ok(Some(tensor.flatten_all()?.to_vec1::<f32>()?))
+                    Ok(Some(
+                        weights.load(&name, &Device::Cpu)?.to_dtype(DType::F32)?,
+                    ))
                 };
-                LlamaCpu::load(shape, &mut read, format, context)
+                build(&mut read)
             }
         }
     }
@@ -336,5 +472,45 @@ fn hf_name(role: LlamaTensor) -> String {
             };
             format!("model.layers.{i}.{part}.weight")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HfConfig;
+
+    fn config(rope: &str) -> HfConfig {
+        serde_json::from_str(&format!(
+            r#"{{"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 128, "rms_norm_eps": 1e-5,
+                "max_position_embeddings": 64 {rope}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_rope_base_is_read_where_either_transformers_writes_it() {
+        assert_eq!(config("").rope_base().unwrap(), 10_000.0);
+        assert_eq!(
+            config(r#", "rope_theta": 100000.0"#).rope_base().unwrap(),
+            100_000.0
+        );
+        let v5 = r#", "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}"#;
+        assert_eq!(config(v5).rope_base().unwrap(), 100_000.0);
+        let llama3 = r#", "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3"}"#;
+        assert!(
+            config(llama3)
+                .rope_base()
+                .unwrap_err()
+                .to_string()
+                .contains("llama3")
+        );
+        let scaled =
+            r#", "rope_theta": 10000.0, "rope_scaling": {"type": "linear", "factor": 2.0}"#;
+        assert!(config(scaled).rope_base().is_err());
+        assert_eq!(
+            config(r#", "rope_scaling": null"#).rope_base().unwrap(),
+            10_000.0
+        );
     }
 }

@@ -1,86 +1,15 @@
 //! The Llama forward pass on the host's CPU kernels, from weights dequantized (GGUF) or read
-//! (safetensors) at load: RMS norms, a fused query/key/value projection, interleaved rotary embeddings (GGUF's layout),
-//! grouped-query causal attention over a KV cache, and the SwiGLU feed-forward, with the gate's
-//! SiLU and product fused into the up projection's epilogue. Linear layers are f32, or bf16 for
-//! fast precision.
+//! (safetensors) at load: RMS norms, a fused query/key/value projection, rotary embeddings
+//! (interleaved pairs for GGUF, halves for Hugging Face), grouped-query causal attention over a
+//! KV cache, and the SwiGLU feed-forward, with the gate's SiLU and product fused into the up
+//! projection's epilogue. Linear layers are f32, or bf16 for fast precision.
 
 use candle_core::Device;
 
+use super::checkpoint::{LayerPart, LlamaShape, LlamaTensor, RopeStyle, TensorReader, required};
 use crate::backends::InferenceError;
 use crate::backends::common::generation::Decoder;
 use crate::kernels::{PackedLinear, WeightFormat, attention_causal, rms_norm_rows, silu_mul};
-
-/// How rotary embeddings pair the values of a head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RopeStyle {
-    /// `(x[2i], x[2i+1])`: GGUF files (their converters permute the query and key weights).
-    Interleaved,
-    /// `(x[i], x[i + d/2])`: Hugging Face checkpoints.
-    Halves,
-}
-
-/// A Llama model's sizes.
-#[derive(Debug, Clone)]
-pub struct LlamaShape {
-    /// Width of the hidden state.
-    pub hidden: usize,
-    /// Decoder layers.
-    pub layers: usize,
-    /// Query heads.
-    pub heads: usize,
-    /// Key/value heads (grouped-query attention when fewer than `heads`).
-    pub kv_heads: usize,
-    /// Width of the feed-forward layer.
-    pub intermediate: usize,
-    /// Rotary embedding base frequency.
-    pub rope_base: f32,
-    /// How rotary embeddings pair values.
-    pub rope: RopeStyle,
-    /// RMS norm epsilon.
-    pub eps: f32,
-}
-
-impl LlamaShape {
-    fn head_dim(&self) -> usize {
-        self.hidden / self.heads
-    }
-}
-
-/// The tensors of a Llama checkpoint, by role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LlamaTensor {
-    /// Token embeddings `[vocab, hidden]`.
-    Embeddings,
-    /// A layer's tensor.
-    Layer(usize, LayerPart),
-    /// The final norm.
-    Norm,
-    /// The output projection `[vocab, hidden]` (absent when tied to the embeddings).
-    Head,
-}
-
-/// The tensors of one layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerPart {
-    /// RMS norm before attention.
-    AttentionNorm,
-    /// Query projection.
-    Query,
-    /// Key projection.
-    Key,
-    /// Value projection.
-    Value,
-    /// Attention output projection.
-    AttentionOutput,
-    /// RMS norm before the feed-forward.
-    FfnNorm,
-    /// Feed-forward gate projection.
-    Gate,
-    /// Feed-forward up projection.
-    Up,
-    /// Feed-forward down projection.
-    Down,
-}
 
 /// One decoder layer.
 struct Layer {
@@ -114,21 +43,19 @@ pub struct LlamaState<'a> {
 }
 
 impl LlamaCpu {
-    /// Packs a model of `shape` whose tensors `tensor` reads (f32, row-major; `None` for an
-    /// absent optional tensor); `format` applies to the linear layers.
+    /// Packs a model of `shape` whose tensors `read` reads; `format` applies to the linear
+    /// layers.
     pub fn load(
         shape: LlamaShape,
-        tensor: &mut dyn FnMut(LlamaTensor) -> candle_core::Result<Option<Vec<f32>>>,
+        read: &mut TensorReader<'_>,
         format: WeightFormat,
         context: usize,
     ) -> candle_core::Result<Self> {
-        let mut required = |role: LlamaTensor| -> candle_core::Result<Vec<f32>> {
-            tensor(role)?.ok_or_else(|| {
-                candle_core::Error::Msg(format!("the checkpoint has no {role:?} tensor"))
-            })
+        let values = |t: candle_core::Tensor| -> candle_core::Result<Vec<f32>> {
+            t.flatten_all()?.to_vec1()
         };
-        let d = shape.head_dim();
-        let (h, kv, inter) = (shape.hidden, shape.kv_heads * d, shape.intermediate);
+        let mut required = |role: LlamaTensor| values(required(read, role)?);
+        let (h, kv, inter) = (shape.hidden, shape.kv_width(), shape.intermediate);
         let linear =
             |w: Vec<f32>, inputs: usize, outputs: usize| -> candle_core::Result<PackedLinear> {
                 if w.len() != inputs * outputs {
@@ -164,18 +91,12 @@ impl LlamaCpu {
         let embeddings = required(LlamaTensor::Embeddings)?;
         let norm = required(LlamaTensor::Norm)?;
         let vocab = embeddings.len() / h;
-        let head = match tensor(LlamaTensor::Head)? {
-            Some(head) => head,
+        let head = match read(LlamaTensor::Head)? {
+            Some(head) => values(head)?,
             None => embeddings.clone(),
         };
-        let rope = (0..context)
-            .flat_map(|p| {
-                (0..d / 2).map(move |i| {
-                    let angle = p as f32 / shape.rope_base.powf(2.0 * i as f32 / d as f32);
-                    (angle.cos(), angle.sin())
-                })
-            })
-            .collect();
+        let (cos, sin) = shape.rotary_table(context);
+        let rope = cos.into_iter().zip(sin).collect();
         Ok(Self {
             lm_head: linear(head, h, vocab)?,
             norm,
@@ -226,6 +147,9 @@ impl LlamaState<'_> {
         let (h, d) = (s.hidden, s.head_dim());
         let kv = s.kv_heads * d;
         let n = tokens.len();
+        if n == 0 {
+            return Err(candle_core::Error::Msg("no tokens to run".into()).into());
+        }
         let first = self.length;
         if first + n > model.context {
             return Err(InferenceError::ContextExceeded {

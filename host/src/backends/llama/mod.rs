@@ -2,16 +2,23 @@
 //! `model.safetensors` (with `tokenizer.json`, `tokenizer_config.json` and
 //! `generation_config.json` next to them), with a KV cache per generation.
 //!
-//! The weights are dequantized at load and run on the host's CPU kernels (`cpu`): f32 for
-//! `exact` precision, so the logits are those of the dequantized model (what transformers
-//! computes from the same file), or bf16 for `fast` on CPUs with AVX512-BF16 (half the memory and
-//! bandwidth; the text drifts from the exact one after a few tokens).
+//! The weights are dequantized at load (`checkpoint` reads them for either engine) and run
+//! - on a CPU worker, on the host's CPU kernels (`cpu`): f32 for `exact` precision, so the logits
+//!   are those of the dequantized model (what transformers computes from the same file), or bf16
+//!   for `fast` on CPUs with AVX512-BF16 (half the memory and bandwidth; the text drifts from the
+//!   exact one after a few tokens);
+//! - on a CUDA worker, in candle's ops on the GPU (`device`): the same math, with f32 matrices
+//!   for `exact` and bf16 ones for `fast` (norms, softmax and the residual stream stay f32).
 
 mod checkpoint;
 mod cpu;
+mod device;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
+use candle_core::{DType, Device};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
@@ -20,11 +27,12 @@ use crate::backends::common::bounds::{MAX_VOCAB, positive};
 use crate::backends::common::chat_template::ChatTemplate;
 use crate::backends::common::checkpoint::architecture;
 use crate::backends::common::generation::{
-    GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
+    Decoder, GenerationRequest, GenerationSummary, Prompt, TextGenerator, decode_loop,
 };
 use crate::backends::common::memory_estimate::{self, DecoderShape};
 use crate::backends::common::tokenizer::{load_tokenizer, truncating_tokenizer};
 use crate::backends::{Inspection, ModelInfo, cpu_weight_format};
+use crate::kernels::WeightFormat;
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
 use crate::types::HostError;
@@ -32,6 +40,7 @@ use crate::types::error::UnsupportedArchitecture;
 use crate::types::requirement::{ModelType, Precision};
 use checkpoint::LlamaCheckpoint;
 use cpu::LlamaCpu;
+use device::LlamaDevice;
 
 const SUPPORTED: &str =
     "Llama-family models (config.json model_type \"llama\") in a GGUF file or model.safetensors";
@@ -108,6 +117,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
         head: checkpoint.describe(),
         labels: Vec::new(),
         memory,
+        runs_on: crate::backends::CANDLE_DEVICES,
     };
     Ok(Inspection {
         info,
@@ -115,10 +125,34 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
     })
 }
 
+/// Where a loaded model runs.
+enum Engine {
+    /// The host's CPU kernels.
+    Cpu(LlamaCpu),
+    /// candle's ops on a device (a CUDA GPU).
+    Device(LlamaDevice),
+}
+
+/// What to build a model for.
+enum Target {
+    /// The host's CPU kernels, with the linear layers in this format.
+    Cpu(WeightFormat),
+    /// candle's ops on this device, with the linear layers in this dtype.
+    Candle(Device, DType),
+}
+
+/// The candle dtype of the linear layers for `precision` on a device: bf16 for `Fast`.
+fn device_dtype(precision: Precision) -> DType {
+    match precision {
+        Precision::Exact => DType::F32,
+        Precision::Fast => DType::BF16,
+    }
+}
+
 /// A loaded Llama model. Generations keep their KV caches apart, so the model is shared.
 pub struct LlamaGenerator {
     name: String,
-    model: LlamaCpu,
+    engine: Engine,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     end_of_sequence: Vec<u32>,
@@ -126,28 +160,48 @@ pub struct LlamaGenerator {
 }
 
 impl LlamaGenerator {
-    /// Loads the model in `files` for `precision`. Runs on CPU workers.
+    /// Loads the model in `files` for `precision` onto `device`: the CPU kernels on `cpu`,
+    /// candle's ops on `cuda:N`.
     pub fn load(
         files: &ModelFiles,
         device: ComputeDevice,
         precision: Precision,
     ) -> Result<Self, BackendError> {
-        let load_failed = |reason: String| BackendError::LoadFailed {
-            name: files.name.clone(),
-            reason,
+        let target = match device {
+            ComputeDevice::Cpu => Target::Cpu(cpu_weight_format(precision, &files.name)),
+            ComputeDevice::Cuda(n) => Target::Candle(
+                Device::new_cuda(n as usize).map_err(|e| BackendError::LoadFailed {
+                    name: files.name.clone(),
+                    reason: format!("on {device}: {e}"),
+                })?,
+                device_dtype(precision),
+            ),
         };
-        if device != ComputeDevice::Cpu {
-            return Err(load_failed(format!(
-                "Llama models run on cpu workers; {device} was picked (set \"device\": \"cpu\")"
-            )));
-        }
+        Self::load_on(files, target, &device.to_string())
+    }
+
+    /// Loads the model in `files` onto `target` (`device` names it in errors). The tests build
+    /// the candle engine on candle's CPU device through it.
+    fn load_on(files: &ModelFiles, target: Target, device: &str) -> Result<Self, BackendError> {
+        let load_failed = |e: candle_core::Error| BackendError::LoadFailed {
+            name: files.name.clone(),
+            reason: format!("on {device}: {e}"),
+        };
         let checkpoint = LlamaCheckpoint::find(files)?;
         let shape = checkpoint.verified_shape(files)?;
         let context = checkpoint.context(files)? as usize;
-        let format = cpu_weight_format(precision, &files.name);
-        let model = checkpoint
-            .load(shape, format, context)
-            .map_err(|e| load_failed(e.to_string()))?;
+        let engine = match target {
+            Target::Cpu(format) => Engine::Cpu(
+                checkpoint
+                    .load(|read| LlamaCpu::load(shape, read, format, context))
+                    .map_err(load_failed)?,
+            ),
+            Target::Candle(device, dtype) => Engine::Device(
+                checkpoint
+                    .load(|read| LlamaDevice::load(shape, read, &device, dtype, context))
+                    .map_err(load_failed)?,
+            ),
+        };
         let tokenizer = load_tokenizer(files)?;
         let template = ChatTemplate::read(files)?;
         let end_of_sequence = end_of_sequence(
@@ -157,7 +211,7 @@ impl LlamaGenerator {
         );
         Ok(Self {
             name: files.name.clone(),
-            model,
+            engine,
             tokenizer,
             template,
             end_of_sequence,
@@ -207,9 +261,19 @@ impl TextGenerator for LlamaGenerator {
             ))
             .into());
         }
-        let mut decoder = self.model.state();
+        let (mut cpu, mut device);
+        let decoder: &mut dyn Decoder = match &self.engine {
+            Engine::Cpu(model) => {
+                cpu = model.state();
+                &mut cpu
+            }
+            Engine::Device(model) => {
+                device = model.state();
+                &mut device
+            }
+        };
         let summary = decode_loop(
-            &mut decoder,
+            decoder,
             &self.tokenizer,
             &prompt,
             &self.end_of_sequence,

@@ -88,6 +88,7 @@ pub fn inspect(files: &ModelFiles) -> Result<Inspection, BackendError> {
             working: per_token * u64::from(max_input),
             per_token,
         },
+        runs_on: crate::backends::CANDLE_DEVICES,
     };
     Ok(Inspection {
         info,

@@ -14,6 +14,7 @@ use crate::backends::common::bounds::{
     MAX_HEADS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, finite_positive,
     positive,
 };
+use crate::backends::common::mask::causal_mask;
 use crate::store::local::ModelFiles;
 
 /// The fields of a T5 `config.json` this implementation reads.
@@ -452,6 +453,21 @@ impl T5Model {
         })
     }
 
+    /// Refuses token ids outside the embedding table before they reach a device: a lookup out of
+    /// range is an error on the CPU but undefined behaviour in a GPU kernel.
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        match ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            Some(id) => candle_core::bail!(
+                "token id {id} is outside the vocabulary of {}",
+                self.config.vocab_size
+            ),
+            None => Ok(()),
+        }
+    }
+
     /// The config the model was loaded with.
     pub fn config(&self) -> &T5Config {
         &self.config
@@ -459,6 +475,7 @@ impl T5Model {
 
     /// Encodes `input` and prepares a decoder state attending to it.
     pub fn start(&self, input: &[u32]) -> Result<DecoderState> {
+        self.check_ids(input)?;
         let ids = Tensor::new(input, &self.device)?.unsqueeze(0)?;
         let mut hidden = self.shared.forward(&ids)?;
         let n = input.len();
@@ -499,6 +516,7 @@ impl T5Model {
 
     /// Feeds `tokens` to the decoder after the state's past and returns the next-token logits.
     pub fn decode(&self, state: &mut DecoderState, tokens: &[u32]) -> Result<Tensor> {
+        self.check_ids(tokens)?;
         let ids = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
         let mut hidden = self.shared.forward(&ids)?;
         let (first, n) = (state.length, tokens.len());
@@ -512,18 +530,7 @@ impl T5Model {
             &self.device,
         )?;
         if n > 1 {
-            let mask: Vec<f32> = (0..n)
-                .flat_map(|i| {
-                    (0..keys).map(move |j| {
-                        if j > first + i {
-                            f32::NEG_INFINITY
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .collect();
-            let mask = Tensor::from_vec(mask, (1, 1, n, keys), &self.device)?;
+            let mask = causal_mask(first, n, &self.device)?.reshape((1, 1, n, keys))?;
             bias = Some(match bias {
                 Some(b) => b.broadcast_add(&mask)?,
                 None => mask,

@@ -18,11 +18,12 @@ use tokio::sync::Notify;
 use crate::backends::ModelBackend;
 use crate::engine::device::{self, DeviceInventory};
 use crate::engine::memory::{DeviceMemory, WorkingMemory};
-use crate::types::ComputeDevice;
 use crate::types::ModelKey;
+use crate::types::error::HostError;
 use crate::types::error::mib;
 use crate::types::requirement::DevicePreference;
 use crate::types::results::{WorkerPoolStatus, WorkerStatus};
+use crate::types::{ComputeDevice, DeviceSupport};
 
 pub use generate::{GenerationStream, StreamEvent};
 pub use served::{Placement, ServedModel};
@@ -160,29 +161,66 @@ impl WorkerPool {
         &self.workers
     }
 
-    /// The workers that match a device preference, or every worker (with a note saying so)
-    /// when none does.
-    pub fn matching(&self, preference: DevicePreference) -> (Vec<usize>, Option<String>) {
+    /// The workers that match a device preference among those whose device `runs_on` accepts
+    /// (what the model's backend can run it on), with a note when they are not the ones asked
+    /// for: when no worker on the preferred devices can run the model, every worker that can is
+    /// used. Fails when no worker can run it at all.
+    pub fn matching(
+        &self,
+        preference: DevicePreference,
+        runs_on: &DeviceSupport,
+    ) -> Result<(Vec<usize>, Option<String>), HostError> {
         let on = |pred: &dyn Fn(ComputeDevice) -> bool| -> Vec<usize> {
             (0..self.workers.len())
                 .filter(|&i| pred(self.workers[i].device))
                 .collect()
         };
-        let gpu = |d: ComputeDevice| matches!(d, ComputeDevice::Cuda(_));
-        let matching = match preference {
-            DevicePreference::Auto => match on(&gpu) {
-                gpus if gpus.is_empty() => on(&|_| true),
-                gpus => gpus,
-            },
-            DevicePreference::Cpu => on(&|d| d == ComputeDevice::Cpu),
-            DevicePreference::Cuda => on(&gpu),
-            DevicePreference::CudaOrdinal(n) => on(&|d| d == ComputeDevice::Cuda(n)),
-        };
-        if matching.is_empty() {
-            let note = format!("no worker on {preference}; using any worker");
-            return ((0..self.workers.len()).collect(), Some(note));
+        let capable = on(&|d| runs_on.runs(d));
+        if capable.is_empty() {
+            let devices: Vec<String> = self.devices().iter().map(|d| d.to_string()).collect();
+            return Err(HostError::DeviceUnavailable(format!(
+                "the model runs on {runs_on}, and this host's workers are on {} (add such a device \
+                 to worker_pool.devices)",
+                devices.join(", ")
+            )));
         }
-        (matching, None)
+        let gpu = |d: ComputeDevice| matches!(d, ComputeDevice::Cuda(_));
+        let wanted = |d: ComputeDevice| match preference {
+            DevicePreference::Auto => gpu(d),
+            DevicePreference::Cpu => d == ComputeDevice::Cpu,
+            DevicePreference::Cuda => gpu(d),
+            DevicePreference::CudaOrdinal(n) => d == ComputeDevice::Cuda(n),
+        };
+        let matching = on(&|d| wanted(d) && runs_on.runs(d));
+        if !matching.is_empty() {
+            return Ok((matching, None));
+        }
+        let note = if preference == DevicePreference::Auto {
+            // `auto` means the GPUs the model can run on, else the CPU: a note only where the
+            // host has GPUs the model cannot use.
+            (!on(&gpu).is_empty()).then(|| {
+                format!("auto: the model runs on {runs_on}, not on this host's GPUs; using the cpu")
+            })
+        } else if on(&wanted).is_empty() {
+            Some(format!("no worker on {preference}; using any worker"))
+        } else {
+            Some(format!(
+                "the model cannot run on {preference} (it runs on {runs_on}); using the workers \
+                 that can"
+            ))
+        };
+        Ok((capable, note))
+    }
+
+    /// The devices with workers, in worker order, without repeats.
+    fn devices(&self) -> Vec<ComputeDevice> {
+        let mut devices: Vec<ComputeDevice> = Vec::new();
+        for worker in &self.workers {
+            if !devices.contains(&worker.device) {
+                devices.push(worker.device);
+            }
+        }
+        devices
     }
 
     /// Waits until one of `served`'s holders can take a batch and reserves it. Returns `None`

@@ -1,7 +1,7 @@
 //! One worker: a dedicated thread that owns a device and the models loaded on it, fed jobs by a
 //! channel, so inference never runs on the async runtime (as TEI's backend thread).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc as async_mpsc, oneshot};
 
 use crate::backends::{GenerationRequest, GenerationSummary, LoadedModel, ModelBackend};
+use crate::engine::device;
 use crate::store::local::ModelFiles;
 use crate::types::ComputeDevice;
 use crate::types::ModelKey;
-use crate::types::error::{FreeMemory, HostError, panic_message};
+use crate::types::error::{FreeMemory, HostError, mib, panic_message};
 
 /// What a worker is asked to do.
 enum Job {
@@ -58,12 +59,13 @@ pub struct Worker {
     busy_micros: Arc<AtomicU64>,
 }
 
-/// The models a worker thread holds, kept by the thread and read by the pool.
-type LoadedKeys = Arc<Mutex<HashSet<ModelKey>>>;
+/// The models a worker thread holds, each with the device memory its load took when that was
+/// measured (GPUs), kept by the thread and read by the pool.
+type LoadedKeys = Arc<Mutex<HashMap<ModelKey, Option<u64>>>>;
 
-/// `keys`, locked (a panic elsewhere cannot leave the set half changed: it is only inserted into
+/// `keys`, locked (a panic elsewhere cannot leave the map half changed: it is only inserted into
 /// and removed from).
-fn lock(keys: &LoadedKeys) -> MutexGuard<'_, HashSet<ModelKey>> {
+fn lock(keys: &LoadedKeys) -> MutexGuard<'_, HashMap<ModelKey, Option<u64>>> {
     keys.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -100,7 +102,13 @@ impl Worker {
 
     /// Whether `key` is in this worker's memory now.
     pub fn holds(&self, key: &ModelKey) -> bool {
-        lock(&self.loaded).contains(key)
+        lock(&self.loaded).contains_key(key)
+    }
+
+    /// The device memory loading `key` here took, as the device's allocator reported it (GPUs
+    /// only; approximate when loads on the same device overlap).
+    pub fn measured_bytes(&self, key: &ModelKey) -> Option<u64> {
+        lock(&self.loaded).get(key).copied().flatten()
     }
 
     /// Seconds this worker's thread has spent running jobs.
@@ -334,13 +342,18 @@ impl WorkerThread {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        let before = device::used_bytes(self.device);
         let model = self
             .backend
             .load(key.model_type, files, self.device, key.precision)?;
+        let measured = before
+            .zip(device::used_bytes(self.device))
+            .map(|(before, after)| after.saturating_sub(before));
         self.models.insert(key.clone(), model);
-        lock(&self.loaded).insert(key.clone());
+        lock(&self.loaded).insert(key.clone(), measured);
         tracing::info!(worker = %self.id, model = %key.name, revision = %key.revision,
-            elapsed_ms = started.elapsed().as_millis() as u64, "loaded model");
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            device_bytes = ?measured.map(mib), "loaded model");
         Ok(())
     }
 }
@@ -357,7 +370,7 @@ enum Stage {
 fn out_of_memory(error: HostError, device: ComputeDevice) -> HostError {
     match error {
         HostError::LoadFailed { name, reason } | HostError::InferenceFailed { name, reason }
-            if reason.to_lowercase().contains("out of memory") =>
+            if is_out_of_memory(&reason) =>
         {
             HostError::OutOfMemory {
                 name,
@@ -372,7 +385,45 @@ fn out_of_memory(error: HostError, device: ComputeDevice) -> HostError {
     }
 }
 
+/// Whether a failure's reason is an allocation failure: the allocator's, or the CUDA driver's
+/// (`CUDA_ERROR_OUT_OF_MEMORY`, "out of memory") and cuBLAS's (`CUBLAS_STATUS_ALLOC_FAILED`).
+fn is_out_of_memory(reason: &str) -> bool {
+    let reason = reason.to_lowercase();
+    ["out of memory", "out_of_memory", "alloc_failed"]
+        .iter()
+        .any(|sign| reason.contains(sign))
+}
+
 /// The error for a job that does not fit the loaded model's kind.
 fn not_a(key: &ModelKey, kind: &str) -> HostError {
     HostError::Internal(format!("model '{}' is not a {kind} model", key.name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(reason: &str) -> HostError {
+        HostError::LoadFailed {
+            name: "m".into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn allocation_failures_of_the_allocator_cuda_and_cublas_are_out_of_memory() {
+        for reason in [
+            "on cuda:0: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+            "on cuda:0: cublas error: CUBLAS_STATUS_ALLOC_FAILED",
+            "memory allocation of 1073741824 bytes failed: out of memory",
+        ] {
+            let error = out_of_memory(failed(reason), ComputeDevice::Cuda(0));
+            assert!(
+                matches!(&error, HostError::OutOfMemory { free: FreeMemory::AllocationFailed { device, .. }, .. } if device == "cuda:0"),
+                "{reason}: {error:?}"
+            );
+        }
+        let other = out_of_memory(failed("CUDA_ERROR_ILLEGAL_ADDRESS"), ComputeDevice::Cuda(0));
+        assert!(matches!(other, HostError::LoadFailed { .. }), "{other:?}");
+    }
 }

@@ -1,0 +1,1 @@
+"""scripts/gpu-check: modelhost on one NVIDIA GPU in one prepared run (see scripts/gpu-check)."""
