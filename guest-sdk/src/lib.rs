@@ -66,7 +66,7 @@ pub use modelhost_types::{
     Precision,
 };
 pub use models::{
-    classify, embed, generate_embeddings, register_model, release_all, release_model,
-    service_status,
+    classify, embed, generate_embeddings, list_models, register_model, release_all,
+    release_model, service_status,
 };
 pub use module::Module;

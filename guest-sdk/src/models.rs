@@ -67,6 +67,12 @@ pub fn classify(model_id: &str, texts: &[String]) -> Result<Classifications, Err
     Ok(host::classify(model_id, texts)?)
 }
 
+/// The model ids this module holds, with their status, sorted by id. An HTTP handler runs in a
+/// fresh instance per request: this is how it learns what `initialize` registered.
+pub fn list_models() -> Result<Vec<crate::ModelStatus>, Error> {
+    Ok(host::list_models()?)
+}
+
 /// The host's workers, cache, registered models and references.
 pub fn service_status() -> Result<ServiceStatus, Error> {
     Ok(host::get_service_status()?)

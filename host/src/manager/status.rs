@@ -3,6 +3,7 @@
 
 use super::ModelManager;
 use super::registry::IdEntry;
+use crate::types::ModuleId;
 use crate::types::results::{ModelStatus, ModuleReference, ServiceStatus, WORKER_POOL_SOURCE};
 use std::time::UNIX_EPOCH;
 
@@ -45,6 +46,18 @@ impl ModelManager {
             loaded_weights,
             module_references,
         }
+    }
+
+    /// The model ids `module` holds, with their status, sorted by id (see the WIT `list-models`).
+    pub fn module_models(&self, module: &ModuleId) -> Vec<ModelStatus> {
+        let registry = self.registry();
+        let mut models: Vec<ModelStatus> = registry
+            .ids()
+            .filter(|(_, entry)| entry.holders.contains_key(module))
+            .map(|(id, entry)| self.model_status(id, entry))
+            .collect();
+        models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+        models
     }
 
     fn model_status(&self, model_id: &str, entry: &IdEntry) -> ModelStatus {

@@ -345,7 +345,7 @@ impl From<results::ServiceStatus> for wit::ServiceStatus {
                 cached_count: s.embedding_cache.cached_count,
                 hit_rate: s.embedding_cache.hit_rate,
             },
-            loaded_models: s.loaded_models.into_iter().map(model_status).collect(),
+            loaded_models: s.loaded_models.into_iter().map(Into::into).collect(),
             total_loaded_models: s.total_loaded_models,
             loaded_weights: s.loaded_weights,
             module_references: s
@@ -361,19 +361,21 @@ impl From<results::ServiceStatus> for wit::ServiceStatus {
     }
 }
 
-fn model_status(m: results::ModelStatus) -> wit::ModelStatus {
-    wit::ModelStatus {
-        model_id: m.model_id,
-        model_type: m.model_type.into(),
-        model_name: m.model_name,
-        revision: m.revision,
-        reference_count: m.reference_count,
-        loaded: m.loaded,
-        last_accessed: m.last_accessed,
-        source: m.source,
-        device: m.device,
-        workers: m.workers,
-        placement_note: m.placement_note,
+impl From<results::ModelStatus> for wit::ModelStatus {
+    fn from(m: results::ModelStatus) -> Self {
+        wit::ModelStatus {
+            model_id: m.model_id,
+            model_type: m.model_type.into(),
+            model_name: m.model_name,
+            revision: m.revision,
+            reference_count: m.reference_count,
+            loaded: m.loaded,
+            last_accessed: m.last_accessed,
+            source: m.source,
+            device: m.device,
+            workers: m.workers,
+            placement_note: m.placement_note,
+        }
     }
 }
 

@@ -210,4 +210,9 @@ impl model_manager::Host for ModelManagerView<'_> {
     async fn get_service_status(&mut self) -> Result<wit::ServiceStatus, HostError> {
         Ok(self.ctx.manager.status().into())
     }
+
+    async fn list_models(&mut self) -> Result<Vec<wit::ModelStatus>, HostError> {
+        let models = self.ctx.manager.module_models(&self.ctx.module);
+        Ok(models.into_iter().map(Into::into).collect())
+    }
 }
