@@ -13,7 +13,7 @@ const GUESTS: &[(&str, &str)] = &[
     ("SENTIMENT", "sentiment"),
     ("CHAT", "chat"),
     ("SUMMARIZER", "summarizer"),
-    ("OPENAI_EMBEDDINGS", "openai-embeddings"),
+    ("OPENAI", "openai"),
     ("PROBE", "probe"),
     ("LOAD_GENERATOR", "load-generator"),
     ("HTTP_FAULTS", "http-faults"),

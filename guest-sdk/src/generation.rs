@@ -6,7 +6,7 @@ use modelhost_types::{ChatMessage, GenerationOptions};
 use crate::bindings::modelhost::models::model_manager as host;
 use crate::bindings::modelhost::models::types as wit;
 use crate::wit_convert::{message_to_wit, options_to_wit};
-use crate::{Error, FinishReason, Generation};
+use crate::{Error, FinishReason, Generation, StreamUsage};
 
 /// Continues `prompt` with the generation model registered as `model_id`.
 pub fn generate_text(
@@ -82,6 +82,11 @@ impl TextStream {
     /// Why generation ended, once the iterator has returned `None`.
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
+    }
+
+    /// The prompt's and the generated token counts, once the iterator has returned `None`.
+    pub fn usage(&self) -> Option<StreamUsage> {
+        self.stream.usage()
     }
 }
 

@@ -6,36 +6,52 @@
 //!
 //! - [`ModelRequirement`]: what a module asks of a model, readable from JSON settings;
 //! - [`register_model`], [`generate_embeddings`], [`release_model`], [`release_all`]: the calls;
-//! - [`Module`] and [`export_module!`]: the `lifecycle` export in a few lines;
+//! - [`Command`] and [`export_command!`]: a module `modelhost run` starts, its settings parsed
+//!   and handed from `initialize` to `run` for it;
+//! - [`Module`] and [`export_module!`]: the `lifecycle` export alone, for HTTP modules and for
+//!   modules that manage their own state;
 //! - [`Error`]: every failure, with a stable [`ErrorCode`].
 //!
 //! ```no_run
-//! use modelhost_guest::{parse_settings, register_model, release_all, Error, ModelRequirement, Module};
+//! use modelhost_guest::{Command, Error, ModelRequirement, embed, register_model};
+//! use serde::Deserialize;
+//!
+//! /// The module's settings: `{"model": {...}}`, every field optional.
+//! #[derive(Deserialize)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct Settings {
+//!     model: ModelRequirement,
+//! }
+//!
+//! impl Default for Settings {
+//!     fn default() -> Self {
+//!         let model = ModelRequirement::embedding("sentence-transformers/all-MiniLM-L6-v2", 384);
+//!         Self { model }
+//!     }
+//! }
 //!
 //! struct Embedder;
 //!
-//! impl Module for Embedder {
-//!     fn initialize(settings: &str) -> Result<(), Error> {
-//!         let requirement: ModelRequirement = parse_settings(settings)?;
-//!         register_model("embedder", &requirement)?;
+//! impl Command for Embedder {
+//!     type Settings = Settings;
+//!
+//!     fn initialize(settings: Settings) -> Result<Self, Error> {
+//!         register_model("embedder", &settings.model)?;
+//!         Ok(Embedder)
+//!     }
+//!
+//!     fn run(&self) -> Result<(), Box<dyn std::error::Error>> {
+//!         println!("{:?}", embed("embedder", "hello world")?);
 //!         Ok(())
 //!     }
-//!     fn cleanup() {
-//!         release_all();
-//!     }
 //! }
 //!
-//! modelhost_guest::export_module!(Embedder);
-//!
-//! fn main() {
-//!     let texts = vec!["hello world".to_string()];
-//!     let vectors = modelhost_guest::generate_embeddings("embedder", &texts).unwrap();
-//!     println!("{:?}", vectors.embeddings[0]);
-//! }
+//! modelhost_guest::export_command!(Embedder);
 //! ```
 //!
-//! Build with `cargo build --target wasm32-wasip2`; a component comes out directly. A `fn main`
-//! becomes the `wasi:cli/run` export that `modelhost run` calls between `initialize` and `cleanup`.
+//! Build with `cargo build --target wasm32-wasip2`; a component comes out directly, a
+//! `command-module` in the WIT's terms: the `fn main` that `export_command!` defines becomes the
+//! `wasi:cli/run` export that `modelhost run` calls between `initialize` and `cleanup`.
 
 /// Bindings generated from the `framework-module` world (`wit/`); their documentation is the WIT's.
 #[allow(missing_docs)]
@@ -49,6 +65,7 @@ pub mod bindings {
     });
 }
 
+mod command;
 mod error;
 mod generation;
 mod models;
@@ -57,8 +74,11 @@ mod wit_convert;
 
 pub use bindings::modelhost::models::types::{
     Classification, Classifications, Embeddings, ErrorCode, FinishReason, Generation, LabelScore,
-    ModelStatus, ModuleReference, Registration, Release, ServiceStatus,
+    ModelStatus, ModuleReference, Registration, Release, ServiceStatus, StreamUsage,
 };
+pub use command::Command;
+#[doc(hidden)]
+pub use command::run_command;
 pub use error::{Error, parse_settings};
 pub use generation::{TextStream, chat, generate_text, stream_chat, stream_text};
 pub use modelhost_types::{
@@ -66,7 +86,7 @@ pub use modelhost_types::{
     Precision,
 };
 pub use models::{
-    classify, embed, generate_embeddings, list_models, register_model, release_all,
-    release_model, service_status,
+    classify, embed, generate_embeddings, list_models, register_model, release_all, release_model,
+    service_status,
 };
 pub use module::Module;

@@ -54,10 +54,7 @@ async fn instantiate_median(runtime: &Runtime, image: &ModuleImage, runs: usize)
 #[tokio::main]
 async fn main() {
     let modules: [(&str, PathBuf); 3] = [
-        (
-            "rust (openai-embeddings)",
-            PathBuf::from(guests::OPENAI_EMBEDDINGS),
-        ),
+        ("rust (openai)", PathBuf::from(guests::OPENAI)),
         (
             "python (python-embeddings)",
             repo_root().join("target/modules/python-embeddings.wasm"),

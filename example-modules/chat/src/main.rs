@@ -12,11 +12,10 @@
 //! ```
 
 use std::io::{BufRead, Write};
-use std::sync::OnceLock;
 
 use modelhost_guest::{
-    ChatMessage, Error, GenerationOptions, ModelRequirement, ModelType, Module, parse_settings,
-    register_model, stream_chat,
+    ChatMessage, Command, Error, GenerationOptions, ModelRequirement, ModelType, register_model,
+    stream_chat,
 };
 use serde::Deserialize;
 
@@ -50,34 +49,25 @@ impl Default for Settings {
     }
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
+struct Chat(Settings);
 
-struct Chat;
+impl Command for Chat {
+    type Settings = Settings;
 
-impl Module for Chat {
-    fn initialize(settings: &str) -> Result<(), Error> {
-        let settings: Settings = parse_settings(settings)?;
+    fn initialize(settings: Settings) -> Result<Self, Error> {
         register_model(MODEL_ID, &settings.model)?;
-        let _ = SETTINGS.set(settings);
-        Ok(())
+        Ok(Chat(settings))
+    }
+
+    fn run(&self) -> Result<(), Box<dyn std::error::Error>> {
+        converse(&self.0)
     }
 }
 
-modelhost_guest::export_module!(Chat);
-
-fn main() {
-    let Some(settings) = SETTINGS.get() else {
-        eprintln!("chat: not initialized; start it with `modelhost run`");
-        std::process::exit(2);
-    };
-    if let Err(message) = converse(settings) {
-        eprintln!("chat: {message}");
-        std::process::exit(1);
-    }
-}
+modelhost_guest::export_command!(Chat);
 
 /// Answers stdin line by line, streaming each reply.
-fn converse(settings: &Settings) -> Result<(), String> {
+fn converse(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let mut history: Vec<ChatMessage> = settings
         .system
         .iter()
@@ -91,15 +81,13 @@ fn converse(settings: &Settings) -> Result<(), String> {
         }
         history.push(ChatMessage::new("user", line));
         let mut reply = String::new();
-        let stream =
-            stream_chat(MODEL_ID, &history, &settings.options).map_err(|e| e.to_string())?;
-        for piece in stream {
-            let piece = piece.map_err(|e| e.to_string())?;
-            write!(stdout, "{piece}").map_err(|e| e.to_string())?;
-            stdout.flush().map_err(|e| e.to_string())?;
+        for piece in stream_chat(MODEL_ID, &history, &settings.options)? {
+            let piece = piece?;
+            write!(stdout, "{piece}")?;
+            stdout.flush()?;
             reply.push_str(&piece);
         }
-        writeln!(stdout).map_err(|e| e.to_string())?;
+        writeln!(stdout)?;
         history.push(ChatMessage::new("assistant", reply));
     }
     Ok(())

@@ -19,11 +19,10 @@
 
 use std::cmp::Ordering;
 use std::io::{BufRead, Write};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use modelhost_guest::{
-    Error, ErrorCode, ModelRequirement, Module, generate_embeddings, parse_settings, register_model,
+    Command, Error, ErrorCode, ModelRequirement, generate_embeddings, register_model,
 };
 use serde::Deserialize;
 
@@ -73,19 +72,16 @@ impl Default for Settings {
 }
 
 /// The settings and the model the host registered for them.
-struct State {
+struct DocumentProcessor {
     settings: Settings,
     /// The Hugging Face repository id the host resolved.
     model_name: String,
 }
 
-static STATE: OnceLock<State> = OnceLock::new();
+impl Command for DocumentProcessor {
+    type Settings = Settings;
 
-struct DocumentProcessor;
-
-impl Module for DocumentProcessor {
-    fn initialize(settings: &str) -> Result<(), Error> {
-        let settings: Settings = parse_settings(settings)?;
+    fn initialize(settings: Settings) -> Result<Self, Error> {
         let invalid = |message: &str| Err(Error::new(ErrorCode::InvalidRequirement, message));
         if settings.output == Output::Vectors && settings.query.is_some() {
             return invalid("`query` needs `\"output\": \"neighbours\"`");
@@ -94,45 +90,35 @@ impl Module for DocumentProcessor {
             return invalid("`neighbours` must be at least 1");
         }
         let registration = register_model(&settings.model_id, &settings.model)?;
-        let _ = STATE.set(State {
+        Ok(DocumentProcessor {
             settings,
             model_name: registration.model_name,
-        });
-        Ok(())
+        })
+    }
+
+    fn run(&self) -> Result<(), Box<dyn std::error::Error>> {
+        match self.settings.output {
+            Output::Vectors => print_vectors(&self.settings),
+            Output::Neighbours => print_neighbours(self),
+        }
     }
 }
 
-modelhost_guest::export_module!(DocumentProcessor);
-
-fn main() {
-    let Some(state) = STATE.get() else {
-        eprintln!("document-processor: not initialized; start it with `modelhost run`");
-        std::process::exit(2);
-    };
-    let result = match state.settings.output {
-        Output::Vectors => print_vectors(&state.settings),
-        Output::Neighbours => print_neighbours(state),
-    };
-    if let Err(message) = result {
-        eprintln!("document-processor: {message}");
-        std::process::exit(1);
-    }
-}
+modelhost_guest::export_command!(DocumentProcessor);
 
 /// Embeds stdin line by line, `lines_per_call` lines per host call, and prints one JSON array per
 /// line.
-fn print_vectors(settings: &Settings) -> Result<(), String> {
+fn print_vectors(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
     let stdin = std::io::stdin().lock();
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let mut lines = Vec::with_capacity(settings.lines_per_call);
-    let mut flush = |lines: &mut Vec<String>| -> Result<(), String> {
+    let mut flush = |lines: &mut Vec<String>| -> Result<(), Box<dyn std::error::Error>> {
         if lines.is_empty() {
             return Ok(());
         }
-        let result = generate_embeddings(&settings.model_id, lines).map_err(|e| e.to_string())?;
+        let result = generate_embeddings(&settings.model_id, lines)?;
         for vector in &result.embeddings {
-            let json = serde_json::to_string(vector).map_err(|e| e.to_string())?;
-            writeln!(stdout, "{json}").map_err(|e| e.to_string())?;
+            writeln!(stdout, "{}", serde_json::to_string(vector)?)?;
         }
         lines.clear();
         Ok(())
@@ -144,12 +130,12 @@ fn print_vectors(settings: &Settings) -> Result<(), String> {
         }
     }
     flush(&mut lines)?;
-    stdout.flush().map_err(|e| e.to_string())
+    Ok(stdout.flush()?)
 }
 
 /// Embeds the non-blank lines of stdin (and the query), then prints the nearest neighbours of
 /// each line (or of the query) by cosine similarity.
-fn print_neighbours(state: &State) -> Result<(), String> {
+fn print_neighbours(state: &DocumentProcessor) -> Result<(), Box<dyn std::error::Error>> {
     let settings = &state.settings;
     let mut texts = Vec::new();
     for line in std::io::stdin().lock().lines() {
@@ -171,7 +157,7 @@ fn print_neighbours(state: &State) -> Result<(), String> {
     let started = Instant::now();
     let mut vectors = Vec::with_capacity(inputs.len());
     for chunk in inputs.chunks(settings.lines_per_call.max(1)) {
-        let result = generate_embeddings(&settings.model_id, chunk).map_err(|e| e.to_string())?;
+        let result = generate_embeddings(&settings.model_id, chunk)?;
         vectors.extend(result.embeddings);
     }
     let elapsed_ms = started.elapsed().as_millis();
@@ -180,7 +166,8 @@ fn print_neighbours(state: &State) -> Result<(), String> {
             "the host returned {} vectors for {} texts",
             vectors.len(),
             inputs.len()
-        ));
+        )
+        .into());
     }
     let dimension = vectors.first().map_or(0, Vec::len);
     let unit: Vec<Vec<f32>> = vectors.iter().map(|v| unit_vector(v)).collect();
@@ -205,35 +192,31 @@ fn print_neighbours(state: &State) -> Result<(), String> {
         out,
         "Embedded {count}{and_query} with {} ({dimension} dimensions) in {elapsed_ms} ms{load}.\n",
         state.model_name
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
 
     let k = settings.neighbours;
     if let Some(query) = query {
         let query_vector = &unit[texts.len()];
-        writeln!(out, "Texts nearest to the query (cosine similarity):")
-            .map_err(|e| e.to_string())?;
-        writeln!(out, "  {}", quoted(query)).map_err(|e| e.to_string())?;
+        writeln!(out, "Texts nearest to the query (cosine similarity):")?;
+        writeln!(out, "  {}", quoted(query))?;
         for (score, j) in nearest(query_vector, &unit[..texts.len()], None, k) {
-            writeln!(out, "    {score:5.2}  {}", shorten(&texts[j])).map_err(|e| e.to_string())?;
+            writeln!(out, "    {score:5.2}  {}", shorten(&texts[j]))?;
         }
     } else if texts.len() == 1 {
         writeln!(
             out,
             "One text: nothing to compare it with. Give two lines or more."
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
     } else {
-        writeln!(out, "Nearest neighbours (cosine similarity):").map_err(|e| e.to_string())?;
+        writeln!(out, "Nearest neighbours (cosine similarity):")?;
         for (i, text) in texts.iter().enumerate() {
-            writeln!(out, "  {}", quoted(text)).map_err(|e| e.to_string())?;
+            writeln!(out, "  {}", quoted(text))?;
             for (score, j) in nearest(&unit[i], &unit, Some(i), k) {
-                writeln!(out, "    {score:5.2}  {}", shorten(&texts[j]))
-                    .map_err(|e| e.to_string())?;
+                writeln!(out, "    {score:5.2}  {}", shorten(&texts[j]))?;
             }
         }
     }
-    out.flush().map_err(|e| e.to_string())
+    Ok(out.flush()?)
 }
 
 /// `v` scaled to length 1 (all zeros stays all zeros), so that a dot product of two such vectors

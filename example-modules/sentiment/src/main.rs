@@ -12,11 +12,8 @@
 //! ```
 
 use std::io::{BufRead, Write};
-use std::sync::OnceLock;
 
-use modelhost_guest::{
-    Error, ModelRequirement, ModelType, Module, classify, parse_settings, register_model,
-};
+use modelhost_guest::{Command, Error, ModelRequirement, ModelType, classify, register_model};
 use serde::Deserialize;
 
 /// The id the model is registered under.
@@ -44,34 +41,25 @@ impl Default for Settings {
     }
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
+struct Sentiment(Settings);
 
-struct Sentiment;
+impl Command for Sentiment {
+    type Settings = Settings;
 
-impl Module for Sentiment {
-    fn initialize(settings: &str) -> Result<(), Error> {
-        let settings: Settings = parse_settings(settings)?;
+    fn initialize(settings: Settings) -> Result<Self, Error> {
         register_model(MODEL_ID, &settings.model)?;
-        let _ = SETTINGS.set(settings);
-        Ok(())
+        Ok(Sentiment(settings))
+    }
+
+    fn run(&self) -> Result<(), Box<dyn std::error::Error>> {
+        classify_stdin(self.0.lines_per_call.max(1))
     }
 }
 
-modelhost_guest::export_module!(Sentiment);
-
-fn main() {
-    let Some(settings) = SETTINGS.get() else {
-        eprintln!("sentiment: not initialized; start it with `modelhost run`");
-        std::process::exit(2);
-    };
-    if let Err(message) = classify_stdin(settings.lines_per_call.max(1)) {
-        eprintln!("sentiment: {message}");
-        std::process::exit(1);
-    }
-}
+modelhost_guest::export_command!(Sentiment);
 
 /// Classifies stdin line by line, `per_call` lines per host call.
-fn classify_stdin(per_call: usize) -> Result<(), String> {
+fn classify_stdin(per_call: usize) -> Result<(), Box<dyn std::error::Error>> {
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     let lines: Vec<String> = std::io::stdin()
         .lock()
@@ -79,11 +67,11 @@ fn classify_stdin(per_call: usize) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cannot read stdin: {e}"))?;
     for chunk in lines.chunks(per_call) {
-        let result = classify(MODEL_ID, chunk).map_err(|e| e.to_string())?;
+        let result = classify(MODEL_ID, chunk)?;
         for (text, labels) in chunk.iter().zip(&result.results) {
             let label = labels.label.as_deref().unwrap_or("-");
-            writeln!(stdout, "{label}\t{:.4}\t{text}", labels.score).map_err(|e| e.to_string())?;
+            writeln!(stdout, "{label}\t{:.4}\t{text}", labels.score)?;
         }
     }
-    stdout.flush().map_err(|e| e.to_string())
+    Ok(stdout.flush()?)
 }

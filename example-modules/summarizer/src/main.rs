@@ -10,11 +10,9 @@
 //! ```
 
 use std::io::{BufRead, Write};
-use std::sync::OnceLock;
 
 use modelhost_guest::{
-    Error, GenerationOptions, ModelRequirement, ModelType, Module, generate_text, parse_settings,
-    register_model,
+    Command, Error, GenerationOptions, ModelRequirement, ModelType, generate_text, register_model,
 };
 use serde::Deserialize;
 
@@ -42,41 +40,31 @@ impl Default for Settings {
     }
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
+struct Summarizer(Settings);
 
-struct Summarizer;
+impl Command for Summarizer {
+    type Settings = Settings;
 
-impl Module for Summarizer {
-    fn initialize(settings: &str) -> Result<(), Error> {
-        let settings: Settings = parse_settings(settings)?;
+    fn initialize(settings: Settings) -> Result<Self, Error> {
         register_model(MODEL_ID, &settings.model)?;
-        let _ = SETTINGS.set(settings);
-        Ok(())
+        Ok(Summarizer(settings))
+    }
+
+    fn run(&self) -> Result<(), Box<dyn std::error::Error>> {
+        summarize_stdin(&self.0.prefix)
     }
 }
 
-modelhost_guest::export_module!(Summarizer);
-
-fn main() {
-    let Some(settings) = SETTINGS.get() else {
-        eprintln!("summarizer: not initialized; start it with `modelhost run`");
-        std::process::exit(2);
-    };
-    if let Err(message) = summarize_stdin(&settings.prefix) {
-        eprintln!("summarizer: {message}");
-        std::process::exit(1);
-    }
-}
+modelhost_guest::export_command!(Summarizer);
 
 /// One output line per stdin line (line breaks in outputs become spaces).
-fn summarize_stdin(prefix: &str) -> Result<(), String> {
+fn summarize_stdin(prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| format!("cannot read stdin: {e}"))?;
         let prompt = format!("{prefix}{line}");
-        let output = generate_text(MODEL_ID, &prompt, &GenerationOptions::default())
-            .map_err(|e| e.to_string())?;
-        writeln!(stdout, "{}", output.text.replace('\n', " ")).map_err(|e| e.to_string())?;
+        let output = generate_text(MODEL_ID, &prompt, &GenerationOptions::default())?;
+        writeln!(stdout, "{}", output.text.replace('\n', " "))?;
     }
-    stdout.flush().map_err(|e| e.to_string())
+    Ok(stdout.flush()?)
 }

@@ -31,6 +31,17 @@ impl wit::HostTextStream for ModelManagerView<'_> {
         Ok(stream.next().await?.into())
     }
 
+    async fn usage(
+        &mut self,
+        stream: Resource<GenerationStream>,
+    ) -> wasmtime::Result<Option<wit::StreamUsage>> {
+        let stream = self.table.get(&stream)?;
+        Ok(stream.finished().map(|summary| wit::StreamUsage {
+            prompt_tokens: summary.prompt_tokens,
+            tokens_generated: summary.generated_tokens,
+        }))
+    }
+
     async fn drop(&mut self, stream: Resource<GenerationStream>) -> wasmtime::Result<()> {
         // Dropping the stream's receiver stops the generation at its next token.
         self.table.delete(stream)?;

@@ -49,7 +49,7 @@ fn serves_rust_python_and_javascript_modules_over_http() {
         ),
         module_entry(
             "openai",
-            Path::new(guests::OPENAI_EMBEDDINGS),
+            Path::new(guests::OPENAI),
             "/openai",
             OPENAI_SETTINGS,
         ),
@@ -237,7 +237,7 @@ fn sigterm_lets_in_flight_requests_finish() {
     let dir = tempfile::tempdir().unwrap();
     let modules = module_entry(
         "openai",
-        Path::new(guests::OPENAI_EMBEDDINGS),
+        Path::new(guests::OPENAI),
         "/openai",
         OPENAI_SETTINGS,
     );
@@ -293,7 +293,7 @@ fn a_failing_module_stops_the_start_unless_it_is_optional() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("compiled");
     let broken = r#"{ models = { "minilm" = { model_type = "embedding", name = "sentence-transformers/all-MiniLM-L6-v2", dimension = 512 } } }"#;
-    let rust = Path::new(guests::OPENAI_EMBEDDINGS);
+    let rust = Path::new(guests::OPENAI);
     let required = module_entry("broken", rust, "/broken", broken);
     let mut host = Served::start(MODELHOST, dir.path(), &cache, &required);
     let started = Instant::now();

@@ -17,7 +17,7 @@ const OPENAI_SETTINGS: &str = r#"{ models = { "minilm" = { model_type = "embeddi
 fn openai(id: &str) -> String {
     module_entry(
         id,
-        Path::new(guests::OPENAI_EMBEDDINGS),
+        Path::new(guests::OPENAI),
         &format!("/{id}"),
         OPENAI_SETTINGS,
     )

@@ -34,6 +34,11 @@ impl GenerationStream {
         Ok(StreamEvent::Finished(self.summary().await?.finish))
     }
 
+    /// What generation reported, once [`next`](Self::next) has returned the end; `None` before.
+    pub fn finished(&self) -> Option<&GenerationSummary> {
+        self.summary.as_ref()
+    }
+
     /// Waits for the end and returns what generation reports (after all text was read).
     pub async fn summary(&mut self) -> Result<GenerationSummary, HostError> {
         if let Some(done) = self.done.take() {
