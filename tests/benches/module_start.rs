@@ -1,7 +1,7 @@
-//! Module start costs for the modules `modelhost.toml` serves (Rust, Python, JavaScript):
+//! Module start costs of the example modules in every language (Rust, Python, JavaScript, C):
 //! compiling with an empty compile cache, reading the compiled module back from the cache in a
-//! fresh engine (what a second `modelhost serve` does), and instantiating it (what every HTTP
-//! request does). Prints each figure and the cold/warm ratio.
+//! fresh engine (what a second `modelhost serve` or `modelhost run` does), and instantiating it
+//! (what every HTTP request does). Prints each figure and the cold/warm ratio.
 //!
 //! Run with `scripts/bench-module-start` (builds the modules first).
 
@@ -53,19 +53,18 @@ async fn instantiate_median(runtime: &Runtime, image: &ModuleImage, runs: usize)
 
 #[tokio::main]
 async fn main() {
-    let modules: [(&str, PathBuf); 3] = [
-        ("rust (openai)", PathBuf::from(guests::OPENAI)),
-        (
-            "python (python-embeddings)",
-            repo_root().join("target/modules/python-embeddings.wasm"),
-        ),
-        (
-            "javascript (js-embeddings)",
-            repo_root().join("target/modules/js-embeddings.wasm"),
-        ),
+    let built = |file: &str| repo_root().join("target/modules").join(file);
+    let modules: [(&str, PathBuf); 7] = [
+        ("rust openai (http)", PathBuf::from(guests::OPENAI)),
+        ("rust sentiment (command)", PathBuf::from(guests::SENTIMENT)),
+        ("python embeddings (http)", built("python-embeddings.wasm")),
+        ("python classifier (command)", built("python-classifier.wasm")),
+        ("javascript embeddings (http)", built("js-embeddings.wasm")),
+        ("javascript summarizer (command)", built("js-summarizer.wasm")),
+        ("c embeddings (command)", built("c-embeddings.wasm")),
     ];
     println!(
-        "{:<28} {:>9} {:>12} {:>16} {:>9} {:>14}",
+        "{:<32} {:>9} {:>12} {:>16} {:>9} {:>14}",
         "module", "size MB", "compile ms", "from cache ms", "ratio", "instance µs"
     );
     for (name, path) in modules {
@@ -81,7 +80,7 @@ async fn main() {
         let instance = instantiate_median(&warm_runtime, &image, 21).await;
         let size = std::fs::metadata(&path).expect("module file").len() as f64 / 1e6;
         println!(
-            "{name:<28} {size:>9.1} {:>12.0} {:>16.1} {:>8.0}x {:>14.0}",
+            "{name:<32} {size:>9.2} {:>12.0} {:>16.1} {:>8.0}x {:>14.0}",
             cold.as_secs_f64() * 1e3,
             warm.as_secs_f64() * 1e3,
             cold.as_secs_f64() / warm.as_secs_f64(),

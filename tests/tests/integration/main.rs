@@ -20,6 +20,7 @@ mod hardening;
 mod hostile_hub;
 mod lifecycle;
 mod memory;
+mod openai_api;
 mod pool;
 mod properties;
 mod registry;
