@@ -58,9 +58,15 @@ async fn main() {
         ("rust openai (http)", PathBuf::from(guests::OPENAI)),
         ("rust sentiment (command)", PathBuf::from(guests::SENTIMENT)),
         ("python embeddings (http)", built("python-embeddings.wasm")),
-        ("python classifier (command)", built("python-classifier.wasm")),
+        (
+            "python classifier (command)",
+            built("python-classifier.wasm"),
+        ),
         ("javascript embeddings (http)", built("js-embeddings.wasm")),
-        ("javascript summarizer (command)", built("js-summarizer.wasm")),
+        (
+            "javascript summarizer (command)",
+            built("js-summarizer.wasm"),
+        ),
         ("c embeddings (command)", built("c-embeddings.wasm")),
     ];
     println!(

@@ -129,7 +129,13 @@ fn curl_sees_server_sent_events_and_openai_errors() {
     let host = serve_openai(dir.path());
     let curl = |path: &str, body: &str| {
         let output = Command::new("curl")
-            .args(["-sN", "-w", "\n%{http_code}", "-H", "content-type: application/json"])
+            .args([
+                "-sN",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "content-type: application/json",
+            ])
             .args(["-d", body, &host.url(path)])
             .output()
             .expect("curl");
@@ -160,7 +166,11 @@ fn curl_sees_server_sent_events_and_openai_errors() {
     // Malformed JSON, a missing field, a wrong method, an unknown path: OpenAI-shaped errors.
     for (path, body, status) in [
         ("/openai/v1/chat/completions", "{not json", "400"),
-        ("/openai/v1/chat/completions", r#"{"model": "smollm2"}"#, "400"),
+        (
+            "/openai/v1/chat/completions",
+            r#"{"model": "smollm2"}"#,
+            "400",
+        ),
         ("/openai/v1/nothing", "{}", "404"),
         ("/openai/v1/models", "{}", "405"),
     ] {
@@ -168,7 +178,10 @@ fn curl_sees_server_sent_events_and_openai_errors() {
         let (body, code) = text.rsplit_once('\n').unwrap();
         assert_eq!(code, status, "{path}: {text}");
         let error: Value = serde_json::from_str(body).unwrap();
-        assert!(error["error"]["message"].as_str().unwrap().len() > 10, "{error}");
+        assert!(
+            error["error"]["message"].as_str().unwrap().len() > 10,
+            "{error}"
+        );
         assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
     }
 }
