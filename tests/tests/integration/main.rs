@@ -8,6 +8,7 @@
 //! memory, and `isolation` sets an environment variable.
 
 mod batching;
+mod c_module;
 mod cache;
 mod classification;
 mod cli;
