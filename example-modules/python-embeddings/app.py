@@ -6,14 +6,15 @@ Settings (optional): `{"model": "org/name", "dimension": 384}`.
 
 Every request runs in a fresh instance that shares the module's identity, so the handler uses
 the id registered at `initialize` and keeps no state of its own.
+
+Usage: list it as a `[[modules]]` entry with a route (see `modelhost.toml`) and run
+`modelhost serve`; then `curl -s localhost:8080/python/embed -d '{"texts": ["hello"]}'`.
 """
 
 import json
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import model_manager
-from wit_world.imports import modelhost_models_types as models
 from wit_world.imports.streams import StreamError_Closed
 from wit_world.imports.wasi_http_types import (
     Fields,
@@ -24,36 +25,29 @@ from wit_world.imports.wasi_http_types import (
     ResponseOutparam,
 )
 
+import modelhost
+
 MODEL_ID = "embedder"
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_BODY_BYTES = 8 << 20
 
+DEFAULTS = {"model": "sentence-transformers/all-MiniLM-L6-v2", "dimension": None}
 
-def requirement(name, dimension):
-    """An embedding requirement with the host's defaults for everything else."""
-    return models.ModelRequirement(
-        model_type=models.ModelType.EMBEDDING, name=name, revision=None,
-        device=models.Device_Auto(), dimension=dimension, batch_size=None,
-        cache_embeddings=True, max_input_length=None, max_output_length=None,
-        temperature=None, top_k=None, top_p=None, repetition_penalty=None,
-        streaming=False, num_labels=None, threshold=None, preload_workers=1,
-        weights_file=None, precision=models.Precision.EXACT)
+#: HTTP statuses of the error codes that are the client's doing (or a retry's); others are 500.
+ERROR_STATUS = {"invalid-input": 400, "not-registered": 404, "overloaded": 429, "timeout": 504}
 
 
-class Lifecycle(exports.Lifecycle):
-    def initialize(self, settings: str) -> None:
-        config = json.loads(settings) if settings.strip() else {}
-        model_manager.register_model(
-            MODEL_ID, requirement(config.get("model", DEFAULT_MODEL), config.get("dimension")))
+class Lifecycle(modelhost.Lifecycle):
+    """Registers the embedding model, loaded by one worker before the first request."""
 
-    def cleanup(self) -> None:
-        try:
-            model_manager.release_model(MODEL_ID)
-        except Err:
-            pass
+    def setup(self, settings: dict) -> None:
+        config = modelhost.read_settings(settings, DEFAULTS)
+        requirement = modelhost.ModelRequirement.embedding(
+            config["model"], config["dimension"], preload_workers=1)
+        modelhost.register_model(MODEL_ID, requirement)
 
 
 def read_body(request: IncomingRequest) -> bytes:
+    """The request's body, at most `MAX_BODY_BYTES`."""
     body = request.consume()
     data = bytearray()
     with body.stream() as stream:
@@ -70,6 +64,7 @@ def read_body(request: IncomingRequest) -> bytes:
 
 
 def respond(response_out: ResponseOutparam, status: int, payload) -> None:
+    """Sends `payload` as a JSON response with `status`."""
     data = json.dumps(payload).encode()
     headers = Fields.from_list([("content-type", b"application/json"),
                                 ("content-length", str(len(data)).encode())])
@@ -83,12 +78,8 @@ def respond(response_out: ResponseOutparam, status: int, payload) -> None:
     OutgoingBody.finish(body, None)
 
 
-def error_status(code) -> int:
-    return {models.ErrorCode.INVALID_INPUT: 400, models.ErrorCode.NOT_REGISTERED: 404,
-            models.ErrorCode.OVERLOADED: 429, models.ErrorCode.TIMEOUT: 504}.get(code, 500)
-
-
 def embed(request: IncomingRequest):
+    """The status and JSON answer to `request`."""
     if request.path_with_query().split("?")[0] != "/embed":
         return 404, {"error": "this module serves POST /embed"}
     if not isinstance(request.method(), Method_Post):
@@ -100,14 +91,17 @@ def embed(request: IncomingRequest):
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         return 400, {"error": '"texts" must be a list of strings'}
     try:
-        result = model_manager.generate_embeddings(MODEL_ID, texts)
-    except Err as e:
-        return error_status(e.value.code), {"error": e.value.message}
+        result = modelhost.generate_embeddings(MODEL_ID, texts)
+    except modelhost.ModelhostError as e:
+        return ERROR_STATUS.get(e.code, 500), {"error": e.message}
     return 200, {"model": result.model_id, "dimension": result.dimension,
                  "embeddings": result.embeddings}
 
 
 class IncomingHandler(exports.IncomingHandler):
+    """The `wasi:http/incoming-handler` export: serves `POST /embed`."""
+
     def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        """Answers one request."""
         status, payload = embed(request)
         respond(response_out, status, payload)

@@ -1,0 +1,61 @@
+"""python-classifier: a modelhost command module in Python, the twin of the Rust `sentiment`.
+
+`initialize` registers a text classification model; when run, the module classifies each line of
+stdin and prints `LABEL<TAB>SCORE<TAB>TEXT` per line (the score with four decimals, `-` for the
+label when no label reaches the requirement's threshold); `cleanup` releases the model.
+
+Settings (all optional; the default model is the usual SST-2 sentiment classifier):
+
+    {"model": {"model_type": "classification",
+               "name": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+               "threshold": 0.6},
+     "lines_per_call": 64}
+
+Usage:
+
+    modelhost run --settings '{"model": {"model_type": "classification",
+        "name": "modelhost-fixtures/categorium-bert-cls-en"}}' \\
+        target/modules/python-classifier.wasm < lines.txt
+"""
+
+import sys
+
+import modelhost
+
+MODEL_ID = "classifier"
+
+DEFAULTS = {
+    "model": {
+        "model_type": "classification",
+        "name": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+    },
+    "lines_per_call": 64,
+}
+
+
+class Lifecycle(modelhost.Lifecycle):
+    """Registers the classification model the settings name."""
+
+    def setup(self, settings: dict) -> None:
+        config = modelhost.read_settings(settings, DEFAULTS)
+        requirement = modelhost.ModelRequirement.from_settings(config["model"])
+        modelhost.register_model(MODEL_ID, requirement)
+        Run.lines_per_call = max(1, config["lines_per_call"])
+
+
+class Run(modelhost.Run):
+    """Classifies stdin line by line, `lines_per_call` lines per host call."""
+
+    name = "python-classifier"
+    #: Lines sent to the host per call; None until `initialize` ran.
+    lines_per_call: int | None = None
+
+    def main(self) -> None:
+        if self.lines_per_call is None:
+            sys.exit("not initialized; start it with `modelhost run`")
+        lines = list(modelhost.stdin_lines())
+        for start in range(0, len(lines), self.lines_per_call):
+            chunk = lines[start:start + self.lines_per_call]
+            for text, result in zip(chunk, modelhost.classify(MODEL_ID, chunk).results):
+                label = "-" if result.label is None else result.label
+                sys.stdout.write(f"{label}\t{result.score:.4f}\t{text}\n")
