@@ -24,6 +24,7 @@ mod memory;
 mod openai_api;
 mod pool;
 mod properties;
+mod python_modules;
 mod registry;
 mod serve;
 mod serve_hostile;
