@@ -10,32 +10,35 @@ generates for the module's world:
   `generate_text`, `stream_text`, `chat`, `stream_chat`, `list_models`, `service_status`: the
   calls, returning the typed records of `modelhost.results`;
 - `TextStream`: generated text, piece by piece;
-- `Lifecycle` and `Run`: the exports in a few lines;
+- `Command` and `export_command`: a module `modelhost run` starts, in one class; `Lifecycle` and
+  `Run`: the exports they are made of (an HTTP module subclasses `Lifecycle` itself);
 - `ModelhostError`: every failure, with a stable `code`.
 
     import modelhost
 
-    class Lifecycle(modelhost.Lifecycle):
-        def setup(self, settings: dict) -> None:
+    class Embedder(modelhost.Command):
+        name = "embedder"
+
+        def __init__(self, settings: dict) -> None:
             requirement = modelhost.ModelRequirement.embedding(
                 "sentence-transformers/all-MiniLM-L6-v2", dimension=384)
             modelhost.register_model("embedder", requirement)
 
-    class Run(modelhost.Run):
-        name = "embedder"
-
-        def main(self) -> None:
+        def run(self) -> None:
             for line in modelhost.stdin_lines():
                 print(modelhost.embed("embedder", line))
+
+    Lifecycle, Run = modelhost.export_command(Embedder)
 
 Build with `componentize-py -d wit -w command-module
 --import-interface-name 'modelhost:models/types@0.1.0=modelhost_types' componentize
 -p guest-sdk/python -p MODULE_DIR app -o module.wasm`.
 """
 
+from .command import Command, export_command, stdin_lines
 from .errors import ERROR_CODES, ModelhostError
 from .generation import chat, generate_text, stream_chat, stream_text
-from .lifecycle import Lifecycle, Run, stdin_lines
+from .lifecycle import Lifecycle, Run
 from .models import (
     classify,
     embed,
@@ -60,6 +63,7 @@ from .results import (
     Registration,
     Release,
     ServiceStatus,
+    StreamUsage,
 )
 from .settings import parse_settings, read_settings
 from .stream import TextStream
@@ -69,6 +73,7 @@ __all__ = [
     "MODEL_TYPES",
     "PRECISIONS",
     "ChatMessage",
+    "Command",
     "Classification",
     "Classifications",
     "Embeddings",
@@ -85,10 +90,12 @@ __all__ = [
     "Release",
     "Run",
     "ServiceStatus",
+    "StreamUsage",
     "TextStream",
     "chat",
     "classify",
     "embed",
+    "export_command",
     "generate_embeddings",
     "generate_text",
     "list_models",

@@ -2,15 +2,15 @@
 `lifecycle` interface every modelhost world exports) and `Run` (`wasi:cli/run`, world
 `command-module`).
 
-componentize-py creates one instance of each export class when the component is built and calls
+componentize-py creates one object of each export class when the component is built and calls
 its methods on every instance of the component; `modelhost run` calls `initialize`, `run` and
-`cleanup` on one component instance. Keep what `setup` prepares for `main` in module globals or
-class attributes: the two are methods of different objects.
+`cleanup` on one component instance. What `setup` prepares for `main` must live in module globals
+or class attributes, since the two are methods of different objects: `export_command` (in
+`command`) does that for a module.
 """
 
 import sys
 import traceback
-from collections.abc import Iterator
 
 from ._bindings import Err
 from .errors import ModelhostError, error_to_wit
@@ -89,15 +89,6 @@ class Run:
             _flush()
         print(f"{self.name}: {message}", file=sys.stderr, flush=True)
         raise Err(None)
-
-
-def stdin_lines() -> Iterator[str]:
-    """The lines of stdin as they arrive, decoded as UTF-8, without their line ends (`\\n` or
-    `\\r\\n`)."""
-    for line in sys.stdin.buffer:
-        if line.endswith(b"\n"):
-            line = line[:-1].removesuffix(b"\r")
-        yield line.decode("utf-8")
 
 
 def _describe(error: Exception) -> str:

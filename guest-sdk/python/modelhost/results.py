@@ -15,6 +15,7 @@ documentation they carry), under stable names. Enum fields hold members of `Mode
   worker_id.
 - `Generation` (`generate_text`, `chat`): text, model_id, prompt_tokens, tokens_generated,
   finish_reason, processing_time_ms.
+- `StreamUsage` (`TextStream.usage`): prompt_tokens, tokens_generated.
 - `ModelStatus` (`list_models`, `ServiceStatus.loaded_models`): model_id, model_type,
   model_name, revision, reference_count, loaded, last_accessed (seconds since the epoch), source,
   device, workers, placement_note.
@@ -35,5 +36,6 @@ LabelScore = wit.LabelScore
 Classification = wit.Classification
 Classifications = wit.Classifications
 Generation = wit.Generation
+StreamUsage = wit.StreamUsage
 ModelStatus = wit.ModelStatus
 ServiceStatus = wit.ServiceStatus

@@ -4,14 +4,15 @@ from types import TracebackType
 
 from ._bindings import Err, wit
 from .errors import error_from_wit
-from .results import FinishReason
+from .results import FinishReason, StreamUsage
 
 
 class TextStream:
     """Generated text as it is produced, from `stream_text` or `stream_chat`.
 
     Iterate it for the pieces (str, whole characters, in order); a failure while generating
-    raises `ModelhostError`. After the last piece `finish_reason` tells why generation ended.
+    raises `ModelhostError`. After the last piece `finish_reason` tells why generation ended and
+    `usage` how many tokens the prompt had and were generated.
     Use it in a `with` block (or call `close`) to stop a generation that is not read to the end:
     closing drops the host's stream, which stops the generation.
 
@@ -22,11 +23,14 @@ class TextStream:
 
     Attributes:
         finish_reason: a `FinishReason` once the stream has ended normally, None before.
+        usage: a `StreamUsage` (prompt_tokens, tokens_generated) once the stream has ended
+            normally, None before.
     """
 
     def __init__(self, stream: wit.TextStream):
         self._stream: wit.TextStream | None = stream
         self.finish_reason: FinishReason | None = None
+        self.usage: StreamUsage | None = None
 
     def __iter__(self) -> "TextStream":
         return self
@@ -42,6 +46,7 @@ class TextStream:
         if isinstance(event, wit.StreamEvent_Text):
             return event.value
         self.finish_reason = event.value
+        self.usage = self._stream.usage()
         self.close()
         raise StopIteration
 

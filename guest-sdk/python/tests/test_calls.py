@@ -3,7 +3,7 @@ streams and the exports' error mapping."""
 
 import io
 import unittest
-from contextlib import redirect_stderr
+from contextlib import redirect_stderr, redirect_stdout
 from unittest import mock
 
 import support  # noqa: F401  (puts the SDK and its bindings on the path)
@@ -31,6 +31,9 @@ class FakeStream:
         if not self.events:
             raise host_error(wit.ErrorCode.INFERENCE_FAILED)
         return self.events.pop(0)
+
+    def usage(self):
+        return wit.StreamUsage(5, 2)
 
     def __exit__(self, *exc):
         self.drops += 1
@@ -105,6 +108,7 @@ class TextStreamTest(unittest.TestCase):
                 self.assertIsNone(stream.finish_reason)
                 self.assertEqual(list(stream), ["Hel", "lo"])
         self.assertEqual(stream.finish_reason, modelhost.FinishReason.LENGTH)
+        self.assertEqual(stream.usage, modelhost.StreamUsage(prompt_tokens=5, tokens_generated=2))
         self.assertEqual(fake.drops, 1)
         self.assertEqual(list(stream), [])
 
@@ -118,6 +122,7 @@ class TextStreamTest(unittest.TestCase):
         self.assertEqual(caught.exception.code, "inference-failed")
         self.assertEqual(fake.drops, 1)
         self.assertIsNone(stream.finish_reason)
+        self.assertIsNone(stream.usage)
 
     def test_leaving_the_block_early_drops_the_stream(self):
         fake = FakeStream(wit.StreamEvent_Text("a"), wit.StreamEvent_Text("b"))
@@ -183,6 +188,46 @@ class ExportsTest(unittest.TestCase):
                     Run(failure).run()
                 self.assertIsNone(caught.exception.value)
                 self.assertIn(message + "\n", stderr.getvalue())
+
+
+class CommandTest(unittest.TestCase):
+    class Echo(modelhost.Command):
+        name = "echo"
+        cleaned = 0
+
+        def __init__(self, settings):
+            if "fail" in settings:
+                raise ModelhostError("model-not-found", "no such model")
+            self.prefix = settings.get("prefix", "")
+
+        def run(self):
+            print(self.prefix + "ran")
+
+        def cleanup(self):
+            type(self).cleaned += 1
+            super().cleanup()
+
+    def test_run_and_cleanup_use_the_object_initialize_made(self):
+        Lifecycle, Run = modelhost.export_command(self.Echo)
+        Lifecycle().initialize('{"prefix": "> "}')
+        Lifecycle().initialize('{"prefix": "second "}')
+        with redirect_stdout(io.StringIO()) as stdout:
+            Run().run()
+        self.assertEqual(stdout.getvalue(), "> ran\n")
+        with mock.patch.object(modelhost.command, "release_all") as release_all:
+            Lifecycle().cleanup()
+        release_all.assert_called_once_with()
+        self.assertEqual(self.Echo.cleaned, 1)
+
+    def test_a_failed_start_reaches_the_host_and_run_refuses(self):
+        Lifecycle, Run = modelhost.export_command(self.Echo)
+        self.assertEqual(Run.name, "echo")
+        with self.assertRaises(Err) as caught:
+            Lifecycle().initialize('{"fail": true}')
+        self.assertEqual(caught.exception.value.code, wit.ErrorCode.MODEL_NOT_FOUND)
+        with redirect_stderr(io.StringIO()) as stderr, self.assertRaises(Err):
+            Run().run()
+        self.assertIn("echo: not initialized; start it with `modelhost run`", stderr.getvalue())
 
 
 if __name__ == "__main__":
