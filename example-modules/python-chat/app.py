@@ -22,7 +22,6 @@ Usage:
 """
 
 import sys
-from dataclasses import dataclass
 
 import modelhost
 from modelhost import ChatMessage, GenerationOptions, ModelRequirement
@@ -41,60 +40,41 @@ DEFAULTS = {
 }
 
 
-@dataclass(frozen=True)
-class Conversation:
-    """How the module converses, from its settings."""
-
-    #: A system message opening the conversation; none when empty.
-    system: str
-    #: Generation options for every reply.
-    options: GenerationOptions
-    #: Whether replies are streamed piece by piece.
-    stream: bool
-
-
-class Lifecycle(modelhost.Lifecycle):
-    """Registers the text generation model and keeps the conversation's settings."""
-
-    def setup(self, settings: dict) -> None:
-        config = modelhost.read_settings(settings, DEFAULTS)
-        options = GenerationOptions.from_settings(config["options"])
-        conversation = Conversation(config["system"], options, config["stream"])
-        modelhost.register_model(MODEL_ID, ModelRequirement.from_settings(config["model"]))
-        Run.conversation = conversation
-
-
-class Run(modelhost.Run):
-    """Answers stdin line by line."""
+class Chat(modelhost.Command):
+    """Answers stdin line by line with the model the settings name."""
 
     name = "python-chat"
-    #: The conversation's settings; None until `initialize` ran.
-    conversation: Conversation | None = None
 
-    def main(self) -> None:
-        conversation = self.conversation
-        if conversation is None:
-            sys.exit("not initialized; start it with `modelhost run`")
-        history = [ChatMessage("system", conversation.system)] if conversation.system else []
+    def __init__(self, settings: dict) -> None:
+        config = modelhost.read_settings(settings, DEFAULTS)
+        self.options = GenerationOptions.from_settings(config["options"])
+        self.system = config["system"]
+        self.stream = config["stream"]
+        modelhost.register_model(MODEL_ID, ModelRequirement.from_settings(config["model"]))
+
+    def run(self) -> None:
+        history = [ChatMessage("system", self.system)] if self.system else []
         for line in modelhost.stdin_lines():
             if not line.strip():
                 continue
             history.append(ChatMessage("user", line))
-            if conversation.stream:
-                reply = print_streamed(history, conversation.options)
+            if self.stream:
+                reply = self.print_streamed(history)
             else:
-                reply = modelhost.chat(MODEL_ID, history, conversation.options).text
+                reply = modelhost.chat(MODEL_ID, history, self.options).text
                 sys.stdout.write(reply)
             print(flush=True)
             history.append(ChatMessage("assistant", reply))
 
+    def print_streamed(self, history: list[ChatMessage]) -> str:
+        """Prints the reply to `history` as it is generated and returns it."""
+        pieces = []
+        with modelhost.stream_chat(MODEL_ID, history, self.options) as stream:
+            for piece in stream:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+                pieces.append(piece)
+        return "".join(pieces)
 
-def print_streamed(history: list[ChatMessage], options: GenerationOptions) -> str:
-    """Prints the reply to `history` as it is generated and returns it."""
-    pieces = []
-    with modelhost.stream_chat(MODEL_ID, history, options) as stream:
-        for piece in stream:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-            pieces.append(piece)
-    return "".join(pieces)
+
+Lifecycle, Run = modelhost.export_command(Chat)

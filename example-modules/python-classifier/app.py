@@ -21,6 +21,7 @@ Usage:
 import sys
 
 import modelhost
+from modelhost import ModelRequirement
 
 MODEL_ID = "classifier"
 
@@ -33,29 +34,23 @@ DEFAULTS = {
 }
 
 
-class Lifecycle(modelhost.Lifecycle):
-    """Registers the classification model the settings name."""
-
-    def setup(self, settings: dict) -> None:
-        config = modelhost.read_settings(settings, DEFAULTS)
-        requirement = modelhost.ModelRequirement.from_settings(config["model"])
-        modelhost.register_model(MODEL_ID, requirement)
-        Run.lines_per_call = max(1, config["lines_per_call"])
-
-
-class Run(modelhost.Run):
-    """Classifies stdin line by line, `lines_per_call` lines per host call."""
+class Classifier(modelhost.Command):
+    """Classifies stdin line by line with the model the settings name."""
 
     name = "python-classifier"
-    #: Lines sent to the host per call; None until `initialize` ran.
-    lines_per_call: int | None = None
 
-    def main(self) -> None:
-        if self.lines_per_call is None:
-            sys.exit("not initialized; start it with `modelhost run`")
+    def __init__(self, settings: dict) -> None:
+        config = modelhost.read_settings(settings, DEFAULTS)
+        modelhost.register_model(MODEL_ID, ModelRequirement.from_settings(config["model"]))
+        self.lines_per_call = max(1, config["lines_per_call"])
+
+    def run(self) -> None:
         lines = list(modelhost.stdin_lines())
         for start in range(0, len(lines), self.lines_per_call):
             chunk = lines[start:start + self.lines_per_call]
             for text, result in zip(chunk, modelhost.classify(MODEL_ID, chunk).results):
                 label = "-" if result.label is None else result.label
                 sys.stdout.write(f"{label}\t{result.score:.4f}\t{text}\n")
+
+
+Lifecycle, Run = modelhost.export_command(Classifier)
