@@ -16,6 +16,7 @@ const LINES: &str = "buy a used car with low mileage and new tires\n\
                      Café prices in Zürich rose again this winter\n\
                      the new phone has a faster chip and a brighter screen\n";
 
+/// The real topic classifier among the fixture checkpoints.
 fn categorium() -> String {
     format!("{FIXTURE_ORG}/categorium-bert-cls-en")
 }
