@@ -46,6 +46,7 @@ class Chat(modelhost.Command):
     name = "python-chat"
 
     def __init__(self, settings: dict) -> None:
+        """Registers the model and keeps the conversation's settings (at `initialize`)."""
         config = modelhost.read_settings(settings, DEFAULTS)
         self.options = GenerationOptions.from_settings(config["options"])
         self.system = config["system"]
@@ -53,6 +54,7 @@ class Chat(modelhost.Command):
         modelhost.register_model(MODEL_ID, ModelRequirement.from_settings(config["model"]))
 
     def run(self) -> None:
+        """Prints the reply to each line of stdin, keeping the conversation."""
         history = [ChatMessage("system", self.system)] if self.system else []
         for line in modelhost.stdin_lines():
             if not line.strip():

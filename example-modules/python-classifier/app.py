@@ -40,11 +40,13 @@ class Classifier(modelhost.Command):
     name = "python-classifier"
 
     def __init__(self, settings: dict) -> None:
+        """Registers the model (at `initialize`)."""
         config = modelhost.read_settings(settings, DEFAULTS)
         modelhost.register_model(MODEL_ID, ModelRequirement.from_settings(config["model"]))
         self.lines_per_call = max(1, config["lines_per_call"])
 
     def run(self) -> None:
+        """Prints `LABEL<TAB>SCORE<TAB>TEXT` for each line of stdin."""
         lines = list(modelhost.stdin_lines())
         for start in range(0, len(lines), self.lines_per_call):
             chunk = lines[start:start + self.lines_per_call]
