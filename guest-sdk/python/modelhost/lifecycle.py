@@ -24,7 +24,8 @@ class Lifecycle:
 
         class Lifecycle(modelhost.Lifecycle):
             def setup(self, settings: dict) -> None:
-                modelhost.register_model("embedder", modelhost.ModelRequirement.from_settings(settings))
+                requirement = modelhost.ModelRequirement.from_settings(settings)
+                modelhost.register_model("embedder", requirement)
     """
 
     def setup(self, settings: dict) -> None:

@@ -37,7 +37,8 @@ class ModelRequirementTest(unittest.TestCase):
 
     def test_bad_settings_name_the_field(self):
         cases = [
-            ({"model_type": "embedding", "name": "m", "dimensions": 3}, "unknown field `dimensions`"),
+            ({"model_type": "embedding", "name": "m", "dimensions": 3},
+             "unknown field `dimensions`"),
             ({"name": "m"}, "lacks `model_type`"),
             ({"model_type": "embeding", "name": "m"}, "`model_type` of the model requirement"),
             ({"model_type": "embedding", "name": "m", "device": "tpu"}, '"cuda:N", not "tpu"'),
