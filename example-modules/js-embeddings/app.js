@@ -1,56 +1,121 @@
-// js-embeddings: a modelhost HTTP module written in JavaScript (built with componentize-js).
+// js-embeddings: a modelhost HTTP module in JavaScript (world `http-module`, served by
+// `modelhost serve`), written with the `@modelhost/guest` SDK.
 //
-// `initialize` registers one embedding model under the id "embedder"; `POST /embed` with
-// {"texts": ["...", ...]} answers {"model": ..., "dimension": n, "embeddings": [[...], ...]}.
-// Settings (optional): {"model": "org/name", "dimension": 384}.
+// `initialize` registers one embedding model under the id "embedder" (loaded at once);
+//   POST /embed   {"texts": ["...", ...]} answers
+//                 {"model": ..., "dimension": n, "embeddings": [[...], ...]};
+//   GET /models   answers the module's registered ids:
+//                 {"models": [{"id": ..., "model_name": ..., "model_type": ..., "loaded": true}]}.
 //
-// Every request runs in a fresh instance that shares the module's identity, so the handler uses
-// the id registered at `initialize` and keeps no state of its own.
+// Settings (optional): {"model": "org/name", "dimension": 384}; the default model is
+// sentence-transformers/all-MiniLM-L6-v2. Usage: a `[[modules]]` entry of `modelhost serve`
+// (see modelhost.toml) with `route = "/js"`, then `curl -d '{"texts": ["hi"]}' HOST/js/embed`.
+//
+// Every request runs in a fresh instance that shares the module's identity, so the handlers use
+// the id registered at `initialize` and keep no state of their own.
 
 import {
+  defineLifecycle,
   generateEmbeddings,
+  listModels,
+  ModelhostError,
+  ModelRequirement,
   registerModel,
-  releaseModel,
-} from "modelhost:models/model-manager@0.1.0";
-import {
-  Fields,
-  OutgoingBody,
-  OutgoingResponse,
-  ResponseOutparam,
-} from "wasi:http/types@0.2.12";
+} from "@modelhost/guest";
+import { Fields, OutgoingBody, OutgoingResponse, ResponseOutparam } from "wasi:http/types@0.2.12";
 
 const MODEL_ID = "embedder";
 const DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2";
 const MAX_BODY_BYTES = 8 << 20;
 
-/** An embedding requirement with the host's defaults for everything else. */
-function requirement(name, dimension) {
-  return {
-    modelType: "embedding",
-    name,
-    device: { tag: "auto" },
-    dimension,
-    cacheEmbeddings: true,
-    streaming: false,
-    preloadWorkers: 1,
-    precision: "exact",
-  };
-}
+/** HTTP statuses of the error codes a request can cause; the rest are 500. */
+const ERROR_STATUS = {
+  "invalid-input": 400,
+  "not-registered": 404,
+  overloaded: 429,
+  timeout: 504,
+};
 
-export const lifecycle = {
-  initialize(settings) {
-    const config = settings.trim() ? JSON.parse(settings) : {};
-    registerModel(MODEL_ID, requirement(config.model ?? DEFAULT_MODEL, config.dimension));
+/** The paths this module answers: the method each takes and the function that answers it. */
+const ROUTES = new Map([
+  ["/embed", { method: "post", answer: embed }],
+  ["/models", { method: "get", answer: models }],
+]);
+
+/** Registers the embedding model (loaded at once); the default cleanup releases it. */
+export const lifecycle = defineLifecycle({
+  setup(settings) {
+    const requirement = ModelRequirement.embedding(
+      settings.model ?? DEFAULT_MODEL,
+      settings.dimension,
+    );
+    requirement.preload_workers = 1;
+    registerModel(MODEL_ID, requirement);
   },
-  cleanup() {
-    try {
-      releaseModel(MODEL_ID);
-    } catch {
-      // Already released; the host drops what is left anyway.
-    }
+});
+
+/** The `wasi:http` handler: one JSON answer per request. */
+export const incomingHandler = {
+  handle(request, responseOut) {
+    const [status, payload] = route(request);
+    respond(responseOut, status, payload);
   },
 };
 
+/** The status and JSON answer of one request. */
+function route(request) {
+  const path = (request.pathWithQuery() ?? "").split("?")[0];
+  const entry = ROUTES.get(path);
+  if (!entry) return [404, { error: "this module serves POST /embed and GET /models" }];
+  if (request.method().tag !== entry.method) {
+    return [405, { error: `use ${entry.method.toUpperCase()} for ${path}` }];
+  }
+  try {
+    return entry.answer(request);
+  } catch (error) {
+    if (!(error instanceof ModelhostError)) throw error;
+    return [ERROR_STATUS[error.code] ?? 500, { error: error.message }];
+  }
+}
+
+/** POST /embed: the vectors of {"texts": [...]}. */
+function embed(request) {
+  let texts;
+  try {
+    texts = JSON.parse(readBody(request)).texts;
+  } catch (e) {
+    return [400, { error: `expected {"texts": ["...", ...]}: ${e.message}` }];
+  }
+  if (!Array.isArray(texts) || !texts.every((t) => typeof t === "string")) {
+    return [400, { error: '"texts" must be a list of strings' }];
+  }
+  const result = generateEmbeddings(MODEL_ID, texts);
+  return [
+    200,
+    {
+      model: result.modelId,
+      dimension: result.dimension,
+      embeddings: result.embeddings.map((v) => Array.from(v)),
+    },
+  ];
+}
+
+/** GET /models: the ids this module registered. */
+function models() {
+  return [
+    200,
+    {
+      models: listModels().map((model) => ({
+        id: model.modelId,
+        model_name: model.modelName,
+        model_type: model.modelType,
+        loaded: model.loaded,
+      })),
+    },
+  ];
+}
+
+/** The request body as text, refused past MAX_BODY_BYTES. */
 function readBody(request) {
   const body = request.consume();
   const stream = body.stream();
@@ -78,6 +143,7 @@ function readBody(request) {
   return new TextDecoder().decode(bytes);
 }
 
+/** Sends `payload` as the JSON body of a `status` response. */
 function respond(responseOut, status, payload) {
   const data = new TextEncoder().encode(JSON.stringify(payload));
   const headers = Fields.fromList([
@@ -95,43 +161,3 @@ function respond(responseOut, status, payload) {
   stream[Symbol.dispose]();
   OutgoingBody.finish(body, undefined);
 }
-
-const ERROR_STATUS = {
-  "invalid-input": 400,
-  "not-registered": 404,
-  overloaded: 429,
-  timeout: 504,
-};
-
-function embed(request) {
-  const path = (request.pathWithQuery() ?? "").split("?")[0];
-  if (path !== "/embed") return [404, { error: "this module serves POST /embed" }];
-  if (request.method().tag !== "post") return [405, { error: "use POST for /embed" }];
-  let texts;
-  try {
-    texts = JSON.parse(readBody(request)).texts;
-  } catch (e) {
-    return [400, { error: `expected {"texts": ["...", ...]}: ${e.message}` }];
-  }
-  if (!Array.isArray(texts) || !texts.every((t) => typeof t === "string")) {
-    return [400, { error: '"texts" must be a list of strings' }];
-  }
-  try {
-    const result = generateEmbeddings(MODEL_ID, texts);
-    return [200, {
-      model: result.modelId,
-      dimension: result.dimension,
-      embeddings: result.embeddings.map((v) => Array.from(v)),
-    }];
-  } catch (e) {
-    const error = e.payload ?? { code: "internal", message: String(e) };
-    return [ERROR_STATUS[error.code] ?? 500, { error: error.message }];
-  }
-}
-
-export const incomingHandler = {
-  handle(request, responseOut) {
-    const [status, payload] = embed(request);
-    respond(responseOut, status, payload);
-  },
-};
