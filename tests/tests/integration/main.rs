@@ -19,6 +19,7 @@ mod generation;
 mod generation_settings;
 mod hardening;
 mod hostile_hub;
+mod js_modules;
 mod lifecycle;
 mod memory;
 mod openai_api;
