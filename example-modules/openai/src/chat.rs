@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::completion::{Completion, Kind};
-use crate::reply::{Reply, host_error, invalid};
+use crate::reply::{Reply, invalid};
 use crate::sampling::Sampling;
 
 /// What the request body must look like, for error messages.
@@ -71,22 +71,11 @@ pub fn answer(request: ChatRequest) -> Reply {
         Ok(messages) => messages,
         Err(reply) => return reply,
     };
-    let options = match request.sampling.options() {
-        Ok(options) => options,
-        Err(reply) => return reply,
-    };
-    let completion = Completion::new(Kind::Chat, request.model);
-    if request.sampling.stream {
-        match stream_chat(completion.model(), &messages, &options) {
-            Ok(stream) => completion.streamed(stream, request.sampling.include_usage()),
-            Err(e) => host_error(&e),
-        }
-    } else {
-        match chat(completion.model(), &messages, &options) {
-            Ok(generation) => completion.whole(&generation),
-            Err(e) => host_error(&e),
-        }
-    }
+    Completion::new(Kind::Chat, request.model).answer(
+        &request.sampling,
+        |model, options| stream_chat(model, &messages, options),
+        |model, options| chat(model, &messages, options),
+    )
 }
 
 /// One OpenAI message as the host's: `developer` is the newer name of `system`; tool messages and

@@ -6,10 +6,11 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use modelhost_guest::{FinishReason, Generation, TextStream};
+use modelhost_guest::{Error, FinishReason, Generation, GenerationOptions, TextStream};
 use serde_json::{Value, json};
 
-use crate::reply::{Reply, stream_error_event};
+use crate::reply::{Reply, host_error, stream_error_event};
+use crate::sampling::Sampling;
 
 /// Which endpoint the completion answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -46,13 +47,34 @@ impl Completion {
         }
     }
 
-    /// The model id the completion runs on.
-    pub fn model(&self) -> &str {
-        &self.model
+    /// Runs the generation with the request's options: `stream` (the host's streaming call) when
+    /// the request asks for server-sent events, else `whole`; each gets the model id and the
+    /// options.
+    pub fn answer(
+        self,
+        sampling: &Sampling,
+        stream: impl FnOnce(&str, &GenerationOptions) -> Result<TextStream, Error>,
+        whole: impl FnOnce(&str, &GenerationOptions) -> Result<Generation, Error>,
+    ) -> Reply {
+        let options = match sampling.options() {
+            Ok(options) => options,
+            Err(reply) => return reply,
+        };
+        if sampling.stream {
+            match stream(&self.model, &options) {
+                Ok(stream) => self.streamed(stream, sampling.include_usage()),
+                Err(e) => host_error(&e),
+            }
+        } else {
+            match whole(&self.model, &options) {
+                Ok(generation) => self.whole(&generation),
+                Err(e) => host_error(&e),
+            }
+        }
     }
 
     /// The whole answer for a finished generation.
-    pub fn whole(&self, generation: &Generation) -> Reply {
+    fn whole(&self, generation: &Generation) -> Reply {
         let mut choice = match self.kind {
             Kind::Chat => json!({"message": {"role": "assistant", "content": generation.text}}),
             Kind::Text => json!({"text": generation.text}),
@@ -66,7 +88,7 @@ impl Completion {
     }
 
     /// The answer as server-sent events, produced while `stream` generates.
-    pub fn streamed(self, stream: TextStream, include_usage: bool) -> Reply {
+    fn streamed(self, stream: TextStream, include_usage: bool) -> Reply {
         let state = match self.kind {
             Kind::Chat => State::Opening,
             Kind::Text => State::Streaming,

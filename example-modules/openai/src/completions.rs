@@ -5,7 +5,7 @@ use modelhost_guest::{generate_text, stream_text};
 use serde::Deserialize;
 
 use crate::completion::{Completion, Kind};
-use crate::reply::{Reply, host_error, invalid};
+use crate::reply::{Reply, invalid};
 use crate::sampling::Sampling;
 
 /// What the request body must look like, for error messages.
@@ -52,20 +52,9 @@ pub fn answer(request: CompletionRequest) -> Reply {
     if request.best_of.is_some_and(|n| n != 1) {
         return invalid(Some("best_of"), "only best_of = 1 is supported");
     }
-    let options = match request.sampling.options() {
-        Ok(options) => options,
-        Err(reply) => return reply,
-    };
-    let completion = Completion::new(Kind::Text, request.model);
-    if request.sampling.stream {
-        match stream_text(completion.model(), &prompt, &options) {
-            Ok(stream) => completion.streamed(stream, request.sampling.include_usage()),
-            Err(e) => host_error(&e),
-        }
-    } else {
-        match generate_text(completion.model(), &prompt, &options) {
-            Ok(generation) => completion.whole(&generation),
-            Err(e) => host_error(&e),
-        }
-    }
+    Completion::new(Kind::Text, request.model).answer(
+        &request.sampling,
+        |model, options| stream_text(model, &prompt, options),
+        |model, options| generate_text(model, &prompt, options),
+    )
 }

@@ -3,38 +3,21 @@
 //! the reference vectors, prints them as the Rust document-processor does, and reports host and
 //! settings errors by their WIT error code.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use modelhost_tests::served::built_module;
-use modelhost_tests::{guests, max_abs_diff, model_store, reference_embeddings};
+use modelhost_tests::{guests, max_abs_diff, reference_embeddings};
 
-/// `modelhost run [--settings SETTINGS] MODULE` with `stdin`, offline: a model missing from the
-/// store is `model-not-found`, not a download attempt.
+use crate::support::modelhost;
+
+/// `modelhost run [--settings SETTINGS] MODULE` with `stdin`.
 fn run(module: &str, settings: Option<&str>, stdin: &str) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"));
-    command
-        .args(["--models-dir", model_store().root().to_str().unwrap()])
-        .arg("run");
+    let mut args = vec!["run"];
     if let Some(settings) = settings {
-        command.args(["--settings", settings]);
+        args.extend(["--settings", settings]);
     }
-    let mut child = command
-        .arg(module)
-        .env("RUST_LOG", "warn")
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("modelhost-cli");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    args.push(module);
+    modelhost(&args, stdin)
 }
 
 fn c_module() -> String {

@@ -1,29 +1,10 @@
 //! The `modelhost` command line as a user runs it: `modelhost run` on the example module.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
 
-use modelhost_tests::{guests, max_abs_diff, model_store, reference_embeddings};
+use modelhost_tests::{guests, max_abs_diff, reference_embeddings};
 
-fn modelhost(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
-        .args(["--models-dir", model_store().root().to_str().unwrap()])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("modelhost-cli");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+use crate::support::modelhost;
 
 #[test]
 fn run_embeds_stdin_lines_through_the_module() {

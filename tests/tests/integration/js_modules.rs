@@ -4,12 +4,11 @@
 //!
 //! The components come from `scripts/build-modules` (run by `scripts/test`).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use modelhost_tests::served::{Served, built_module, module_entry};
-use modelhost_tests::{MINILM, guests, model_store};
+use modelhost_tests::{MINILM, guests};
 use serde_json::{Value, json};
+
+use crate::support::{modelhost, run_ok};
 
 const MODELHOST: &str = env!("CARGO_BIN_EXE_modelhost-cli");
 
@@ -18,39 +17,6 @@ const MODELHOST: &str = env!("CARGO_BIN_EXE_modelhost-cli");
 const LINES: &str = "The quick brown fox jumps over the lazy dog.\r\n\
                      Le café est très chaud, dit-il — naïvement.\n\
                      Modules run models in a sandbox";
-
-/// `modelhost ARGS` on `stdin`, offline: a model missing from the store is `model-not-found`
-/// rather than a download attempt.
-fn modelhost(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(MODELHOST)
-        .args(["--models-dir", model_store().root().to_str().unwrap()])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("modelhost-cli");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-/// The stdout of `modelhost run --settings SETTINGS MODULE` on `stdin`, which must succeed.
-fn run_module(module: &str, settings: &str, stdin: &str) -> String {
-    let output = modelhost(&["run", "--settings", settings, module], stdin);
-    assert!(
-        output.status.success(),
-        "{module}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 #[test]
 fn js_summarizer_prints_what_the_rust_summarizer_prints() {
@@ -61,8 +27,8 @@ fn js_summarizer_prints_what_the_rust_summarizer_prints() {
         "name": "HuggingFaceTB/SmolLM2-135M-Instruct", "max_output_length": 16,
         "temperature": 0}, "prefix": ""}"#;
     for settings in [text2text, text_generation] {
-        let rust = run_module(guests::SUMMARIZER, settings, LINES);
-        let javascript = run_module(js.to_str().unwrap(), settings, LINES);
+        let rust = run_ok(guests::SUMMARIZER, settings, LINES);
+        let javascript = run_ok(js.to_str().unwrap(), settings, LINES);
         assert_eq!(rust.lines().count(), 3, "{rust}");
         assert!(rust.lines().any(|line| !line.trim().is_empty()), "{rust}");
         assert_eq!(javascript, rust, "{settings}");

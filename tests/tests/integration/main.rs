@@ -32,5 +32,6 @@ mod serve_hostile;
 mod serve_load;
 mod status;
 mod sts_quality;
+mod support;
 mod text2text;
 mod trust_boundary;

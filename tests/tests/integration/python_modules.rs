@@ -1,12 +1,11 @@
 //! The Python example modules, built on the Python SDK (`guest-sdk/python`) by
 //! `scripts/build-modules`, as a user runs them: `modelhost run`, next to their Rust twins.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
 use modelhost_tests::served::built_module;
-use modelhost_tests::{FIXTURE_ORG, SMOLLM2, guests, model_store};
-use serde_json::{Value, json};
+use modelhost_tests::{FIXTURE_ORG, SMOLLM2, guests};
+use serde_json::json;
+
+use crate::support::{modelhost, run_ok};
 
 /// Lines to classify: several topics, a blank line and non-ASCII text.
 const LINES: &str = "buy a used car with low mileage and new tires\n\
@@ -29,43 +28,10 @@ fn python_module(name: &str) -> String {
         .to_string()
 }
 
-/// `modelhost run` with `args` over the test model store, `stdin` as its input; offline, so a
-/// model missing from the store is `model-not-found`.
-fn modelhost_run(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_modelhost-cli"))
-        .args([
-            "--models-dir",
-            model_store().root().to_str().unwrap(),
-            "run",
-        ])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("modelhost-cli");
-    // A module that fails at `initialize` may be gone before it reads its input.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
-}
-
-/// What `module` printed when run with `settings` on `stdin`; it must succeed.
-fn run_ok(module: &str, settings: &Value, stdin: &str) -> String {
-    let output = modelhost_run(&["--settings", &settings.to_string(), module], stdin);
-    assert!(
-        output.status.success(),
-        "{module}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// The stderr of `module` run with `settings`, which must fail with exit status 1 and print
 /// nothing.
 fn run_failing(module: &str, settings: &str) -> String {
-    let output = modelhost_run(&["--settings", settings, module], "hello\n");
+    let output = modelhost(&["run", "--settings", settings, module], "hello\n");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{module}: {stderr}");
     assert!(output.stdout.is_empty(), "{module}: {stderr}");
@@ -82,6 +48,7 @@ fn the_python_classifier_prints_what_the_rust_sentiment_module_prints() {
         }
         // Two lines per call: the chunks of both modules are compared too.
         let settings = json!({"model": model, "lines_per_call": 2});
+        let settings = settings.to_string();
         let rust = run_ok(guests::SENTIMENT, &settings, LINES);
         let python = run_ok(&classifier, &settings, LINES);
         assert_eq!(python, rust, "threshold {threshold:?}");
@@ -105,19 +72,19 @@ fn python_chat_streams_the_reply_it_gives_whole_and_the_rust_chat_gives() {
     let stdin = "What is the capital of France?\nAnd which river flows through it?\n";
     let streamed = run_ok(
         &chat,
-        &json!({"model": model, "options": options, "stream": true}),
+        &json!({"model": model, "options": options, "stream": true}).to_string(),
         stdin,
     );
     let whole = run_ok(
         &chat,
-        &json!({"model": model, "options": options, "stream": false}),
+        &json!({"model": model, "options": options, "stream": false}).to_string(),
         stdin,
     );
     assert_eq!(streamed, whole);
     assert!(streamed.contains("Paris"), "{streamed}");
     let rust = run_ok(
         guests::CHAT,
-        &json!({"model": model, "options": options}),
+        &json!({"model": model, "options": options}).to_string(),
         stdin,
     );
     assert_eq!(streamed, rust);
