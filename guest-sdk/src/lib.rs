@@ -8,8 +8,9 @@
 //! - [`register_model`], [`generate_embeddings`], [`release_model`], [`release_all`]: the calls;
 //! - [`Command`] and [`export_command!`]: a module `modelhost run` starts, its settings parsed
 //!   and handed from `initialize` to `run` for it;
-//! - [`Module`] and [`export_module!`]: the `lifecycle` export alone, for HTTP modules and for
-//!   modules that manage their own state;
+//! - [`Module`] and [`export_module!`]: the `lifecycle` export alone, for modules that keep their
+//!   own state (an HTTP module exports `lifecycle` through the bindings of its own world, as
+//!   `example-modules/openai` does);
 //! - [`Error`]: every failure, with a stable [`ErrorCode`].
 //!
 //! ```no_run
