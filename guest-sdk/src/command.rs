@@ -24,8 +24,9 @@ pub trait Command: Sized + Send + Sync + 'static {
     /// the module exits with status 1.
     fn run(&self) -> Result<(), Box<dyn std::error::Error>>;
 
-    /// Called once before the module is dropped. The default releases every model registered
-    /// through this crate.
+    /// Called once after a `run` that succeeded. (A failed `run` exits the module, and the host
+    /// then releases every reference the module still holds.) The default releases every model
+    /// registered through this crate.
     fn cleanup(&self) {
         crate::release_all();
     }
@@ -42,18 +43,20 @@ macro_rules! export_command {
         struct __ModelhostCommand;
 
         impl $crate::Module for __ModelhostCommand {
-            fn initialize(settings: &str) -> ::std::result::Result<(), $crate::Error> {
-                let settings = $crate::parse_settings(settings)?;
-                let state = <$command as $crate::Command>::initialize(settings)?;
-                // `initialize` runs once per instance; a second call keeps the first state.
-                let _ = __MODELHOST_COMMAND.set(state);
-                Ok(())
+            fn initialize(settings: &str) -> ::core::result::Result<(), $crate::Error> {
+                // The host initializes an instance once; a second call keeps the first state.
+                if __MODELHOST_COMMAND.get().is_none() {
+                    let settings = $crate::parse_settings(settings)?;
+                    let state = <$command as $crate::Command>::initialize(settings)?;
+                    let _ = __MODELHOST_COMMAND.set(state);
+                }
+                ::core::result::Result::Ok(())
             }
 
             fn cleanup() {
                 match __MODELHOST_COMMAND.get() {
-                    Some(state) => $crate::Command::cleanup(state),
-                    None => $crate::release_all(),
+                    ::core::option::Option::Some(state) => $crate::Command::cleanup(state),
+                    ::core::option::Option::None => $crate::release_all(),
                 }
             }
         }
@@ -61,7 +64,7 @@ macro_rules! export_command {
         $crate::export_module!(__ModelhostCommand);
 
         fn main() {
-            $crate::run_command(env!("CARGO_PKG_NAME"), __MODELHOST_COMMAND.get());
+            $crate::run_command(::core::env!("CARGO_PKG_NAME"), __MODELHOST_COMMAND.get());
         }
     };
 }

@@ -32,6 +32,6 @@ impl<T: Module> Guest for T {
 #[macro_export]
 macro_rules! export_module {
     ($module:ident) => {
-        $crate::bindings::export_bindings!($module);
+        $crate::bindings::export_bindings!($module with_types_in $crate::bindings);
     };
 }

@@ -83,6 +83,7 @@ def main():
     out["embeddings"] = [len(e.embedding) for e in embeddings.data]
     out["models"] = sorted(m.id for m in client.models.list())
     out["model"] = client.models.retrieve(chat_model).id
+    out["embedding_model"] = client.models.retrieve(embedding_model).id
 
     out["errors"] = {
         "unknown_model": failure(lambda: client.chat.completions.create(
@@ -96,6 +97,8 @@ def main():
         "no_messages": failure(lambda: client.chat.completions.create(
             model=chat_model, messages=[])),
         "unknown_model_listed": failure(lambda: client.models.retrieve("no-such-model")),
+        "unsupported_field": failure(lambda: client.chat.completions.create(
+            model=chat_model, messages=messages, logit_bias={"42": 1})),
     }
     print(json.dumps(out))
 

@@ -62,6 +62,8 @@ impl FromStr for DevicePreference {
             "cuda" => Ok(Self::Cuda),
             _ => s
                 .strip_prefix("cuda:")
+                // Digits only: `u32::from_str` would also take a sign (`cuda:+1`).
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|n| n.parse().ok())
                 .map(Self::CudaOrdinal)
                 .ok_or_else(|| {
@@ -150,5 +152,6 @@ mod tests {
         assert_eq!(snake, ModelType::TextGeneration);
         assert!("tpu".parse::<DevicePreference>().is_err());
         assert!("cuda:x".parse::<DevicePreference>().is_err());
+        assert!("cuda:+1".parse::<DevicePreference>().is_err());
     }
 }

@@ -3,6 +3,7 @@
 
 use modelhost_guest::{ChatMessage, chat, stream_chat};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::completion::{Completion, Kind};
@@ -11,6 +12,35 @@ use crate::sampling::Sampling;
 
 /// What the request body must look like, for error messages.
 pub const SHAPE: &str = r#"{"model": ID, "messages": [{"role": "user", "content": TEXT}, ...]}"#;
+
+/// The fields a request may have: those honoured, those checked and refused when they ask for
+/// something this module cannot do (`n`, `tools`, ...), and those that change nothing here
+/// (`user`, `store`, `metadata`, `service_tier`, `parallel_tool_calls`).
+pub const FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "n",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+    "tools",
+    "response_format",
+    "user",
+    "store",
+    "metadata",
+    "service_tier",
+    "parallel_tool_calls",
+];
 
 /// A message's `content`: text, or a list of parts of which only text parts are accepted.
 #[derive(Deserialize)]
@@ -29,12 +59,16 @@ struct Part {
     text: Option<String>,
 }
 
-/// One message of the conversation.
+/// One message of the conversation (`name` is accepted and changes nothing; tool calls and
+/// other fields are refused).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Message {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default, rename = "name")]
+    _name: Option<IgnoredAny>,
 }
 
 /// The request body.

@@ -60,7 +60,7 @@ impl Completion {
             Ok(options) => options,
             Err(reply) => return reply,
         };
-        if sampling.stream {
+        if sampling.stream() {
             match stream(&self.model, &options) {
                 Ok(stream) => self.streamed(stream, sampling.include_usage()),
                 Err(e) => host_error(&e),

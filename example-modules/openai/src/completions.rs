@@ -11,6 +11,30 @@ use crate::sampling::Sampling;
 /// What the request body must look like, for error messages.
 pub const SHAPE: &str = r#"{"model": ID, "prompt": TEXT}"#;
 
+/// The fields a request may have: those honoured, and those checked and refused when they ask
+/// for something this module cannot do (`n`, `echo`, ...).
+pub const FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "n",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+    "echo",
+    "suffix",
+    "best_of",
+    "user",
+];
+
 /// `prompt`: one text, or a list holding one text.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -27,7 +51,7 @@ pub struct CompletionRequest {
     #[serde(flatten)]
     sampling: Sampling,
     #[serde(default)]
-    echo: bool,
+    echo: Option<bool>,
     #[serde(default)]
     suffix: Option<String>,
     #[serde(default)]
@@ -43,7 +67,7 @@ pub fn answer(request: CompletionRequest) -> Reply {
             return invalid(Some("prompt"), "give one prompt per request");
         }
     };
-    if request.echo {
+    if request.echo == Some(true) {
         return invalid(Some("echo"), "echo is not supported");
     }
     if request.suffix.is_some_and(|s| !s.is_empty()) {

@@ -29,6 +29,9 @@ pub struct EmbeddingsRequest {
 /// What the request body must look like, for error messages.
 pub const SHAPE: &str = r#"{"model": ID, "input": TEXT or [TEXT, ...]}"#;
 
+/// The fields a request may have (`user` changes nothing here).
+pub const FIELDS: &[&str] = &["model", "input", "encoding_format", "dimensions", "user"];
+
 /// Answers one request.
 pub fn answer(request: EmbeddingsRequest) -> Reply {
     let texts = match request.input {

@@ -6,22 +6,19 @@ use crate::bindings::wasi::http::types::{
 };
 use crate::bindings::wasi::io::streams::{OutputStream, StreamError};
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 8 << 20;
-
 /// Most bytes one `blocking-write-and-flush` may carry.
 const WRITE_CHUNK: usize = 4096;
 
 /// Why a body could not be read.
 pub enum BodyError {
-    /// Longer than [`MAX_BODY_BYTES`].
+    /// Longer than the limit.
     TooLarge,
     /// The stream failed.
     Broken,
 }
 
-/// The whole request body.
-pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
+/// The whole request body, at most `limit` bytes.
+pub fn read_body(request: &IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
     let body = request.consume().map_err(|()| BodyError::Broken)?;
     let stream = body.stream().map_err(|()| BodyError::Broken)?;
     let mut bytes = Vec::new();
@@ -31,7 +28,7 @@ pub fn read_body(request: &IncomingRequest) -> Result<Vec<u8>, BodyError> {
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(_)) => return Err(BodyError::Broken),
         }
-        if bytes.len() > MAX_BODY_BYTES {
+        if bytes.len() > limit {
             return Err(BodyError::TooLarge);
         }
     }

@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use modelhost_guest::{ModelRequirement, ModelType, parse_settings, register_model};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use bindings::exports::modelhost::models::lifecycle;
 use bindings::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
@@ -110,6 +111,12 @@ impl bindings::exports::wasi::http::incoming_handler::Guest for OpenAi {
 
 bindings::export!(OpenAi with_types_in bindings);
 
+/// Largest request body of an embeddings request (many texts at once).
+const MAX_EMBEDDINGS_BODY: usize = 8 << 20;
+
+/// Largest request body of a completion request (one conversation or prompt).
+const MAX_COMPLETION_BODY: usize = 1 << 20;
+
 /// The endpoint for the request's method and path.
 fn route(request: &IncomingRequest) -> Reply {
     let path = request.path_with_query().unwrap_or_default();
@@ -120,13 +127,18 @@ fn route(request: &IncomingRequest) -> Reply {
     match path {
         "/v1/models" if is_get => models::list(),
         "/v1/chat/completions" if is_post => {
-            with_body(request, chat::SHAPE).map_or_else(|reply| reply, chat::answer)
+            let body = Body::new(chat::SHAPE, chat::FIELDS, MAX_COMPLETION_BODY);
+            body.read(request).map_or_else(|reply| reply, chat::answer)
         }
         "/v1/completions" if is_post => {
-            with_body(request, completions::SHAPE).map_or_else(|reply| reply, completions::answer)
+            let body = Body::new(completions::SHAPE, completions::FIELDS, MAX_COMPLETION_BODY);
+            body.read(request)
+                .map_or_else(|reply| reply, completions::answer)
         }
         "/v1/embeddings" if is_post => {
-            with_body(request, embeddings::SHAPE).map_or_else(|reply| reply, embeddings::answer)
+            let body = Body::new(embeddings::SHAPE, embeddings::FIELDS, MAX_EMBEDDINGS_BODY);
+            body.read(request)
+                .map_or_else(|reply| reply, embeddings::answer)
         }
         "/v1/models" | "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" => {
             let allowed = if path == "/v1/models" { "GET" } else { "POST" };
@@ -152,17 +164,56 @@ fn route(request: &IncomingRequest) -> Reply {
     }
 }
 
-/// The request body read as JSON of type `T`, or the OpenAI error that says why it is not.
-fn with_body<T: DeserializeOwned>(request: &IncomingRequest, shape: &str) -> Result<T, Reply> {
-    let body = read_body(request).map_err(|e| match e {
-        BodyError::TooLarge => error(
-            413,
-            "invalid_request_error",
-            None,
-            "the request body is over 8 MiB",
-        ),
-        BodyError::Broken => invalid(None, "cannot read the request body"),
-    })?;
-    serde_json::from_slice(&body)
-        .map_err(|e| invalid(None, &format!("invalid request: {e}; expected {shape}")))
+/// What an endpoint accepts as its JSON body.
+struct Body {
+    /// What the body must look like, for error messages.
+    shape: &'static str,
+    /// The top-level fields the endpoint honours; any other is refused, not ignored.
+    fields: &'static [&'static str],
+    /// The most bytes.
+    limit: usize,
+}
+
+impl Body {
+    fn new(shape: &'static str, fields: &'static [&'static str], limit: usize) -> Self {
+        Self {
+            shape,
+            fields,
+            limit,
+        }
+    }
+
+    /// The request body read as JSON of type `T`, or the OpenAI error that says why it is not.
+    fn read<T: DeserializeOwned>(&self, request: &IncomingRequest) -> Result<T, Reply> {
+        let bytes = read_body(request, self.limit).map_err(|e| match e {
+            BodyError::TooLarge => error(
+                413,
+                "invalid_request_error",
+                None,
+                &format!("the request body is over {} KiB", self.limit >> 10),
+            ),
+            BodyError::Broken => invalid(None, "cannot read the request body"),
+        })?;
+        let not_valid = |e: serde_json::Error| {
+            invalid(
+                None,
+                &format!("invalid request: {e}; expected {}", self.shape),
+            )
+        };
+        let value: Value = serde_json::from_slice(&bytes).map_err(not_valid)?;
+        if let Some(field) = value.as_object().and_then(|fields| {
+            fields
+                .keys()
+                .find(|key| !self.fields.contains(&key.as_str()))
+        }) {
+            return Err(invalid(
+                Some(field),
+                &format!(
+                    "`{field}` is not supported here; the fields this endpoint takes are {}",
+                    self.fields.join(", ")
+                ),
+            ));
+        }
+        serde_json::from_value(value).map_err(not_valid)
+    }
 }

@@ -16,8 +16,18 @@ pub fn list() -> Reply {
     }
 }
 
-/// One model id, or a 404 when the module does not hold it.
-pub fn get(id: &str) -> Reply {
+/// One model id (percent-encoded in the path, as clients send an id with a `/`), or a 404 when
+/// the module does not hold it.
+pub fn get(encoded_id: &str) -> Reply {
+    let Some(id) = percent_decode(encoded_id) else {
+        return error(
+            404,
+            "invalid_request_error",
+            Some("model"),
+            &format!("'{encoded_id}' is not a percent-encoded UTF-8 model id"),
+        );
+    };
+    let id = id.as_str();
     match list_models() {
         Ok(models) => match models.iter().find(|m| m.model_id == id) {
             Some(model) => Reply::ok(model_object(model)),
@@ -30,6 +40,27 @@ pub fn get(id: &str) -> Reply {
         },
         Err(e) => host_error(&e),
     }
+}
+
+/// `text` with its `%XX` escapes decoded; `None` when an escape is malformed or the bytes are
+/// not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = tail.get(..2)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// A model as OpenAI lists it, with what modelhost knows about it under `modelhost`.

@@ -26,9 +26,9 @@ struct StreamOptions {
 /// fields this module cannot honour are refused rather than ignored.
 #[derive(Deserialize)]
 pub struct Sampling {
-    /// Whether to answer with server-sent events.
+    /// Whether to answer with server-sent events (`null` is false).
     #[serde(default)]
-    pub stream: bool,
+    stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     #[serde(default)]
@@ -58,6 +58,11 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// Whether to answer with server-sent events.
+    pub fn stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
     /// Whether a streamed answer ends with a usage event (`stream_options.include_usage`).
     pub fn include_usage(&self) -> bool {
         self.stream_options

@@ -64,8 +64,8 @@ export const kinds = {
 export function oneOf(values, aliases = {}) {
   return {
     expected: values.map((v) => JSON.stringify(v)).join(", "),
-    accepts: (v) => typeof v === "string" && (values.includes(v) || v in aliases),
-    read: (v) => aliases[v] ?? v,
+    accepts: (v) => typeof v === "string" && (values.includes(v) || Object.hasOwn(aliases, v)),
+    read: (v) => (Object.hasOwn(aliases, v) ? aliases[v] : v),
   };
 }
 

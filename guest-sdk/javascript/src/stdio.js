@@ -29,20 +29,24 @@ let stderr;
  */
 export function* readLines() {
   const stdin = getStdin();
-  /** @type {Uint8Array} */
-  let pending = new Uint8Array(0);
+  // The current line's bytes so far, chunk by chunk: joined once, when its line end arrives.
+  /** @type {Uint8Array[]} */
+  let parts = [];
   try {
     for (;;) {
       const chunk = readChunk(stdin);
       if (chunk === null) break;
-      pending = concat(pending, chunk);
+      let start = 0;
       let end;
-      while ((end = pending.indexOf(NEWLINE)) >= 0) {
-        yield decodeLine(pending.subarray(0, end));
-        pending = pending.subarray(end + 1);
+      while ((end = chunk.indexOf(NEWLINE, start)) >= 0) {
+        parts.push(chunk.subarray(start, end));
+        yield decodeLine(join(parts));
+        parts = [];
+        start = end + 1;
       }
+      if (start < chunk.length) parts.push(chunk.subarray(start));
     }
-    if (pending.length > 0) yield decodeLine(pending);
+    if (parts.length > 0) yield decodeLine(join(parts));
   } finally {
     stdin[Symbol.dispose]();
   }
@@ -88,12 +92,15 @@ function readChunk(stdin) {
   }
 }
 
-/** `a` followed by `b`. */
-function concat(a, b) {
-  if (a.length === 0) return b;
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
+/** The bytes of `parts`, one after the other. */
+function join(parts) {
+  if (parts.length === 1) return parts[0];
+  const joined = new Uint8Array(parts.reduce((length, part) => length + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.length;
+  }
   return joined;
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 const MODELHOST: &str = env!("CARGO_BIN_EXE_modelhost-cli");
 
-const SETTINGS: &str = r#"{ models = { "minilm" = { model_type = "embedding", name = "sentence-transformers/all-MiniLM-L6-v2" }, "smollm2" = { model_type = "text-generation", name = "HuggingFaceTB/SmolLM2-135M-Instruct" } } }"#;
+const SETTINGS: &str = r#"{ models = { "org/minilm" = { model_type = "embedding", name = "sentence-transformers/all-MiniLM-L6-v2" }, "smollm2" = { model_type = "text-generation", name = "HuggingFaceTB/SmolLM2-135M-Instruct" } } }"#;
 
 /// `modelhost serve` with the openai module at `/openai`, ready.
 fn serve_openai(dir: &Path) -> Served {
@@ -49,7 +49,7 @@ fn the_openai_client_chats_completes_and_embeds_streamed_or_not() {
     let host = serve_openai(dir.path());
     let output = Command::new(client_python())
         .arg(repo_root().join("tests/clients/openai_client.py"))
-        .args([&format!("{}/openai/v1", host.base), "smollm2", "minilm"])
+        .args([&format!("{}/openai/v1", host.base), "smollm2", "org/minilm"])
         .output()
         .unwrap();
     assert!(
@@ -102,8 +102,10 @@ fn the_openai_client_chats_completes_and_embeds_streamed_or_not() {
     );
 
     assert_eq!(report["embeddings"], json!([384, 384]));
-    assert_eq!(report["models"], json!(["minilm", "smollm2"]));
+    assert_eq!(report["models"], json!(["org/minilm", "smollm2"]));
     assert_eq!(report["model"], "smollm2");
+    // The client sends an id with a `/` percent-encoded.
+    assert_eq!(report["embedding_model"], "org/minilm");
 
     // Bad requests: OpenAI's error shape, as the client parses it.
     let (status, kind, param, code) = error_of(&report, "unknown_model");
@@ -121,6 +123,9 @@ fn the_openai_client_chats_completes_and_embeds_streamed_or_not() {
     assert_eq!((status, param), (400, json!("messages")));
     let (status, _, param, _) = error_of(&report, "unknown_model_listed");
     assert_eq!((status, param), (404, json!("model")));
+    // A field the module cannot honour is refused, not ignored.
+    let (status, _, param, _) = error_of(&report, "unsupported_field");
+    assert_eq!((status, param), (400, json!("logit_bias")));
 }
 
 #[test]

@@ -225,7 +225,12 @@ impl<'a> StreamedText<'a> {
             return Ok(Progress::Text(String::new()));
         }
         self.text = text;
-        let from = self.emitted.min(self.text.len());
+        // Re-decoding may change text already handed out (a tokenizer's clean-up of spaces): the
+        // search starts at the first character boundary at or after what was emitted.
+        let mut from = self.emitted.min(self.text.len());
+        while !self.text.is_char_boundary(from) {
+            from += 1;
+        }
         if let Some(at) = self
             .stop
             .iter()
