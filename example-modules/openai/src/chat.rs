@@ -13,26 +13,12 @@ use crate::sampling::Sampling;
 /// What the request body must look like, for error messages.
 pub const SHAPE: &str = r#"{"model": ID, "messages": [{"role": "user", "content": TEXT}, ...]}"#;
 
-/// The fields a request may have: those honoured, those checked and refused when they ask for
-/// something this module cannot do (`n`, `tools`, ...), and those that change nothing here
-/// (`user`, `store`, `metadata`, `service_tier`, `parallel_tool_calls`).
+/// The fields a request may have besides the sampling ones: those honoured, those checked and
+/// refused when they ask for something this module cannot do (`tools`, ...), and those that change
+/// nothing here (`user`, `store`, `metadata`, `service_tier`, `parallel_tool_calls`).
 pub const FIELDS: &[&str] = &[
     "model",
     "messages",
-    "stream",
-    "stream_options",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "seed",
-    "stop",
-    "n",
-    "frequency_penalty",
-    "presence_penalty",
-    "logprobs",
     "tools",
     "response_format",
     "user",

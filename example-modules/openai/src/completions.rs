@@ -11,29 +11,9 @@ use crate::sampling::Sampling;
 /// What the request body must look like, for error messages.
 pub const SHAPE: &str = r#"{"model": ID, "prompt": TEXT}"#;
 
-/// The fields a request may have: those honoured, and those checked and refused when they ask
-/// for something this module cannot do (`n`, `echo`, ...).
-pub const FIELDS: &[&str] = &[
-    "model",
-    "prompt",
-    "stream",
-    "stream_options",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "seed",
-    "stop",
-    "n",
-    "frequency_penalty",
-    "presence_penalty",
-    "logprobs",
-    "echo",
-    "suffix",
-    "best_of",
-    "user",
-];
+/// The fields a request may have besides the sampling ones: those honoured, and those checked
+/// and refused when they ask for something this module cannot do (`echo`, ...).
+pub const FIELDS: &[&str] = &["model", "prompt", "echo", "suffix", "best_of", "user"];
 
 /// `prompt`: one text, or a list holding one text.
 #[derive(Deserialize)]

@@ -127,16 +127,25 @@ fn route(request: &IncomingRequest) -> Reply {
     match path {
         "/v1/models" if is_get => models::list(),
         "/v1/chat/completions" if is_post => {
-            let body = Body::new(chat::SHAPE, chat::FIELDS, MAX_COMPLETION_BODY);
+            let body = Body::new(
+                chat::SHAPE,
+                &[chat::FIELDS, sampling::FIELDS],
+                MAX_COMPLETION_BODY,
+            );
             body.read(request).map_or_else(|reply| reply, chat::answer)
         }
         "/v1/completions" if is_post => {
-            let body = Body::new(completions::SHAPE, completions::FIELDS, MAX_COMPLETION_BODY);
+            let fields = &[completions::FIELDS, sampling::FIELDS];
+            let body = Body::new(completions::SHAPE, fields, MAX_COMPLETION_BODY);
             body.read(request)
                 .map_or_else(|reply| reply, completions::answer)
         }
         "/v1/embeddings" if is_post => {
-            let body = Body::new(embeddings::SHAPE, embeddings::FIELDS, MAX_EMBEDDINGS_BODY);
+            let body = Body::new(
+                embeddings::SHAPE,
+                &[embeddings::FIELDS],
+                MAX_EMBEDDINGS_BODY,
+            );
             body.read(request)
                 .map_or_else(|reply| reply, embeddings::answer)
         }
@@ -168,14 +177,14 @@ fn route(request: &IncomingRequest) -> Reply {
 struct Body {
     /// What the body must look like, for error messages.
     shape: &'static str,
-    /// The top-level fields the endpoint honours; any other is refused, not ignored.
-    fields: &'static [&'static str],
+    /// The top-level fields the endpoint takes, in lists; any other is refused, not ignored.
+    fields: &'static [&'static [&'static str]],
     /// The most bytes.
     limit: usize,
 }
 
 impl Body {
-    fn new(shape: &'static str, fields: &'static [&'static str], limit: usize) -> Self {
+    fn new(shape: &'static str, fields: &'static [&'static [&'static str]], limit: usize) -> Self {
         Self {
             shape,
             fields,
@@ -201,16 +210,16 @@ impl Body {
             )
         };
         let value: Value = serde_json::from_slice(&bytes).map_err(not_valid)?;
-        if let Some(field) = value.as_object().and_then(|fields| {
-            fields
-                .keys()
-                .find(|key| !self.fields.contains(&key.as_str()))
-        }) {
+        let takes = |key: &str| self.fields.iter().any(|list| list.contains(&key));
+        if let Some(field) = value
+            .as_object()
+            .and_then(|fields| fields.keys().find(|key| !takes(key)))
+        {
             return Err(invalid(
                 Some(field),
                 &format!(
                     "`{field}` is not supported here; the fields this endpoint takes are {}",
-                    self.fields.join(", ")
+                    self.fields.concat().join(", ")
                 ),
             ));
         }

@@ -7,6 +7,24 @@ use serde_json::Value;
 
 use crate::reply::{Reply, invalid};
 
+/// The request fields [`Sampling`] reads.
+pub const FIELDS: &[&str] = &[
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "stop",
+    "n",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+];
+
 /// `stop`: one string or several.
 #[derive(Deserialize)]
 #[serde(untagged)]
