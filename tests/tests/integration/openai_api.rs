@@ -3,8 +3,11 @@
 //! whole and streamed as server-sent events, equal text, usage counts, stop sequences, seeds,
 //! embeddings, the model list, and OpenAI-shaped errors for bad requests.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use modelhost_tests::served::{Served, module_entry};
 use modelhost_tests::{guests, repo_root};
@@ -188,5 +191,62 @@ fn curl_sees_server_sent_events_and_openai_errors() {
             "{error}"
         );
         assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    }
+}
+
+/// Whether any worker of the host is running a batch or a generation now.
+fn any_worker_busy(host: &Served) -> bool {
+    let status = host.status();
+    let workers = status["worker_pool"]["workers"].as_array().unwrap().clone();
+    workers.iter().any(|w| w["busy"].as_u64().unwrap() > 0)
+}
+
+#[test]
+fn a_client_that_goes_away_mid_stream_stops_the_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = serve_openai(dir.path());
+    // A prompt greedy SmolLM2 keeps continuing: 2000 tokens take tens of seconds here.
+    let body = json!({"model": "smollm2", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,",
+                      "max_tokens": 2000, "temperature": 0, "stream": true})
+    .to_string();
+    let address = host.base.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /openai/v1/completions HTTP/1.1\r\nhost: {address}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    let mut events = 0;
+    while events < 3 {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
+        if line.starts_with("data: ") {
+            events += 1;
+        }
+    }
+    assert!(
+        any_worker_busy(&host),
+        "the generation runs while the client reads"
+    );
+    drop(reader);
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stream);
+
+    // The instance ends with the connection, dropping the stream: the worker stops at its next
+    // token instead of generating the 2000.
+    let started = Instant::now();
+    while any_worker_busy(&host) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the generation went on after the client left"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
