@@ -1,5 +1,7 @@
 //! The host's account of a real model against the process's real memory: loading
-//! all-MiniLM-L6-v2 on the CPU worker grows the resident set by the accounted size, within 10%.
+//! all-MiniLM-L6-v2 on the CPU worker grows the resident set by the accounted size, within 15%
+//! over (the first load also brings fixed costs the weights do not: ~7.5 MiB here, 1.09x, steady
+//! across runs and not given back after a pause) and 10% under.
 //! Alone in its test binary, so no other test allocates meanwhile; with the allocator the
 //! `modelhost` binary uses.
 //!
@@ -53,5 +55,5 @@ async fn the_accounted_size_of_a_real_model_matches_resident_memory_growth() {
         accounted as f64 / (1 << 20) as f64,
         grown as f64 / (1 << 20) as f64
     );
-    assert!((0.9..=1.1).contains(&ratio), "ratio {ratio:.3}");
+    assert!((0.9..=1.15).contains(&ratio), "ratio {ratio:.3}");
 }
