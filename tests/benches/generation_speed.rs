@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::time::Instant;
 
-use modelhost::backends::{LlamaGenerator, TextGenerator};
+use modelhost::backends::{GenerationRequest, LlamaGenerator, TextGenerator};
 use modelhost::types::ComputeDevice;
 use modelhost::types::requirement::Precision;
-use modelhost_tests::{SMOLLM2, greedy_request, model_store};
+use modelhost_tests::{SMOLLM2, model_store};
 use serde_json::json;
 
 #[derive(serde::Deserialize)]
@@ -42,13 +42,15 @@ fn main() {
         });
         let started = Instant::now();
         let first = model
-            .generate(&greedy_request(&command.prompt, 1), &mut |_| true)
+            .generate(&GenerationRequest::greedy(&command.prompt, 1), &mut |_| {
+                true
+            })
             .unwrap();
         let prefill_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let run = model
             .generate(
-                &greedy_request(&command.prompt, command.new_tokens),
+                &GenerationRequest::greedy(&command.prompt, command.new_tokens),
                 &mut |_| true,
             )
             .unwrap();

@@ -6,8 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use modelhost::backends::{
-    CandleBackend, GenerationRequest, GenerationSummary, ModelBackend, Prompt, SamplingSettings,
-    TextGenerator,
+    CandleBackend, GenerationRequest, GenerationSummary, ModelBackend, TextGenerator,
 };
 use modelhost::cli::config::HostConfig;
 use modelhost::engine::device::{DeviceInventory, SystemDevices};
@@ -281,24 +280,6 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-/// A greedy generation of up to `max_new_tokens` after `prompt`: no stop sequences, no
-/// repetition penalty, the model's own input limit.
-pub fn greedy_request(prompt: &str, max_new_tokens: usize) -> GenerationRequest {
-    GenerationRequest {
-        prompt: Prompt::Text(prompt.into()),
-        max_input_tokens: usize::MAX,
-        max_new_tokens,
-        sampling: SamplingSettings {
-            temperature: 0.0,
-            top_k: None,
-            top_p: None,
-            repetition_penalty: 1.0,
-            seed: 0,
-        },
-        stop: Vec::new(),
-    }
 }
 
 /// Runs `request` on `model`: the text it handed out, and its summary.

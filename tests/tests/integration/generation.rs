@@ -3,12 +3,14 @@
 //! greedy tokens and the first step's top token from the backend; text, streaming, seeds, stop
 //! sequences, chat templates and bad input through a real guest.
 
-use modelhost::backends::{CandleBackend, LlamaGenerator, ModelBackend, Prompt, TextGenerator};
+use modelhost::backends::{
+    CandleBackend, GenerationRequest, LlamaGenerator, ModelBackend, Prompt, TextGenerator,
+};
 use modelhost::types::ComputeDevice;
 use modelhost::types::FinishReason;
 use modelhost::types::requirement::{ModelType, Precision};
 use modelhost_tests::{
-    SMOLLM2, code, fixtures, generate_collecting, greedy_request, model_store, probe, real_runtime,
+    SMOLLM2, code, fixtures, generate_collecting, model_store, probe, real_runtime,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -48,10 +50,10 @@ fn greedy_decoding_matches_transformers() {
             "prompt ids of {:?}",
             reference.prompt
         );
-        let request = greedy_request(&reference.prompt, 1);
+        let request = GenerationRequest::greedy(&reference.prompt, 1);
         let one = model.generate(&request, &mut |_| true).unwrap();
         assert_eq!(one.generated_tokens, 1);
-        let request = greedy_request(&reference.prompt, reference.greedy_ids.len());
+        let request = GenerationRequest::greedy(&reference.prompt, reference.greedy_ids.len());
         let (text, summary) = generate_collecting(&model, &request);
         println!("{:?} -> {text:?} ({summary:?})", reference.prompt);
         // The first greedy token is the reference's top-1 of the first step, and the first 8
@@ -226,7 +228,7 @@ fn fast_precision_keeps_the_first_steps() {
     let files = model_store().resolve(SMOLLM2, "main").unwrap();
     let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Fast).unwrap();
     for (i, reference) in references().iter().enumerate() {
-        let request = greedy_request(&reference.prompt, reference.greedy_ids.len());
+        let request = GenerationRequest::greedy(&reference.prompt, reference.greedy_ids.len());
         let (text, summary) = generate_collecting(&model, &request);
         assert_eq!(summary.tokens[0], reference.first_step_top5_ids[0]);
         if i == 0 {
@@ -296,7 +298,7 @@ fn safetensors_checkpoints_generate_the_same_text() {
         .unwrap();
     let model = LlamaGenerator::load(&files, ComputeDevice::Cpu, Precision::Exact).unwrap();
     let reference = &references()[1];
-    let request = greedy_request(&reference.prompt, reference.greedy_ids.len());
+    let request = GenerationRequest::greedy(&reference.prompt, reference.greedy_ids.len());
     let (text, _) = generate_collecting(&model, &request);
     assert_eq!(text, expected_text(reference));
 

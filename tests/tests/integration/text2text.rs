@@ -2,12 +2,10 @@
 //! head; random weights, real tokenizer) against transformers' greedy ids, from the backend and
 //! through a real guest.
 
-use modelhost::backends::{Prompt, T5Generator, TextGenerator};
+use modelhost::backends::{GenerationRequest, Prompt, T5Generator, TextGenerator};
 use modelhost::types::ComputeDevice;
 use modelhost::types::FinishReason;
-use modelhost_tests::{
-    FIXTURE_ORG, code, fixtures, greedy_request, model_store, probe, real_runtime,
-};
+use modelhost_tests::{FIXTURE_ORG, code, fixtures, model_store, probe, real_runtime};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,7 +33,7 @@ fn greedy_ids_match_transformers() {
         let prompt = Prompt::Text(reference.prompt.clone());
         assert_eq!(model.input_ids(&prompt, 512).unwrap(), reference.input_ids);
         let new_tokens = reference.greedy_ids.len() - 1;
-        let request = greedy_request(&reference.prompt, new_tokens);
+        let request = GenerationRequest::greedy(&reference.prompt, new_tokens);
         let summary = model.generate(&request, &mut |_| true).unwrap();
         // The reference starts with the decoder start token.
         assert_eq!(

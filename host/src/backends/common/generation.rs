@@ -65,6 +65,26 @@ pub struct GenerationRequest {
     pub stop: Vec<String>,
 }
 
+impl GenerationRequest {
+    /// A greedy generation of up to `max_new_tokens` after `prompt`: no stop sequences, no
+    /// repetition penalty, the model's own input limit.
+    pub fn greedy(prompt: &str, max_new_tokens: usize) -> Self {
+        Self {
+            prompt: Prompt::Text(prompt.into()),
+            max_input_tokens: usize::MAX,
+            max_new_tokens,
+            sampling: SamplingSettings {
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+                repetition_penalty: 1.0,
+                seed: 0,
+            },
+            stop: Vec::new(),
+        }
+    }
+}
+
 /// What a finished generation reports besides its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerationSummary {

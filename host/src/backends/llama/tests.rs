@@ -12,9 +12,7 @@ use super::cpu::LlamaCpu;
 use super::device::LlamaDevice;
 use super::{Engine, LlamaGenerator, Target};
 use crate::backends::InferenceError;
-use crate::backends::common::generation::{
-    Decoder, GenerationRequest, Prompt, SamplingSettings, TextGenerator,
-};
+use crate::backends::common::generation::{Decoder, GenerationRequest, TextGenerator};
 use crate::backends::common::test_support::{max_abs_diff, model_files, reference_file};
 use crate::kernels::WeightFormat;
 use crate::store::local::ModelFiles;
@@ -299,19 +297,7 @@ fn hostile_tokens_and_contexts_are_typed_errors_before_the_device() {
 fn generation_on_the_candle_engine_reads_like_the_reference() {
     let model = generator("candle-f32");
     for reference in references() {
-        let request = GenerationRequest {
-            prompt: Prompt::Text(reference.prompt.clone()),
-            max_input_tokens: 1024,
-            max_new_tokens: reference.greedy_ids.len(),
-            sampling: SamplingSettings {
-                temperature: 0.0,
-                top_k: None,
-                top_p: None,
-                repetition_penalty: 1.0,
-                seed: 0,
-            },
-            stop: Vec::new(),
-        };
+        let request = GenerationRequest::greedy(&reference.prompt, reference.greedy_ids.len());
         let mut text = String::new();
         let summary = model
             .generate(&request, &mut |piece| {
