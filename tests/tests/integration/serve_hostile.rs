@@ -394,8 +394,15 @@ fn failure_bodies_name_the_kind_without_backtraces_or_paths() {
         }
         assert!(!body.contains(dir.path().to_str().unwrap()), "{body}");
     }
-    // The log keeps the whole error.
-    let log = host.stderr();
+    // The log keeps the whole error (written as the request ends: it may follow the response).
+    let started = std::time::Instant::now();
+    let mut log = host.stderr();
+    while !log.contains("limits.cpu_seconds_per_call")
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        log = host.stderr();
+    }
     assert!(log.contains("request failed"), "{log}");
     assert!(log.contains("backtrace"), "{log}");
     assert!(log.contains("limits.cpu_seconds_per_call"), "{log}");
